@@ -1,0 +1,177 @@
+use serde_json::Value;
+
+use super::alg::{self, SigningAlg, UnsupportedAlg};
+use super::{b64url_decode, JwkSet};
+use crate::claims::Claims;
+
+/// Why a compact JWS was refused. Each message is written for the developer who made the JWS.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwsError {
+    #[error("is not a compact JWS (expected three base64url parts separated by '.')")]
+    NotCompact,
+    #[error("has a {0} that is not unpadded base64url")]
+    BadBase64(&'static str),
+    #[error("has a header that is not a JSON object")]
+    HeaderNotJson,
+    #[error("has no \"alg\" in its header")]
+    MissingAlg,
+    #[error("{0}")]
+    UnsupportedAlg(UnsupportedAlg),
+    #[error("is signed with {alg}, which this server does not accept; use one of: {allowed}")]
+    AlgNotAllowed { alg: SigningAlg, allowed: String },
+    #[error("header lists critical extensions {0:?}, which this server does not understand")]
+    CriticalExtension(Vec<String>),
+    #[error("has no \"kid\" in its header; name the signing key with kid")]
+    MissingKid,
+    #[error("has kid \"{0}\", which is not in the JWKS it is checked against; publish the key there, or fix the kid")]
+    UnknownKid(String),
+    #[error("has kid \"{kid}\", but that key ({kty}) cannot verify {alg}: the key type, curve or declared alg does not fit")]
+    KeyDoesNotFitAlg {
+        kid: String,
+        kty: &'static str,
+        alg: SigningAlg,
+    },
+    #[error("has no key in the JWKS that can verify {0}")]
+    NoKeyForAlg(SigningAlg),
+    #[error("has a signature that does not verify with the key it names; sign it again with the private key of kid {0}")]
+    BadSignature(String),
+    #[error("has a payload that {0}")]
+    PayloadNotJsonObject(String),
+}
+
+/// The JOSE header fields Keyfort looks at. `jku`, `x5u`, `jwk` and `x5c` are deliberately
+/// not read: keys come from configured or allow-listed JWKS only, never from the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwsHeader {
+    pub alg: SigningAlg,
+    pub kid: Option<String>,
+    pub typ: Option<String>,
+}
+
+/// A compact JWS split into its parts, not yet verified.
+#[derive(Debug, Clone)]
+pub struct CompactJws<'a> {
+    header: JwsHeader,
+    signing_input: &'a str,
+    payload: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+impl<'a> CompactJws<'a> {
+    /// Splits and decodes a compact JWS. Decoding the header first means an unsupported
+    /// algorithm is refused before any key lookup or network fetch happens.
+    pub fn parse(token: &'a str) -> Result<Self, JwsError> {
+        let token = token.trim();
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JwsError::NotCompact);
+        };
+        if h.is_empty() || s.is_empty() {
+            return Err(JwsError::NotCompact);
+        }
+        let header_bytes = b64url_decode(h).ok_or(JwsError::BadBase64("header"))?;
+        let payload = b64url_decode(p).ok_or(JwsError::BadBase64("payload"))?;
+        let signature = b64url_decode(s).ok_or(JwsError::BadBase64("signature"))?;
+        let header: Value =
+            serde_json::from_slice(&header_bytes).map_err(|_| JwsError::HeaderNotJson)?;
+        let header = header.as_object().ok_or(JwsError::HeaderNotJson)?;
+
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or(JwsError::MissingAlg)?;
+        let alg: SigningAlg = alg.parse().map_err(JwsError::UnsupportedAlg)?;
+        if let Some(crit) = header.get("crit") {
+            let names = crit
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(JwsError::CriticalExtension(names));
+        }
+        let kid = header.get("kid").and_then(Value::as_str).map(str::to_owned);
+        let typ = header.get("typ").and_then(Value::as_str).map(str::to_owned);
+        let signing_input = &token[..h.len() + 1 + p.len()];
+        Ok(Self {
+            header: JwsHeader { alg, kid, typ },
+            signing_input,
+            payload,
+            signature,
+        })
+    }
+
+    pub fn header(&self) -> &JwsHeader {
+        &self.header
+    }
+
+    /// The payload as claims, before verification: only to learn where the keys are (the
+    /// SSA inside a signed registration request) — never to make a decision.
+    pub fn unverified_claims(&self) -> Result<Claims, JwsError> {
+        Claims::from_json_object(&self.payload).map_err(JwsError::PayloadNotJsonObject)
+    }
+
+    /// Checks the algorithm against `allowed`, selects the key by `kid` (required when
+    /// `require_kid`), pins the algorithm to that key, and verifies the signature. Without a
+    /// kid every key that fits the algorithm is tried, as RFC 7523 clients may omit it.
+    pub fn verify(
+        &self,
+        keys: &JwkSet,
+        allowed: &[SigningAlg],
+        require_kid: bool,
+    ) -> Result<Claims, JwsError> {
+        let alg = self.header.alg;
+        if !allowed.contains(&alg) {
+            return Err(JwsError::AlgNotAllowed {
+                alg,
+                allowed: alg::list(allowed),
+            });
+        }
+        match self.header.kid.as_deref() {
+            Some(kid) => {
+                let mut named = keys.with_kid(kid).peekable();
+                let Some(first) = named.peek() else {
+                    return Err(JwsError::UnknownKid(kid.to_owned()));
+                };
+                let kty = first.kty();
+                let mut fitting = named.filter_map(|k| k.verifier_for(alg)).peekable();
+                if fitting.peek().is_none() {
+                    return Err(JwsError::KeyDoesNotFitAlg {
+                        kid: kid.to_owned(),
+                        kty,
+                        alg,
+                    });
+                }
+                if fitting.any(|key| {
+                    key.verify_sig(self.signing_input.as_bytes(), &self.signature)
+                        .is_ok()
+                }) {
+                    return self.unverified_claims();
+                }
+                Err(JwsError::BadSignature(kid.to_owned()))
+            }
+            None if require_kid => Err(JwsError::MissingKid),
+            None => {
+                let mut fitting = keys
+                    .keys()
+                    .iter()
+                    .filter_map(|k| k.verifier_for(alg))
+                    .peekable();
+                if fitting.peek().is_none() {
+                    return Err(JwsError::NoKeyForAlg(alg));
+                }
+                if fitting.any(|key| {
+                    key.verify_sig(self.signing_input.as_bytes(), &self.signature)
+                        .is_ok()
+                }) {
+                    return self.unverified_claims();
+                }
+                Err(JwsError::BadSignature("(none given)".into()))
+            }
+        }
+    }
+}

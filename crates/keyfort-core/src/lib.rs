@@ -1,0 +1,16 @@
+//! Keyfort's domain.
+//!
+//! Everything that decides whether a Third Party Provider may register lives here, free of
+//! HTTP and database types, so that each rule can be tested with plain values and a fixed
+//! clock. The server crate (`keyfort`) does the I/O: it fetches keys, reads bodies, stores
+//! clients, and maps [`error::OAuthError`] to HTTP responses in one place.
+
+pub mod claims;
+pub mod clock;
+pub mod error;
+pub mod jose;
+pub mod redirect_uri;
+pub mod registration;
+pub mod secret;
+pub mod software_statement;
+pub mod subject_dn;
