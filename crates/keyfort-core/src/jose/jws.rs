@@ -115,6 +115,17 @@ impl<'a> CompactJws<'a> {
         Claims::from_json_object(&self.payload).map_err(JwsError::PayloadNotJsonObject)
     }
 
+    /// Refuses an algorithm outside `allowed`; callers run this before fetching any keys.
+    pub fn check_alg(&self, allowed: &[SigningAlg]) -> Result<(), JwsError> {
+        if allowed.contains(&self.header.alg) {
+            return Ok(());
+        }
+        Err(JwsError::AlgNotAllowed {
+            alg: self.header.alg,
+            allowed: alg::list(allowed),
+        })
+    }
+
     /// Checks the algorithm against `allowed`, selects the key by `kid` (required when
     /// `require_kid`), pins the algorithm to that key, and verifies the signature. Without a
     /// kid every key that fits the algorithm is tried, as RFC 7523 clients may omit it.

@@ -1,0 +1,99 @@
+//! Building the application from a configuration, the `Application::build` pattern: it
+//! opens storage, prepares keys and TLS, binds the listener, and exposes the bound port so
+//! tests can start it on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyfort_core::clock::{Clock, SystemClock};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::directory::{HttpFetcher, JwksCache};
+use crate::http::{self, AppState};
+use crate::registration::RegistrationService;
+use crate::storage::{self, Store};
+
+/// How often expired replay records are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    router: axum::Router,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Builds with a given clock, so tests can move time.
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let tls = crate::tls::server_config(&config.server)?;
+        let store = storage::open(&config.storage_url).await?;
+        let fetcher = HttpFetcher::new(&config.http_client)?;
+        let keys = Arc::new(JwksCache::new(
+            fetcher,
+            Duration::from_secs(config.http_client.jwks_cache_seconds),
+            Duration::from_secs(config.http_client.jwks_min_refresh_seconds),
+        ));
+        let registration = Arc::new(RegistrationService::new(
+            config.clone(),
+            store.clone(),
+            keys,
+            clock.clone(),
+        ));
+        let router = http::router(AppState {
+            config: config.clone(),
+            registration,
+        });
+        let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
+            anyhow::anyhow!("[server] listen {}: cannot bind: {e}", config.server.listen)
+        })?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            tls,
+            router,
+            store,
+            clock,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) {
+        let purge = tokio::spawn(purge_replay_records(self.store.clone(), self.clock.clone()));
+        tracing::info!(address = %self.local_addr, "Keyfort is listening (HTTPS)");
+        http::serve(self.listener, self.tls, self.router, shutdown).await;
+        purge.abort();
+    }
+}
+
+async fn purge_replay_records(store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
+    let mut interval = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        interval.tick().await;
+        // Keep a day of margin beyond exp: clock skew is tolerated on exp checks.
+        match store.purge_expired_jtis(clock.now() - 86_400).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired replay records purged"),
+            Err(e) => tracing::warn!(error = %e, "purging replay records failed"),
+        }
+    }
+}

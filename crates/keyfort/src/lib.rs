@@ -1,0 +1,21 @@
+//! Keyfort, an Open Banking identity server: Dynamic Client Registration with software
+//! statements, over TLS, on an embedded database by default.
+//!
+//! - [`config`]: the TOML configuration, checked at start-up.
+//! - [`app`]: builds the application from a configuration (`Application::build`).
+//! - [`http`]: routes, handlers, the TLS listener, and the error-to-response mapping.
+//! - [`registration`]: the registration service (keys, policy, storage).
+//! - [`directory`]: fetching and caching the directory's and TPPs' JWKS.
+//! - [`storage`]: the storage interface and its SQLite and PostgreSQL implementations.
+//! - [`tls`]: the server certificate, configured or generated for development.
+
+pub mod app;
+pub mod config;
+pub mod directory;
+pub mod http;
+pub mod registration;
+pub mod storage;
+pub mod telemetry;
+pub mod tls;
+
+pub use app::Application;

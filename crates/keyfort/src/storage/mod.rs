@@ -1,0 +1,72 @@
+//! Storage behind one interface, with an embedded SQLite implementation (the default) and a
+//! PostgreSQL one for several nodes. Both run the same SQL and the same contract tests.
+
+mod sql;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use keyfort_core::clock::UnixTime;
+use keyfort_core::registration::RegisteredClient;
+
+pub use sql::{PostgresStore, SqliteStore};
+
+/// A storage failure: the database is unreachable or misbehaved. Not the caller's fault.
+#[derive(Debug, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StoreError(pub String);
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// A request identifier (`jti`) to remember so the same request is never accepted twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayRecord {
+    pub issuer: String,
+    pub jti: String,
+    pub expires_at: Option<UnixTime>,
+    pub recorded_at: UnixTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateClientError {
+    #[error("jti already used")]
+    JtiReplayed,
+    #[error("software already has an active registration")]
+    SoftwareAlreadyRegistered,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Records the request's jti and creates the client in one transaction: either both are
+    /// durable when this returns `Ok`, or neither happened.
+    async fn create_client(
+        &self,
+        client: &RegisteredClient,
+        replay: &ReplayRecord,
+        one_per_software: bool,
+    ) -> Result<(), CreateClientError>;
+
+    async fn find_client(&self, client_id: &str) -> Result<Option<RegisteredClient>, StoreError>;
+
+    /// Forgets replay records that expired before `before`; returns how many.
+    async fn purge_expired_jtis(&self, before: UnixTime) -> Result<u64, StoreError>;
+
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store named by `url` (`sqlite://...` or `postgres://...`) and applies its
+/// migrations.
+pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Ok(Arc::new(PostgresStore::open(url).await?))
+    }
+}

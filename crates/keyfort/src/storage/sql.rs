@@ -1,0 +1,202 @@
+//! One SQL implementation of [`Store`] for both databases. The statements use `$n`
+//! placeholders, which SQLite and PostgreSQL both accept, and a macro instantiates the
+//! implementation per driver so the two cannot drift apart.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keyfort_core::clock::UnixTime;
+use keyfort_core::registration::{ClientMetadata, ClientStatus, RegisteredClient};
+use keyfort_core::secret::SecretHash;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+
+use super::{CreateClientError, ReplayRecord, Store, StoreError};
+
+const CLIENT_COLUMNS: &str = "client_id, status, issued_at, software_id, org_id, software_roles, \
+     software_statement, metadata, client_secret_hash, registration_token_hash";
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn client_from_row<R: Row>(row: &R) -> Result<RegisteredClient, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let client_id: String = row.try_get("client_id")?;
+    let corrupt = |what: &str, e: String| {
+        StoreError(format!(
+            "client {client_id}: stored {what} is unreadable: {e}"
+        ))
+    };
+    let status: String = row.try_get("status")?;
+    let metadata: String = row.try_get("metadata")?;
+    let roles: String = row.try_get("software_roles")?;
+    Ok(RegisteredClient {
+        status: ClientStatus::parse(&status).ok_or_else(|| corrupt("status", status.clone()))?,
+        client_id_issued_at: row.try_get("issued_at")?,
+        software_id: row.try_get("software_id")?,
+        org_id: row.try_get("org_id")?,
+        software_roles: serde_json::from_str(&roles)
+            .map_err(|e| corrupt("software_roles", e.to_string()))?,
+        software_statement: row.try_get("software_statement")?,
+        metadata: serde_json::from_str::<ClientMetadata>(&metadata)
+            .map_err(|e| corrupt("metadata", e.to_string()))?,
+        client_secret_hash: row
+            .try_get::<Option<String>, _>("client_secret_hash")?
+            .map(SecretHash::from_stored),
+        registration_access_token_hash: SecretHash::from_stored(
+            row.try_get("registration_token_hash")?,
+        ),
+        client_id,
+    })
+}
+
+macro_rules! sql_store {
+    ($store:ident, $pool:ty) => {
+        impl $store {
+            pub fn pool(&self) -> &$pool {
+                &self.pool
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            async fn create_client(
+                &self,
+                client: &RegisteredClient,
+                replay: &ReplayRecord,
+                one_per_software: bool,
+            ) -> Result<(), CreateClientError> {
+                let metadata = serde_json::to_string(&client.metadata).map_err(|e| StoreError(e.to_string()))?;
+                let roles = serde_json::to_string(&client.software_roles).map_err(|e| StoreError(e.to_string()))?;
+                let active_software_id = client.software_id.as_deref().filter(|_| one_per_software);
+
+                let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+                sqlx::query("INSERT INTO used_jtis (issuer, jti, expires_at, recorded_at) VALUES ($1, $2, $3, $4)")
+                    .bind(&replay.issuer)
+                    .bind(&replay.jti)
+                    .bind(replay.expires_at)
+                    .bind(replay.recorded_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| if is_unique_violation(&e) { CreateClientError::JtiReplayed } else { StoreError::from(e).into() })?;
+                sqlx::query(
+                    "INSERT INTO clients (client_id, status, issued_at, updated_at, software_id, org_id, \
+                     active_software_id, software_roles, software_statement, metadata, client_secret_hash, \
+                     registration_token_hash) VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&client.client_id)
+                .bind(client.status.as_str())
+                .bind(client.client_id_issued_at)
+                .bind(&client.software_id)
+                .bind(&client.org_id)
+                .bind(active_software_id)
+                .bind(roles)
+                .bind(&client.software_statement)
+                .bind(metadata)
+                .bind(client.client_secret_hash.as_ref().map(|h| h.as_str()))
+                .bind(client.registration_access_token_hash.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        CreateClientError::SoftwareAlreadyRegistered
+                    } else {
+                        StoreError::from(e).into()
+                    }
+                })?;
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok(())
+            }
+
+            async fn find_client(&self, client_id: &str) -> Result<Option<RegisteredClient>, StoreError> {
+                let row = sqlx::query(&format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = $1"))
+                    .bind(client_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(client_from_row).transpose()
+            }
+
+            async fn purge_expired_jtis(&self, before: UnixTime) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM used_jtis WHERE expires_at IS NOT NULL AND expires_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+/// The embedded default: one SQLite file in WAL mode with `synchronous = FULL`, so a
+/// committed registration survives a crash or power loss, not only a process exit.
+pub struct SqliteStore {
+    pool: sqlx::SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create the database directory {}: {e}",
+                        dir.display()
+                    )
+                })?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the SQLite database {url}: {e}"))?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+sql_store!(SqliteStore, sqlx::SqlitePool);
+
+/// PostgreSQL, for deployments with several Keyfort nodes sharing one database.
+pub struct PostgresStore {
+    pool: sqlx::PgPool,
+}
+
+impl PostgresStore {
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot connect to PostgreSQL at {}: {e}",
+                    crate::config::redact_url(url)
+                )
+            })?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+sql_store!(PostgresStore, sqlx::PgPool);
