@@ -23,10 +23,7 @@ pub struct ClaimError {
 
 impl ClaimError {
     fn new(claim: &str, problem: impl Into<String>) -> Self {
-        Self {
-            claim: claim.to_owned(),
-            problem: problem.into(),
-        }
+        Self { claim: claim.to_owned(), problem: problem.into() }
     }
 }
 
@@ -37,14 +34,10 @@ pub struct Claims(Map<String, Value>);
 impl Claims {
     /// Parses bytes that must hold one JSON object.
     pub fn from_json_object(bytes: &[u8]) -> Result<Self, String> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| format!("is not valid JSON ({e})"))?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("is not valid JSON ({e})"))?;
         match value {
             Value::Object(map) => Ok(Self(map)),
-            other => Err(format!(
-                "is JSON but not an object (found {})",
-                json_kind(&other)
-            )),
+            other => Err(format!("is JSON but not an object (found {})", json_kind(&other))),
         }
     }
 
@@ -65,17 +58,12 @@ impl Claims {
         match self.0.get(claim) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => check_len(claim, s).map(|()| Some(s.clone())),
-            Some(other) => Err(ClaimError::new(
-                claim,
-                format!("must be a string, found {}", json_kind(other)),
-            )),
+            Some(other) => Err(ClaimError::new(claim, format!("must be a string, found {}", json_kind(other)))),
         }
     }
 
     pub fn required_string(&self, claim: &str) -> Result<String, ClaimError> {
-        let value = self
-            .string(claim)?
-            .ok_or_else(|| ClaimError::new(claim, "is required but missing"))?;
+        let value = self.string(claim)?.ok_or_else(|| ClaimError::new(claim, "is required but missing"))?;
         if value.trim().is_empty() {
             return Err(ClaimError::new(claim, "must not be empty"));
         }
@@ -87,14 +75,10 @@ impl Claims {
         match self.0.get(claim) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.len() <= max_chars => Ok(Some(s.clone())),
-            Some(Value::String(_)) => Err(ClaimError::new(
-                claim,
-                format!("is longer than the {max_chars} characters accepted"),
-            )),
-            Some(other) => Err(ClaimError::new(
-                claim,
-                format!("must be a string, found {}", json_kind(other)),
-            )),
+            Some(Value::String(_)) => {
+                Err(ClaimError::new(claim, format!("is longer than the {max_chars} characters accepted")))
+            }
+            Some(other) => Err(ClaimError::new(claim, format!("must be a string, found {}", json_kind(other)))),
         }
     }
 
@@ -106,10 +90,7 @@ impl Claims {
                 if items.len() > MAX_ARRAY_ENTRIES {
                     return Err(ClaimError::new(
                         claim,
-                        format!(
-                            "has {} entries; at most {MAX_ARRAY_ENTRIES} are accepted",
-                            items.len()
-                        ),
+                        format!("has {} entries; at most {MAX_ARRAY_ENTRIES} are accepted", items.len()),
                     ));
                 }
                 items
@@ -118,19 +99,15 @@ impl Claims {
                         Value::String(s) => check_len(claim, s).map(|()| s.clone()),
                         other => Err(ClaimError::new(
                             claim,
-                            format!(
-                                "must be an array of strings, but holds {}",
-                                json_kind(other)
-                            ),
+                            format!("must be an array of strings, but holds {}", json_kind(other)),
                         )),
                     })
                     .collect::<Result<Vec<_>, _>>()
                     .map(Some)
             }
-            Some(other) => Err(ClaimError::new(
-                claim,
-                format!("must be an array of strings, found {}", json_kind(other)),
-            )),
+            Some(other) => {
+                Err(ClaimError::new(claim, format!("must be an array of strings, found {}", json_kind(other))))
+            }
         }
     }
 
@@ -139,10 +116,7 @@ impl Claims {
         match self.0.get(claim) {
             Some(Value::String(_)) => Ok(self.string(claim)?.map(|s| vec![s])),
             _ => self.string_list(claim).map_err(|mut e| {
-                e.problem = e.problem.replace(
-                    "must be an array of strings",
-                    "must be a string or an array of strings",
-                );
+                e.problem = e.problem.replace("must be an array of strings", "must be a string or an array of strings");
                 e
             }),
         }
@@ -152,10 +126,7 @@ impl Claims {
         match self.0.get(claim) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(ClaimError::new(
-                claim,
-                format!("must be true or false, found {}", json_kind(other)),
-            )),
+            Some(other) => Err(ClaimError::new(claim, format!("must be true or false, found {}", json_kind(other)))),
         }
     }
 
@@ -169,21 +140,13 @@ impl Claims {
                     return Ok(Some(i));
                 }
                 match n.as_f64() {
-                    Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 => {
-                        Ok(Some(f as i64))
-                    }
-                    _ => Err(ClaimError::new(
-                        claim,
-                        "must be a whole number of seconds since 1970-01-01T00:00:00Z",
-                    )),
+                    Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 => Ok(Some(f as i64)),
+                    _ => Err(ClaimError::new(claim, "must be a whole number of seconds since 1970-01-01T00:00:00Z")),
                 }
             }
             Some(other) => Err(ClaimError::new(
                 claim,
-                format!(
-                    "must be a number of seconds since 1970-01-01T00:00:00Z, found {}",
-                    json_kind(other)
-                ),
+                format!("must be a number of seconds since 1970-01-01T00:00:00Z, found {}", json_kind(other)),
             )),
         }
     }
@@ -192,10 +155,7 @@ impl Claims {
         match self.0.get(claim) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Object(map)) => Ok(Some(map)),
-            Some(other) => Err(ClaimError::new(
-                claim,
-                format!("must be a JSON object, found {}", json_kind(other)),
-            )),
+            Some(other) => Err(ClaimError::new(claim, format!("must be a JSON object, found {}", json_kind(other)))),
         }
     }
 }
@@ -237,69 +197,39 @@ mod tests {
     fn wrong_types_name_the_claim() {
         let c = claims(json!({"redirect_uris": "https://a", "iat": "now", "x": true}));
         let err = c.string_list("redirect_uris").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "claim `redirect_uris` must be an array of strings, found a string"
-        );
-        assert!(c
-            .numeric_date("iat")
-            .unwrap_err()
-            .to_string()
-            .contains("`iat`"));
-        assert!(c
-            .string("x")
-            .unwrap_err()
-            .to_string()
-            .contains("found a boolean"));
+        assert_eq!(err.to_string(), "claim `redirect_uris` must be an array of strings, found a string");
+        assert!(c.numeric_date("iat").unwrap_err().to_string().contains("`iat`"));
+        assert!(c.string("x").unwrap_err().to_string().contains("found a boolean"));
     }
 
     #[test]
     fn aud_may_be_string_or_list() {
+        assert_eq!(claims(json!({"aud": "a"})).string_or_list("aud").unwrap(), Some(vec!["a".to_owned()]));
         assert_eq!(
-            claims(json!({"aud": "a"})).string_or_list("aud").unwrap(),
-            Some(vec!["a".to_owned()])
-        );
-        assert_eq!(
-            claims(json!({"aud": ["a", "b"]}))
-                .string_or_list("aud")
-                .unwrap(),
+            claims(json!({"aud": ["a", "b"]})).string_or_list("aud").unwrap(),
             Some(vec!["a".to_owned(), "b".to_owned()])
         );
         let err = claims(json!({"aud": 3})).string_or_list("aud").unwrap_err();
-        assert!(
-            err.problem.contains("a string or an array of strings"),
-            "{err}"
-        );
+        assert!(err.problem.contains("a string or an array of strings"), "{err}");
     }
 
     #[test]
     fn absurd_lengths_are_refused() {
         let long = "a".repeat(MAX_CLAIM_CHARS + 1);
-        assert!(claims(json!({ "client_name": long }))
-            .string("client_name")
-            .is_err());
+        assert!(claims(json!({ "client_name": long })).string("client_name").is_err());
         let many: Vec<String> = (0..=MAX_ARRAY_ENTRIES).map(|i| i.to_string()).collect();
-        assert!(claims(json!({ "grant_types": many }))
-            .string_list("grant_types")
-            .is_err());
+        assert!(claims(json!({ "grant_types": many })).string_list("grant_types").is_err());
     }
 
     #[test]
     fn numeric_dates_accept_whole_floats_only() {
-        assert_eq!(
-            claims(json!({"iat": 1.0e9})).numeric_date("iat").unwrap(),
-            Some(1_000_000_000)
-        );
+        assert_eq!(claims(json!({"iat": 1.0e9})).numeric_date("iat").unwrap(), Some(1_000_000_000));
         assert!(claims(json!({"iat": 1.5})).numeric_date("iat").is_err());
     }
 
     #[test]
     fn non_objects_are_refused() {
-        assert!(Claims::from_json_object(b"[1]")
-            .unwrap_err()
-            .contains("not an object"));
-        assert!(Claims::from_json_object(b"{")
-            .unwrap_err()
-            .contains("not valid JSON"));
+        assert!(Claims::from_json_object(b"[1]").unwrap_err().contains("not an object"));
+        assert!(Claims::from_json_object(b"{").unwrap_err().contains("not valid JSON"));
     }
 }

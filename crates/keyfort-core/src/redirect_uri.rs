@@ -14,18 +14,12 @@ pub struct RedirectUri(String);
 
 impl RedirectUri {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let url = Url::parse(raw)
-            .map_err(|e| format!("redirect URI \"{raw}\" is not an absolute URI ({e})"))?;
+        let url = Url::parse(raw).map_err(|e| format!("redirect URI \"{raw}\" is not an absolute URI ({e})"))?;
         if url.scheme() != "https" {
-            return Err(format!(
-                "redirect URI \"{raw}\" must use https, not {}",
-                url.scheme()
-            ));
+            return Err(format!("redirect URI \"{raw}\" must use https, not {}", url.scheme()));
         }
         if url.fragment().is_some() {
-            return Err(format!(
-                "redirect URI \"{raw}\" must not contain a fragment (#...)"
-            ));
+            return Err(format!("redirect URI \"{raw}\" must not contain a fragment (#...)"));
         }
         let loopback = match url.host() {
             None => return Err(format!("redirect URI \"{raw}\" has no host")),
@@ -96,11 +90,6 @@ mod tests {
 
     #[test]
     fn keeps_the_exact_spelling() {
-        assert_eq!(
-            RedirectUri::parse("https://TPP.example/cb")
-                .unwrap()
-                .as_str(),
-            "https://TPP.example/cb"
-        );
+        assert_eq!(RedirectUri::parse("https://TPP.example/cb").unwrap().as_str(), "https://TPP.example/cb");
     }
 }

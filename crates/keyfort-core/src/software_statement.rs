@@ -42,11 +42,7 @@ fn invalid(e: ClaimError) -> OAuthError {
 
 impl SoftwareStatement {
     /// Types and checks the claims of an SSA whose signature has already been verified.
-    pub fn from_verified_claims(
-        claims: &Claims,
-        rules: &SsaRules,
-        now: UnixTime,
-    ) -> Result<Self, OAuthError> {
+    pub fn from_verified_claims(claims: &Claims, rules: &SsaRules, now: UnixTime) -> Result<Self, OAuthError> {
         let iss = claims.required_string("iss").map_err(invalid)?;
         if !rules.issuers.iter().any(|i| *i == iss) {
             return Err(OAuthError::invalid_software_statement(format!(
@@ -54,14 +50,9 @@ impl SoftwareStatement {
                 rules.issuers.join(", ")
             )));
         }
-        let iat = claims
-            .numeric_date("iat")
-            .map_err(invalid)?
-            .ok_or_else(|| {
-                OAuthError::invalid_software_statement(
-                    "software_statement claim `iat` is required but missing",
-                )
-            })?;
+        let iat = claims.numeric_date("iat").map_err(invalid)?.ok_or_else(|| {
+            OAuthError::invalid_software_statement("software_statement claim `iat` is required but missing")
+        })?;
         if iat > now + rules.clock_skew {
             return Err(OAuthError::invalid_software_statement(format!(
                 "software_statement iat {iat} is {} seconds in the future; check the directory's or this server's clock",
@@ -81,9 +72,7 @@ impl SoftwareStatement {
         let software_roles = required_list(claims, "software_roles")?;
         let software_redirect_uris = required_list(claims, "software_redirect_uris")?;
         let org_id = claims.required_string("org_id").map_err(invalid)?;
-        let endpoint = claims
-            .required_string("software_jwks_endpoint")
-            .map_err(invalid)?;
+        let endpoint = claims.required_string("software_jwks_endpoint").map_err(invalid)?;
         let software_jwks_endpoint = Url::parse(&endpoint).map_err(|e| {
             OAuthError::invalid_software_statement(format!(
                 "software_statement software_jwks_endpoint \"{endpoint}\" is not an absolute URL ({e})"
@@ -99,10 +88,7 @@ impl SoftwareStatement {
                 }
             }
         }
-        if let Some(authority) = claims
-            .object("organisation_competent_authority_claims")
-            .map_err(invalid)?
-        {
+        if let Some(authority) = claims.object("organisation_competent_authority_claims").map_err(invalid)? {
             if let Some(status) = authority.get("status").and_then(|s| s.as_str()) {
                 if !status.eq_ignore_ascii_case("active") {
                     return Err(OAuthError::unapproved_software_statement(format!(
@@ -142,9 +128,9 @@ impl SoftwareStatement {
 fn required_list(claims: &Claims, claim: &str) -> Result<Vec<String>, OAuthError> {
     match claims.string_list(claim).map_err(invalid)? {
         Some(list) if !list.is_empty() => Ok(list),
-        Some(_) => Err(OAuthError::invalid_software_statement(format!(
-            "software_statement claim `{claim}` must not be empty"
-        ))),
+        Some(_) => {
+            Err(OAuthError::invalid_software_statement(format!("software_statement claim `{claim}` must not be empty")))
+        }
         None => Err(OAuthError::invalid_software_statement(format!(
             "software_statement claim `{claim}` is required but missing"
         ))),
@@ -160,11 +146,7 @@ mod tests {
     const NOW: UnixTime = 1_800_000_000;
 
     fn rules() -> SsaRules {
-        SsaRules {
-            issuers: vec!["OpenBanking Ltd".into()],
-            software_environment: None,
-            clock_skew: 60,
-        }
+        SsaRules { issuers: vec!["OpenBanking Ltd".into()], software_environment: None, clock_skew: 60 }
     }
 
     fn ssa(patch: Value) -> Claims {
@@ -186,9 +168,7 @@ mod tests {
     }
 
     fn code(patch: Value, rules: &SsaRules) -> ErrorCode {
-        SoftwareStatement::from_verified_claims(&ssa(patch), rules, NOW)
-            .unwrap_err()
-            .code
+        SoftwareStatement::from_verified_claims(&ssa(patch), rules, NOW).unwrap_err().code
     }
 
     #[test]
@@ -202,53 +182,20 @@ mod tests {
     fn each_rule_refuses_with_its_code() {
         use ErrorCode::*;
         let r = rules();
-        assert_eq!(
-            code(json!({"iss": "Someone"}), &r),
-            InvalidSoftwareStatement
-        );
-        assert_eq!(
-            code(json!({"iat": NOW + 3600}), &r),
-            InvalidSoftwareStatement
-        );
-        assert_eq!(
-            code(json!({"exp": NOW - 3600}), &r),
-            InvalidSoftwareStatement
-        );
-        for missing in [
-            "software_id",
-            "software_roles",
-            "software_redirect_uris",
-            "org_id",
-            "software_jwks_endpoint",
-        ] {
-            assert_eq!(
-                code(json!({ missing: null }), &r),
-                InvalidSoftwareStatement,
-                "{missing}"
-            );
+        assert_eq!(code(json!({"iss": "Someone"}), &r), InvalidSoftwareStatement);
+        assert_eq!(code(json!({"iat": NOW + 3600}), &r), InvalidSoftwareStatement);
+        assert_eq!(code(json!({"exp": NOW - 3600}), &r), InvalidSoftwareStatement);
+        for missing in ["software_id", "software_roles", "software_redirect_uris", "org_id", "software_jwks_endpoint"] {
+            assert_eq!(code(json!({ missing: null }), &r), InvalidSoftwareStatement, "{missing}");
         }
-        assert_eq!(
-            code(json!({"org_status": "Revoked"}), &r),
-            UnapprovedSoftwareStatement
-        );
-        assert_eq!(
-            code(json!({"software_status": "Inactive"}), &r),
-            UnapprovedSoftwareStatement
-        );
-        let live = SsaRules {
-            software_environment: Some("live".into()),
-            ..rules()
-        };
+        assert_eq!(code(json!({"org_status": "Revoked"}), &r), UnapprovedSoftwareStatement);
+        assert_eq!(code(json!({"software_status": "Inactive"}), &r), UnapprovedSoftwareStatement);
+        let live = SsaRules { software_environment: Some("live".into()), ..rules() };
         assert_eq!(code(json!({}), &live), UnapprovedSoftwareStatement);
     }
 
     #[test]
     fn clock_skew_is_tolerated() {
-        assert!(SoftwareStatement::from_verified_claims(
-            &ssa(json!({"iat": NOW + 30})),
-            &rules(),
-            NOW
-        )
-        .is_ok());
+        assert!(SoftwareStatement::from_verified_claims(&ssa(json!({"iat": NOW + 30})), &rules(), NOW).is_ok());
     }
 }

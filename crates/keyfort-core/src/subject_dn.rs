@@ -51,10 +51,7 @@ const KEYWORDS: &[(&str, &str)] = &[
 
 /// The dotted OID for an attribute type keyword, if Keyfort knows it.
 pub fn keyword_oid(keyword: &str) -> Option<&'static str> {
-    KEYWORDS
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(keyword))
-        .map(|(_, oid)| *oid)
+    KEYWORDS.iter().find(|(k, _)| k.eq_ignore_ascii_case(keyword)).map(|(_, oid)| *oid)
 }
 
 impl SubjectDn {
@@ -69,67 +66,44 @@ impl SubjectDn {
         for rdn in split_unescaped(raw, &[',', ';']) {
             let mut attrs = Vec::new();
             for ava in split_unescaped(rdn, &['+']) {
-                let (kind, value) = ava.split_once('=').ok_or_else(|| {
-                    format!(
-                        "\"{}\" in subject DN is not of the form TYPE=value",
-                        ava.trim()
-                    )
-                })?;
+                let (kind, value) = ava
+                    .split_once('=')
+                    .ok_or_else(|| format!("\"{}\" in subject DN is not of the form TYPE=value", ava.trim()))?;
                 let kind = kind.trim();
-                let oid = if kind.chars().all(|c| c.is_ascii_digit() || c == '.')
-                    && kind.contains('.')
-                {
+                let oid = if kind.chars().all(|c| c.is_ascii_digit() || c == '.') && kind.contains('.') {
                     kind.to_owned()
-                } else if let Some(oid) = kind
-                    .strip_prefix("OID.")
-                    .or_else(|| kind.strip_prefix("oid."))
-                {
+                } else if let Some(oid) = kind.strip_prefix("OID.").or_else(|| kind.strip_prefix("oid.")) {
                     oid.to_owned()
                 } else {
                     keyword_oid(kind)
-                        .ok_or_else(|| format!("subject DN attribute type \"{kind}\" is not known; use its dotted OID"))?
+                        .ok_or_else(|| {
+                            format!("subject DN attribute type \"{kind}\" is not known; use its dotted OID")
+                        })?
                         .to_owned()
                 };
                 let value = unescape(value.trim())?;
-                attrs.push(Attribute {
-                    oid,
-                    normalized: normalize(&value),
-                });
+                attrs.push(Attribute { oid, normalized: normalize(&value) });
             }
             attrs.sort();
             rdns.push(attrs);
         }
-        Ok(Self {
-            original: raw.to_owned(),
-            rdns,
-        })
+        Ok(Self { original: raw.to_owned(), rdns })
     }
 
     /// Builds a DN from attributes as they appear in a certificate (ASN.1 order: least
     /// specific first), so it compares equal to the RFC 4514 string of the same name.
-    pub fn from_certificate_rdns(
-        rdns_in_asn1_order: Vec<Vec<(String, String)>>,
-        printed: String,
-    ) -> Self {
+    pub fn from_certificate_rdns(rdns_in_asn1_order: Vec<Vec<(String, String)>>, printed: String) -> Self {
         let rdns = rdns_in_asn1_order
             .into_iter()
             .rev()
             .map(|rdn| {
-                let mut attrs: Vec<Attribute> = rdn
-                    .into_iter()
-                    .map(|(oid, value)| Attribute {
-                        oid,
-                        normalized: normalize(&value),
-                    })
-                    .collect();
+                let mut attrs: Vec<Attribute> =
+                    rdn.into_iter().map(|(oid, value)| Attribute { oid, normalized: normalize(&value) }).collect();
                 attrs.sort();
                 attrs
             })
             .collect();
-        Self {
-            original: printed,
-            rdns,
-        }
+        Self { original: printed, rdns }
     }
 
     pub fn as_str(&self) -> &str {
@@ -138,11 +112,7 @@ impl SubjectDn {
 
     /// The normalised value of the first attribute with `oid`, most specific RDN first.
     pub fn attribute(&self, oid: &str) -> Option<&str> {
-        self.rdns
-            .iter()
-            .flatten()
-            .find(|a| a.oid == oid)
-            .map(|a| a.normalized.as_str())
+        self.rdns.iter().flatten().find(|a| a.oid == oid).map(|a| a.normalized.as_str())
     }
 }
 
@@ -197,23 +167,14 @@ fn unescape(value: &str) -> Result<String, String> {
                 let mut buf = [0u8; 4];
                 bytes.extend_from_slice(special.encode_utf8(&mut buf).as_bytes());
             }
-            None => {
-                return Err(format!(
-                    "subject DN value \"{value}\" ends with a lone backslash"
-                ))
-            }
+            None => return Err(format!("subject DN value \"{value}\" ends with a lone backslash")),
         }
     }
-    String::from_utf8(bytes)
-        .map_err(|_| format!("subject DN value \"{value}\" escapes bytes that are not UTF-8"))
+    String::from_utf8(bytes).map_err(|_| format!("subject DN value \"{value}\" escapes bytes that are not UTF-8"))
 }
 
 fn normalize(value: &str) -> String {
-    value
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    value.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }
 
 impl serde::Serialize for SubjectDn {
@@ -246,10 +207,7 @@ mod tests {
         assert_eq!(dn("CN=a+OU=b,O=c"), dn("OU=b+CN=a,O=c"));
         assert_eq!(dn("2.5.4.3=a,O=c"), dn("CN=a,O=c"));
         assert_eq!(dn("CN=Acme\\, Ltd,O=x"), dn("CN=Acme\\2C Ltd,O=x"));
-        assert_eq!(
-            dn("organizationIdentifier=PSDGB-OB-1,CN=a").attribute("2.5.4.97"),
-            Some("psdgb-ob-1")
-        );
+        assert_eq!(dn("organizationIdentifier=PSDGB-OB-1,CN=a").attribute("2.5.4.97"), Some("psdgb-ob-1"));
     }
 
     #[test]

@@ -44,28 +44,13 @@ impl Application {
             Duration::from_secs(config.http_client.jwks_cache_seconds),
             Duration::from_secs(config.http_client.jwks_min_refresh_seconds),
         ));
-        let registration = Arc::new(RegistrationService::new(
-            config.clone(),
-            store.clone(),
-            keys,
-            clock.clone(),
-        ));
-        let router = http::router(AppState {
-            config: config.clone(),
-            registration,
-        });
-        let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
-            anyhow::anyhow!("[server] listen {}: cannot bind: {e}", config.server.listen)
-        })?;
+        let registration = Arc::new(RegistrationService::new(config.clone(), store.clone(), keys, clock.clone()));
+        let router = http::router(AppState { config: config.clone(), registration });
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("[server] listen {}: cannot bind: {e}", config.server.listen))?;
         let local_addr = listener.local_addr()?;
-        Ok(Self {
-            listener,
-            local_addr,
-            tls,
-            router,
-            store,
-            clock,
-        })
+        Ok(Self { listener, local_addr, tls, router, store, clock })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -307,20 +307,16 @@ impl Config {
     /// Reads and checks a configuration file. Relative paths in it are taken relative to
     /// the file's own directory, so the server behaves the same from any working directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(format!(
-                "{}: cannot read the configuration file: {e}",
-                path.display()
-            ))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read the configuration file: {e}", path.display())))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::from_toml(&text, &path.display().to_string(), &base)
     }
 
     /// Parses and checks configuration text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        let file: FileConfig = toml::from_str(text)
-            .map_err(|e| ConfigError(format!("{origin}: {}", e.to_string().trim_end())))?;
+        let file: FileConfig =
+            toml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {}", e.to_string().trim_end())))?;
         let err = |key: &str, what: String| ConfigError(format!("{origin}: {key}: {what}"));
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base_dir.join(p) };
 
@@ -328,32 +324,17 @@ impl Config {
         let listen: SocketAddr = file.server.listen.parse().map_err(|_| {
             err(
                 "[server] listen",
-                format!(
-                    "\"{}\" is not an address:port such as \"127.0.0.1:9446\"",
-                    file.server.listen
-                ),
+                format!("\"{}\" is not an address:port such as \"127.0.0.1:9446\"", file.server.listen),
             )
         })?;
         let public_url = Url::parse(&file.server.public_url).map_err(|e| {
-            err(
-                "[server] public_url",
-                format!(
-                    "\"{}\" is not an absolute URL ({e})",
-                    file.server.public_url
-                ),
-            )
+            err("[server] public_url", format!("\"{}\" is not an absolute URL ({e})", file.server.public_url))
         })?;
         if public_url.scheme() != "https" {
-            return Err(err(
-                "[server] public_url",
-                "must be an https URL: it is the issuer clients put in aud".into(),
-            ));
+            return Err(err("[server] public_url", "must be an https URL: it is the issuer clients put in aud".into()));
         }
         if public_url.query().is_some() || public_url.fragment().is_some() {
-            return Err(err(
-                "[server] public_url",
-                "must not have a query or fragment".into(),
-            ));
+            return Err(err("[server] public_url", "must not have a query or fragment".into()));
         }
         let public_url = public_url.as_str().trim_end_matches('/').to_owned();
         let data_dir = resolve(file.server.data_dir);
@@ -361,30 +342,20 @@ impl Config {
         if tls.cert_file.is_some() != tls.key_file.is_some() {
             return Err(err(
                 "[server.tls]",
-                "set both cert_file and key_file, or neither (for a development certificate)"
-                    .into(),
+                "set both cert_file and key_file, or neither (for a development certificate)".into(),
             ));
         }
         if !(1024..=16 * 1024 * 1024).contains(&file.server.max_body_bytes) {
-            return Err(err(
-                "[server] max_body_bytes",
-                "must be between 1024 and 16777216".into(),
-            ));
+            return Err(err("[server] max_body_bytes", "must be between 1024 and 16777216".into()));
         }
 
         // [storage]
         let storage_url = match file.storage.url {
             Some(url) => {
-                if !(url.starts_with("sqlite:")
-                    || url.starts_with("postgres://")
-                    || url.starts_with("postgresql://"))
-                {
+                if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     return Err(err(
                         "[storage] url",
-                        format!(
-                            "\"{}\" must start with sqlite:// or postgres://",
-                            redact_url(&url)
-                        ),
+                        format!("\"{}\" must start with sqlite:// or postgres://", redact_url(&url)),
                     ));
                 }
                 url
@@ -410,22 +381,17 @@ impl Config {
         if ssa_jwks.is_empty() {
             return Err(err(
                 "[oauth.dcr] ssa_jkws",
-                "is required: the URL (or file) of the Open Banking directory's JWKS that signs software statements".into(),
+                "is required: the URL (or file) of the Open Banking directory's JWKS that signs software statements"
+                    .into(),
             ));
         }
         let allowed_algs: Vec<SigningAlg> = dcr
             .allowed_signing_algs
             .iter()
-            .map(|a| {
-                a.parse::<SigningAlg>()
-                    .map_err(|e| err("[oauth.dcr] allowed_signing_algs", e.to_string()))
-            })
+            .map(|a| a.parse::<SigningAlg>().map_err(|e| err("[oauth.dcr] allowed_signing_algs", e.to_string())))
             .collect::<Result<_, _>>()?;
         if allowed_algs.is_empty() {
-            return Err(err(
-                "[oauth.dcr] allowed_signing_algs",
-                "must list at least one algorithm".into(),
-            ));
+            return Err(err("[oauth.dcr] allowed_signing_algs", "must list at least one algorithm".into()));
         }
         let fapi = dcr.enable_fapi_enforcement;
         let auth_methods: Vec<AuthMethod> = match dcr.token_endpoint_auth_methods {
@@ -453,32 +419,17 @@ impl Config {
                 .collect::<Result<_, _>>()?,
         };
         if auth_methods.is_empty() {
-            return Err(err(
-                "[oauth.dcr] token_endpoint_auth_methods",
-                "must list at least one method".into(),
-            ));
+            return Err(err("[oauth.dcr] token_endpoint_auth_methods", "must list at least one method".into()));
         }
         if !(0..=600).contains(&dcr.clock_skew_seconds) {
-            return Err(err(
-                "[oauth.dcr] clock_skew_seconds",
-                "must be between 0 and 600".into(),
-            ));
+            return Err(err("[oauth.dcr] clock_skew_seconds", "must be between 0 and 600".into()));
         }
         if dcr.ssa_issuers.is_empty() {
-            return Err(err(
-                "[oauth.dcr] ssa_issuers",
-                "must list at least one issuer".into(),
-            ));
+            return Err(err("[oauth.dcr] ssa_issuers", "must list at least one issuer".into()));
         }
-        let audiences = dcr
-            .audience
-            .map(OneOrMany::into_vec)
-            .unwrap_or_else(|| vec![public_url.clone()]);
+        let audiences = dcr.audience.map(OneOrMany::into_vec).unwrap_or_else(|| vec![public_url.clone()]);
         if audiences.is_empty() {
-            return Err(err(
-                "[oauth.dcr] audience",
-                "must list at least one value".into(),
-            ));
+            return Err(err("[oauth.dcr] audience", "must list at least one value".into()));
         }
         let software_jwks_hosts = match dcr.software_jwks_hosts {
             Some(hosts) => hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect(),
@@ -510,10 +461,7 @@ impl Config {
         // [http_client]
         let h = file.http_client;
         if h.timeout_seconds == 0 || h.connect_timeout_seconds == 0 {
-            return Err(err(
-                "[http_client] timeout_seconds",
-                "timeouts must be at least 1 second".into(),
-            ));
+            return Err(err("[http_client] timeout_seconds", "timeouts must be at least 1 second".into()));
         }
 
         Ok(Config {
@@ -561,10 +509,7 @@ impl Config {
                 jwks_cache_seconds: h.jwks_cache_seconds,
                 jwks_min_refresh_seconds: h.jwks_min_refresh_seconds,
             },
-            log: LogConfig {
-                format: file.log.format,
-                level: file.log.level,
-            },
+            log: LogConfig { format: file.log.format, level: file.log.level },
         })
     }
 }
@@ -574,13 +519,10 @@ fn parse_key_source(raw: &str, resolve: &dyn Fn(PathBuf) -> PathBuf) -> Result<K
         let url = Url::parse(raw).map_err(|e| format!("\"{raw}\" is not a valid URL ({e})"))?;
         return match url.scheme() {
             "https" | "http" => Ok(KeySource::Url(url)),
-            "file" => url
-                .to_file_path()
-                .map(KeySource::File)
-                .map_err(|()| format!("\"{raw}\" is not a usable file URL")),
-            other => Err(format!(
-                "\"{raw}\" uses scheme {other}; use https:// or a file path"
-            )),
+            "file" => {
+                url.to_file_path().map(KeySource::File).map_err(|()| format!("\"{raw}\" is not a usable file URL"))
+            }
+            other => Err(format!("\"{raw}\" uses scheme {other}; use https:// or a file path")),
         };
     }
     Ok(KeySource::File(resolve(PathBuf::from(raw))))
@@ -628,54 +570,28 @@ ssa_jkws = "https://keystore.example/dir.jwks"
     fn wso2_spellings_carry_over() {
         let alt = MINIMAL.replace("ssa_jkws", "ssa_jwks");
         assert!(load(&alt).is_ok());
-        let list = MINIMAL.replace(
-            "\"https://keystore.example/dir.jwks\"",
-            "[\"https://a.example/1.jwks\", \"keys/dir.jwks\"]",
-        );
+        let list = MINIMAL
+            .replace("\"https://keystore.example/dir.jwks\"", "[\"https://a.example/1.jwks\", \"keys/dir.jwks\"]");
         let c = load(&list).unwrap();
-        assert_eq!(
-            c.dcr.ssa_jwks[1],
-            KeySource::File(PathBuf::from("/etc/keyfort/keys/dir.jwks"))
-        );
+        assert_eq!(c.dcr.ssa_jwks[1], KeySource::File(PathBuf::from("/etc/keyfort/keys/dir.jwks")));
     }
 
     #[test]
     fn errors_name_file_key_and_problem() {
-        let unknown = load(&format!("{MINIMAL}mandate_sas = false\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            unknown.contains("test.toml") && unknown.contains("mandate_sas"),
-            "{unknown}"
-        );
-        let bad_url = load(&MINIMAL.replace("https://bank.example", "http://bank.example"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            bad_url.contains("[server] public_url") && bad_url.contains("https"),
-            "{bad_url}"
-        );
+        let unknown = load(&format!("{MINIMAL}mandate_sas = false\n")).unwrap_err().to_string();
+        assert!(unknown.contains("test.toml") && unknown.contains("mandate_sas"), "{unknown}");
+        let bad_url = load(&MINIMAL.replace("https://bank.example", "http://bank.example")).unwrap_err().to_string();
+        assert!(bad_url.contains("[server] public_url") && bad_url.contains("https"), "{bad_url}");
         let no_jwks =
-            load(&MINIMAL.replace("ssa_jkws = \"https://keystore.example/dir.jwks\"", ""))
-                .unwrap_err()
-                .to_string();
-        assert!(
-            no_jwks.contains("ssa_jkws") && no_jwks.contains("required"),
-            "{no_jwks}"
-        );
-        let half_tls = load(&format!("{MINIMAL}[server.tls]\ncert_file = \"c.pem\"\n"))
-            .unwrap_err()
-            .to_string();
+            load(&MINIMAL.replace("ssa_jkws = \"https://keystore.example/dir.jwks\"", "")).unwrap_err().to_string();
+        assert!(no_jwks.contains("ssa_jkws") && no_jwks.contains("required"), "{no_jwks}");
+        let half_tls = load(&format!("{MINIMAL}[server.tls]\ncert_file = \"c.pem\"\n")).unwrap_err().to_string();
         assert!(half_tls.contains("key_file"), "{half_tls}");
-        let secret = load(&format!(
-            "{MINIMAL}token_endpoint_auth_methods = [\"client_secret_basic\"]\n"
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(secret.contains("FAPI"), "{secret}");
-        let hmac = load(&format!("{MINIMAL}allowed_signing_algs = [\"HS256\"]\n"))
+        let secret = load(&format!("{MINIMAL}token_endpoint_auth_methods = [\"client_secret_basic\"]\n"))
             .unwrap_err()
             .to_string();
+        assert!(secret.contains("FAPI"), "{secret}");
+        let hmac = load(&format!("{MINIMAL}allowed_signing_algs = [\"HS256\"]\n")).unwrap_err().to_string();
         assert!(hmac.contains("HMAC"), "{hmac}");
     }
 

@@ -20,8 +20,7 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 pub fn server_config(server: &ServerConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let (certs, key) = match (&server.cert_file, &server.key_file) {
         (Some(cert), Some(key)) => (
-            read_certs(cert)
-                .with_context(|| format!("[server.tls] cert_file {}", cert.display()))?,
+            read_certs(cert).with_context(|| format!("[server.tls] cert_file {}", cert.display()))?,
             read_key(key).with_context(|| format!("[server.tls] key_file {}", key.display()))?,
         ),
         _ => development_certificate(server)?,
@@ -59,28 +58,16 @@ fn development_certificate(
     let key_path = dir.join("key.pem");
     if !cert_path.exists() || !key_path.exists() {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut names = vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "::1".to_owned(),
-        ];
-        if let Some(host) = url::Url::parse(&server.public_url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-        {
-            let host = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned();
+        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        if let Some(host) = url::Url::parse(&server.public_url).ok().and_then(|u| u.host_str().map(str::to_owned)) {
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
             if !names.contains(&host) {
                 names.push(host);
             }
         }
         let key = rcgen::KeyPair::generate()?;
         let mut params = rcgen::CertificateParams::new(names)?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "Keyfort development certificate");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "Keyfort development certificate");
         let cert = params.self_signed(&key)?;
         std::fs::write(&cert_path, cert.pem())?;
         write_private(&key_path, key.serialize_pem().as_bytes())?;

@@ -49,10 +49,7 @@ impl SigningAlg {
     }
 
     pub fn is_rsa(self) -> bool {
-        matches!(
-            self,
-            SigningAlg::PS256 | SigningAlg::PS384 | SigningAlg::PS512 | SigningAlg::RS256
-        )
+        matches!(self, SigningAlg::PS256 | SigningAlg::PS384 | SigningAlg::PS512 | SigningAlg::RS256)
     }
 
     /// The JWK `crv` an EC algorithm needs, or `None` for RSA algorithms.
@@ -124,10 +121,7 @@ impl<'de> serde::Deserialize<'de> for SigningAlg {
 
 /// Formats a list of algorithms for an error message: `PS256, ES256`.
 pub(crate) fn list(algs: &[SigningAlg]) -> String {
-    algs.iter()
-        .map(|a| a.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    algs.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -138,14 +132,8 @@ mod tests {
     fn none_and_hmac_are_refused_by_name() {
         assert_eq!("none".parse::<SigningAlg>(), Err(UnsupportedAlg::None));
         assert_eq!("NONE".parse::<SigningAlg>(), Err(UnsupportedAlg::None));
-        assert!(matches!(
-            "HS256".parse::<SigningAlg>(),
-            Err(UnsupportedAlg::Hmac(_))
-        ));
-        assert!(matches!(
-            "EdDSA".parse::<SigningAlg>(),
-            Err(UnsupportedAlg::Unknown(_))
-        ));
+        assert!(matches!("HS256".parse::<SigningAlg>(), Err(UnsupportedAlg::Hmac(_))));
+        assert!(matches!("EdDSA".parse::<SigningAlg>(), Err(UnsupportedAlg::Unknown(_))));
         assert_eq!("PS256".parse::<SigningAlg>(), Ok(SigningAlg::PS256));
     }
 }

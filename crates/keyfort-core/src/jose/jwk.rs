@@ -49,10 +49,7 @@ impl PublicJwk {
     /// The verification key for `alg`, if this key may be used with it: the key type must fit
     /// the algorithm, and a key that declares an `alg` is used with that one only.
     pub fn verifier_for(&self, alg: SigningAlg) -> Option<&ParsedPublicKey> {
-        self.verifiers
-            .iter()
-            .find(|(a, _)| *a == alg)
-            .map(|(_, key)| key)
+        self.verifiers.iter().find(|(a, _)| *a == alg).map(|(_, key)| key)
     }
 
     /// Parses one JWK. `Ok(None)` means the key is valid but not for signature verification
@@ -61,10 +58,7 @@ impl PublicJwk {
         let obj = value.as_object().ok_or("a key is not a JSON object")?;
         let text = |name: &str| obj.get(name).and_then(Value::as_str);
         let kid = text("kid").map(str::to_owned);
-        let label = kid
-            .as_deref()
-            .map(|k| format!("key \"{k}\""))
-            .unwrap_or_else(|| "a key without kid".into());
+        let label = kid.as_deref().map(|k| format!("key \"{k}\"")).unwrap_or_else(|| "a key without kid".into());
 
         if text("use").is_some_and(|u| u != "sig") {
             return Ok(None);
@@ -75,7 +69,9 @@ impl PublicJwk {
             }
         }
         if obj.contains_key("d") {
-            return Err(format!("{label} contains private key material (\"d\"); a published JWKS must hold public keys only"));
+            return Err(format!(
+                "{label} contains private key material (\"d\"); a published JWKS must hold public keys only"
+            ));
         }
         let declared_alg = match text("alg") {
             None => None,
@@ -87,26 +83,15 @@ impl PublicJwk {
         };
         let field = |name: &str| -> Result<Vec<u8>, String> {
             let raw = text(name).ok_or_else(|| format!("{label} lacks \"{name}\""))?;
-            b64url_decode(raw)
-                .ok_or_else(|| format!("{label} has \"{name}\" that is not base64url"))
+            b64url_decode(raw).ok_or_else(|| format!("{label} has \"{name}\" that is not base64url"))
         };
 
         let (kty, candidates): (&'static str, Vec<SigningAlg>) = match text("kty") {
-            Some("RSA") => (
-                "RSA",
-                SigningAlg::ALL
-                    .iter()
-                    .copied()
-                    .filter(|a| a.is_rsa())
-                    .collect(),
-            ),
+            Some("RSA") => ("RSA", SigningAlg::ALL.iter().copied().filter(|a| a.is_rsa()).collect()),
             Some("EC") => {
                 let crv = text("crv").unwrap_or_default();
-                let algs: Vec<SigningAlg> = SigningAlg::ALL
-                    .iter()
-                    .copied()
-                    .filter(|a| a.ec_curve() == Some(crv))
-                    .collect();
+                let algs: Vec<SigningAlg> =
+                    SigningAlg::ALL.iter().copied().filter(|a| a.ec_curve() == Some(crv)).collect();
                 if algs.is_empty() {
                     return Ok(None);
                 }
@@ -116,11 +101,7 @@ impl PublicJwk {
         };
         let candidates: Vec<SigningAlg> = match declared_alg {
             Some(alg) if candidates.contains(&alg) => vec![alg],
-            Some(alg) => {
-                return Err(format!(
-                    "{label} has kty {kty} which cannot be used with its alg {alg}"
-                ))
-            }
+            Some(alg) => return Err(format!("{label} has kty {kty} which cannot be used with its alg {alg}")),
             None => candidates,
         };
 
@@ -130,14 +111,9 @@ impl PublicJwk {
             let e = field("e")?;
             let bits = significant_bits(&n);
             if bits < MIN_RSA_BITS {
-                return Err(format!(
-                    "{label} is a {bits}-bit RSA key; at least {MIN_RSA_BITS} bits are required"
-                ));
+                return Err(format!("{label} is a {bits}-bit RSA key; at least {MIN_RSA_BITS} bits are required"));
             }
-            let components = RsaPublicKeyComponents {
-                n: &n[..],
-                e: &e[..],
-            };
+            let components = RsaPublicKeyComponents { n: &n[..], e: &e[..] };
             for alg in candidates {
                 let params = alg.rsa_parameters().expect("RSA algorithm");
                 let key = components
@@ -158,21 +134,13 @@ impl PublicJwk {
                 verifiers.push((alg, key));
             }
         }
-        Ok(Some(Self {
-            kid,
-            kty,
-            declared_alg,
-            verifiers,
-        }))
+        Ok(Some(Self { kid, kty, declared_alg, verifiers }))
     }
 }
 
 fn significant_bits(big_endian: &[u8]) -> usize {
     let trimmed: &[u8] = {
-        let start = big_endian
-            .iter()
-            .position(|b| *b != 0)
-            .unwrap_or(big_endian.len());
+        let start = big_endian.iter().position(|b| *b != 0).unwrap_or(big_endian.len());
         &big_endian[start..]
     };
     match trimmed.first() {
@@ -192,8 +160,7 @@ impl JwkSet {
     /// out; a signature key that is malformed makes the whole document an error, because a
     /// silently dropped key would later surface as a baffling "unknown kid".
     pub fn from_json(bytes: &[u8]) -> Result<Self, JwksError> {
-        let doc: Value = serde_json::from_slice(bytes)
-            .map_err(|e| JwksError::NotAJwkSet(format!("not JSON ({e})")))?;
+        let doc: Value = serde_json::from_slice(bytes).map_err(|e| JwksError::NotAJwkSet(format!("not JSON ({e})")))?;
         let keys = doc
             .get("keys")
             .and_then(Value::as_array)
@@ -226,9 +193,7 @@ impl JwkSet {
     }
 
     pub fn merge(sets: impl IntoIterator<Item = JwkSet>) -> JwkSet {
-        JwkSet {
-            keys: sets.into_iter().flat_map(|s| s.keys).collect(),
-        }
+        JwkSet { keys: sets.into_iter().flat_map(|s| s.keys).collect() }
     }
 }
 
@@ -239,28 +204,16 @@ mod tests {
     #[test]
     fn small_rsa_keys_and_private_material_are_refused() {
         let small = r#"{"keys":[{"kty":"RSA","kid":"k","n":"AQAB","e":"AQAB"}]}"#;
-        assert!(JwkSet::from_json(small.as_bytes())
-            .unwrap_err()
-            .to_string()
-            .contains("at least 2048 bits"));
+        assert!(JwkSet::from_json(small.as_bytes()).unwrap_err().to_string().contains("at least 2048 bits"));
         let private = r#"{"keys":[{"kty":"RSA","kid":"k","n":"AQAB","e":"AQAB","d":"AQAB"}]}"#;
-        assert!(JwkSet::from_json(private.as_bytes())
-            .unwrap_err()
-            .to_string()
-            .contains("private key material"));
+        assert!(JwkSet::from_json(private.as_bytes()).unwrap_err().to_string().contains("private key material"));
     }
 
     #[test]
     fn non_signature_keys_are_left_out() {
         let doc = r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"},{"kty":"RSA","use":"enc","n":"AQAB","e":"AQAB"}]}"#;
-        assert!(matches!(
-            JwkSet::from_json(doc.as_bytes()),
-            Err(JwksError::NoUsableKeys(_))
-        ));
-        assert!(matches!(
-            JwkSet::from_json(b"[]"),
-            Err(JwksError::NotAJwkSet(_))
-        ));
+        assert!(matches!(JwkSet::from_json(doc.as_bytes()), Err(JwksError::NoUsableKeys(_))));
+        assert!(matches!(JwkSet::from_json(b"[]"), Err(JwksError::NotAJwkSet(_))));
     }
 
     #[test]

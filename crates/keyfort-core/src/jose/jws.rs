@@ -25,15 +25,15 @@ pub enum JwsError {
     MissingKid,
     #[error("has kid \"{0}\", which is not in the JWKS it is checked against; publish the key there, or fix the kid")]
     UnknownKid(String),
-    #[error("has kid \"{kid}\", but that key ({kty}) cannot verify {alg}: the key type, curve or declared alg does not fit")]
-    KeyDoesNotFitAlg {
-        kid: String,
-        kty: &'static str,
-        alg: SigningAlg,
-    },
+    #[error(
+        "has kid \"{kid}\", but that key ({kty}) cannot verify {alg}: the key type, curve or declared alg does not fit"
+    )]
+    KeyDoesNotFitAlg { kid: String, kty: &'static str, alg: SigningAlg },
     #[error("has no key in the JWKS that can verify {0}")]
     NoKeyForAlg(SigningAlg),
-    #[error("has a signature that does not verify with the key it names; sign it again with the private key of kid {0}")]
+    #[error(
+        "has a signature that does not verify with the key it names; sign it again with the private key of kid {0}"
+    )]
     BadSignature(String),
     #[error("has a payload that {0}")]
     PayloadNotJsonObject(String),
@@ -63,46 +63,34 @@ impl<'a> CompactJws<'a> {
     pub fn parse(token: &'a str) -> Result<Self, JwsError> {
         let token = token.trim();
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(JwsError::NotCompact);
         };
-        if h.is_empty() || s.is_empty() {
+        if h.is_empty() {
             return Err(JwsError::NotCompact);
         }
         let header_bytes = b64url_decode(h).ok_or(JwsError::BadBase64("header"))?;
+        let header: Value = serde_json::from_slice(&header_bytes).map_err(|_| JwsError::HeaderNotJson)?;
+        let header = header.as_object().ok_or(JwsError::HeaderNotJson)?;
+        // The algorithm is judged first, so an unsigned "alg":"none" token is named as such.
+        let alg = header.get("alg").and_then(Value::as_str).ok_or(JwsError::MissingAlg)?;
+        let alg: SigningAlg = alg.parse().map_err(JwsError::UnsupportedAlg)?;
+        if s.is_empty() {
+            return Err(JwsError::NotCompact);
+        }
         let payload = b64url_decode(p).ok_or(JwsError::BadBase64("payload"))?;
         let signature = b64url_decode(s).ok_or(JwsError::BadBase64("signature"))?;
-        let header: Value =
-            serde_json::from_slice(&header_bytes).map_err(|_| JwsError::HeaderNotJson)?;
-        let header = header.as_object().ok_or(JwsError::HeaderNotJson)?;
-
-        let alg = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .ok_or(JwsError::MissingAlg)?;
-        let alg: SigningAlg = alg.parse().map_err(JwsError::UnsupportedAlg)?;
         if let Some(crit) = header.get("crit") {
             let names = crit
                 .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
                 .unwrap_or_default();
             return Err(JwsError::CriticalExtension(names));
         }
         let kid = header.get("kid").and_then(Value::as_str).map(str::to_owned);
         let typ = header.get("typ").and_then(Value::as_str).map(str::to_owned);
         let signing_input = &token[..h.len() + 1 + p.len()];
-        Ok(Self {
-            header: JwsHeader { alg, kid, typ },
-            signing_input,
-            payload,
-            signature,
-        })
+        Ok(Self { header: JwsHeader { alg, kid, typ }, signing_input, payload, signature })
     }
 
     pub fn header(&self) -> &JwsHeader {
@@ -120,27 +108,16 @@ impl<'a> CompactJws<'a> {
         if allowed.contains(&self.header.alg) {
             return Ok(());
         }
-        Err(JwsError::AlgNotAllowed {
-            alg: self.header.alg,
-            allowed: alg::list(allowed),
-        })
+        Err(JwsError::AlgNotAllowed { alg: self.header.alg, allowed: alg::list(allowed) })
     }
 
     /// Checks the algorithm against `allowed`, selects the key by `kid` (required when
     /// `require_kid`), pins the algorithm to that key, and verifies the signature. Without a
     /// kid every key that fits the algorithm is tried, as RFC 7523 clients may omit it.
-    pub fn verify(
-        &self,
-        keys: &JwkSet,
-        allowed: &[SigningAlg],
-        require_kid: bool,
-    ) -> Result<Claims, JwsError> {
+    pub fn verify(&self, keys: &JwkSet, allowed: &[SigningAlg], require_kid: bool) -> Result<Claims, JwsError> {
         let alg = self.header.alg;
         if !allowed.contains(&alg) {
-            return Err(JwsError::AlgNotAllowed {
-                alg,
-                allowed: alg::list(allowed),
-            });
+            return Err(JwsError::AlgNotAllowed { alg, allowed: alg::list(allowed) });
         }
         match self.header.kid.as_deref() {
             Some(kid) => {
@@ -151,34 +128,20 @@ impl<'a> CompactJws<'a> {
                 let kty = first.kty();
                 let mut fitting = named.filter_map(|k| k.verifier_for(alg)).peekable();
                 if fitting.peek().is_none() {
-                    return Err(JwsError::KeyDoesNotFitAlg {
-                        kid: kid.to_owned(),
-                        kty,
-                        alg,
-                    });
+                    return Err(JwsError::KeyDoesNotFitAlg { kid: kid.to_owned(), kty, alg });
                 }
-                if fitting.any(|key| {
-                    key.verify_sig(self.signing_input.as_bytes(), &self.signature)
-                        .is_ok()
-                }) {
+                if fitting.any(|key| key.verify_sig(self.signing_input.as_bytes(), &self.signature).is_ok()) {
                     return self.unverified_claims();
                 }
                 Err(JwsError::BadSignature(kid.to_owned()))
             }
             None if require_kid => Err(JwsError::MissingKid),
             None => {
-                let mut fitting = keys
-                    .keys()
-                    .iter()
-                    .filter_map(|k| k.verifier_for(alg))
-                    .peekable();
+                let mut fitting = keys.keys().iter().filter_map(|k| k.verifier_for(alg)).peekable();
                 if fitting.peek().is_none() {
                     return Err(JwsError::NoKeyForAlg(alg));
                 }
-                if fitting.any(|key| {
-                    key.verify_sig(self.signing_input.as_bytes(), &self.signature)
-                        .is_ok()
-                }) {
+                if fitting.any(|key| key.verify_sig(self.signing_input.as_bytes(), &self.signature).is_ok()) {
                     return self.unverified_claims();
                 }
                 Err(JwsError::BadSignature("(none given)".into()))

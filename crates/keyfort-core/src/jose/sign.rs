@@ -23,10 +23,7 @@ pub struct SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("alg", &self.alg)
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("SigningKey").field("alg", &self.alg).field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -42,23 +39,13 @@ impl SigningKey {
                 EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_FIXED_SIGNING)
                     .map_err(|_| "EC key generation failed")?,
             ),
-            _ => Inner::Rsa(
-                RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| "RSA key generation failed")?,
-            ),
+            _ => Inner::Rsa(RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| "RSA key generation failed")?),
         };
-        Ok(Self {
-            alg,
-            kid: kid.into(),
-            inner,
-        })
+        Ok(Self { alg, kid: kid.into(), inner })
     }
 
     /// Loads a PKCS#8 DER private key for `alg`.
-    pub fn from_pkcs8_der(
-        alg: SigningAlg,
-        kid: impl Into<String>,
-        der: &[u8],
-    ) -> Result<Self, String> {
+    pub fn from_pkcs8_der(alg: SigningAlg, kid: impl Into<String>, der: &[u8]) -> Result<Self, String> {
         let inner = match alg {
             SigningAlg::ES256 => Inner::Ec(
                 EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
@@ -68,24 +55,15 @@ impl SigningKey {
                 EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, der)
                     .map_err(|e| format!("not a P-384 PKCS#8 key: {e}"))?,
             ),
-            _ => Inner::Rsa(
-                RsaKeyPair::from_pkcs8(der).map_err(|e| format!("not an RSA PKCS#8 key: {e}"))?,
-            ),
+            _ => Inner::Rsa(RsaKeyPair::from_pkcs8(der).map_err(|e| format!("not an RSA PKCS#8 key: {e}"))?),
         };
-        Ok(Self {
-            alg,
-            kid: kid.into(),
-            inner,
-        })
+        Ok(Self { alg, kid: kid.into(), inner })
     }
 
     pub fn to_pkcs8_der(&self) -> Vec<u8> {
         match &self.inner {
             Inner::Rsa(k) => k.as_der().map(|d| d.as_ref().to_vec()).unwrap_or_default(),
-            Inner::Ec(k) => k
-                .to_pkcs8v1()
-                .map(|d| d.as_ref().to_vec())
-                .unwrap_or_default(),
+            Inner::Ec(k) => k.to_pkcs8v1().map(|d| d.as_ref().to_vec()).unwrap_or_default(),
         }
     }
 
@@ -124,11 +102,7 @@ impl SigningKey {
     /// Signs `claims` as a compact JWS with this key's alg and kid.
     pub fn sign_jwt(&self, claims: &Value, typ: &str) -> String {
         let header = json!({"alg": self.alg, "kid": self.kid, "typ": typ});
-        let input = format!(
-            "{}.{}",
-            b64url_encode(header.to_string()),
-            b64url_encode(claims.to_string())
-        );
+        let input = format!("{}.{}", b64url_encode(header.to_string()), b64url_encode(claims.to_string()));
         let signature = self.sign(input.as_bytes());
         format!("{input}.{}", b64url_encode(signature))
     }
@@ -144,15 +118,10 @@ impl SigningKey {
                     _ => &signature::RSA_PSS_SHA256,
                 };
                 let mut sig = vec![0u8; k.public_modulus_len()];
-                k.sign(padding, &rng, message, &mut sig)
-                    .expect("RSA signing with a valid key");
+                k.sign(padding, &rng, message, &mut sig).expect("RSA signing with a valid key");
                 sig
             }
-            Inner::Ec(k) => k
-                .sign(&rng, message)
-                .expect("ECDSA signing with a valid key")
-                .as_ref()
-                .to_vec(),
+            Inner::Ec(k) => k.sign(&rng, message).expect("ECDSA signing with a valid key").as_ref().to_vec(),
         }
     }
 }
@@ -178,25 +147,18 @@ mod tests {
 
         for key in [&ps, &es] {
             let token = key.sign_jwt(&claims, "JWT");
-            let verified = CompactJws::parse(&token)
-                .unwrap()
-                .verify(&set, &allowed, true)
-                .unwrap();
+            let verified = CompactJws::parse(&token).unwrap().verify(&set, &allowed, true).unwrap();
             assert_eq!(verified.string("sub").unwrap().as_deref(), Some("x"));
         }
         // Same kid, different private key: the signature must fail.
         let forged = other.sign_jwt(&claims, "JWT");
         assert!(matches!(
-            CompactJws::parse(&forged)
-                .unwrap()
-                .verify(&set, &allowed, true),
+            CompactJws::parse(&forged).unwrap().verify(&set, &allowed, true),
             Err(JwsError::BadSignature(_))
         ));
         // An alg outside the allow-list is refused before any key is used.
         assert!(matches!(
-            CompactJws::parse(&ps.sign_jwt(&claims, "JWT"))
-                .unwrap()
-                .verify(&set, &[SigningAlg::ES256], true),
+            CompactJws::parse(&ps.sign_jwt(&claims, "JWT")).unwrap().verify(&set, &[SigningAlg::ES256], true),
             Err(JwsError::AlgNotAllowed { .. })
         ));
     }
@@ -207,10 +169,7 @@ mod tests {
         let ps = SigningKey::generate(SigningAlg::PS256, "shared").unwrap();
         let es = SigningKey::generate(SigningAlg::ES256, "shared").unwrap();
         let token = ps.sign_jwt(&json!({}), "JWT");
-        let err = CompactJws::parse(&token)
-            .unwrap()
-            .verify(&jwks(&[&es]), &[SigningAlg::PS256], true)
-            .unwrap_err();
+        let err = CompactJws::parse(&token).unwrap().verify(&jwks(&[&es]), &[SigningAlg::PS256], true).unwrap_err();
         assert!(matches!(err, JwsError::KeyDoesNotFitAlg { .. }), "{err}");
     }
 
@@ -218,53 +177,25 @@ mod tests {
     fn kid_rules() {
         let ps = SigningKey::generate(SigningAlg::PS256, "k1").unwrap();
         let set = jwks(&[&ps]);
-        let unknown =
-            SigningKey::from_pkcs8_der(SigningAlg::PS256, "k2", &ps.to_pkcs8_der()).unwrap();
+        let unknown = SigningKey::from_pkcs8_der(SigningAlg::PS256, "k2", &ps.to_pkcs8_der()).unwrap();
         let token = unknown.sign_jwt(&json!({}), "JWT");
         assert!(matches!(
-            CompactJws::parse(&token)
-                .unwrap()
-                .verify(&set, &[SigningAlg::PS256], true),
+            CompactJws::parse(&token).unwrap().verify(&set, &[SigningAlg::PS256], true),
             Err(JwsError::UnknownKid(_))
         ));
     }
 
     #[test]
     fn unsigned_and_malformed_tokens_are_refused() {
-        let none = format!(
-            "{}.{}.",
-            b64url_encode(r#"{"alg":"none"}"#),
-            b64url_encode("{}")
-        );
-        assert!(matches!(
-            CompactJws::parse(&none),
-            Err(JwsError::NotCompact)
-        ));
-        let none_sig = format!(
-            "{}.{}.c2ln",
-            b64url_encode(r#"{"alg":"none"}"#),
-            b64url_encode("{}")
-        );
-        assert!(matches!(
-            CompactJws::parse(&none_sig),
-            Err(JwsError::UnsupportedAlg(_))
-        ));
-        let hs = format!(
-            "{}.{}.c2ln",
-            b64url_encode(r#"{"alg":"HS256","kid":"k1"}"#),
-            b64url_encode("{}")
-        );
-        assert!(matches!(
-            CompactJws::parse(&hs),
-            Err(JwsError::UnsupportedAlg(_))
-        ));
-        assert!(matches!(
-            CompactJws::parse("a.b"),
-            Err(JwsError::NotCompact)
-        ));
-        assert!(matches!(
-            CompactJws::parse("!!.b.c"),
-            Err(JwsError::BadBase64("header"))
-        ));
+        let none = format!("{}.{}.", b64url_encode(r#"{"alg":"none"}"#), b64url_encode("{}"));
+        assert!(matches!(CompactJws::parse(&none), Err(JwsError::UnsupportedAlg(_))));
+        let empty_sig = format!("{}.{}.", b64url_encode(r#"{"alg":"PS256"}"#), b64url_encode("{}"));
+        assert!(matches!(CompactJws::parse(&empty_sig), Err(JwsError::NotCompact)));
+        let none_sig = format!("{}.{}.c2ln", b64url_encode(r#"{"alg":"none"}"#), b64url_encode("{}"));
+        assert!(matches!(CompactJws::parse(&none_sig), Err(JwsError::UnsupportedAlg(_))));
+        let hs = format!("{}.{}.c2ln", b64url_encode(r#"{"alg":"HS256","kid":"k1"}"#), b64url_encode("{}"));
+        assert!(matches!(CompactJws::parse(&hs), Err(JwsError::UnsupportedAlg(_))));
+        assert!(matches!(CompactJws::parse("a.b"), Err(JwsError::NotCompact)));
+        assert!(matches!(CompactJws::parse("!!.b.c"), Err(JwsError::BadBase64("header"))));
     }
 }

@@ -67,12 +67,7 @@ string_enum!(
 impl AuthMethod {
     /// Methods that authenticate with a shared secret the server must issue.
     pub fn uses_client_secret(self) -> bool {
-        matches!(
-            self,
-            AuthMethod::ClientSecretBasic
-                | AuthMethod::ClientSecretPost
-                | AuthMethod::ClientSecretJwt
-        )
+        matches!(self, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost | AuthMethod::ClientSecretJwt)
     }
 }
 

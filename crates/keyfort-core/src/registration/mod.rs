@@ -28,12 +28,7 @@ pub struct TokenLifetimes {
 
 impl Default for TokenLifetimes {
     fn default() -> Self {
-        Self {
-            application: 3600,
-            user: 3600,
-            refresh: 86400,
-            id_token: 3600,
-        }
+        Self { application: 3600, user: 3600, refresh: 86400, id_token: 3600 }
     }
 }
 
@@ -87,16 +82,9 @@ pub struct IssuedCredentials {
 impl RegisteredClient {
     /// Builds the client record for an approved request, generating its identifier and
     /// secrets. The caller persists the record and shows the credentials once.
-    pub fn new(
-        approved: Approved,
-        software_statement: Option<String>,
-        now: UnixTime,
-    ) -> (Self, IssuedCredentials) {
-        let client_secret = approved
-            .metadata
-            .token_endpoint_auth_method
-            .uses_client_secret()
-            .then(IssuedSecret::generate);
+    pub fn new(approved: Approved, software_statement: Option<String>, now: UnixTime) -> (Self, IssuedCredentials) {
+        let client_secret =
+            approved.metadata.token_endpoint_auth_method.uses_client_secret().then(IssuedSecret::generate);
         let registration_access_token = IssuedSecret::generate();
         let client = Self {
             client_id: crate::secret::new_client_id(),
@@ -110,13 +98,7 @@ impl RegisteredClient {
             client_secret_hash: client_secret.as_ref().map(IssuedSecret::hash),
             registration_access_token_hash: registration_access_token.hash(),
         };
-        (
-            client,
-            IssuedCredentials {
-                client_secret,
-                registration_access_token,
-            },
-        )
+        (client, IssuedCredentials { client_secret, registration_access_token })
     }
 
     /// The registration response body (RFC 7591 §3.2.1, RFC 7592 §3, OBIE DCR and the WSO2
@@ -138,10 +120,7 @@ impl RegisteredClient {
             if let Some(secret) = &creds.client_secret {
                 put("client_secret", json!(secret.expose()));
             }
-            put(
-                "registration_access_token",
-                json!(creds.registration_access_token.expose()),
-            );
+            put("registration_access_token", json!(creds.registration_access_token.expose()));
         }
         if self.client_secret_hash.is_some() {
             put("client_secret_expires_at", json!(0));
@@ -152,17 +131,8 @@ impl RegisteredClient {
         put("response_types", json!(m.response_types));
         put("application_type", json!(m.application_type));
         put("client_name", json!(m.client_name));
-        put(
-            "ext_application_display_name",
-            json!(m
-                .ext_application_display_name
-                .as_deref()
-                .unwrap_or(&m.client_name)),
-        );
-        put(
-            "ext_application_token_lifetime",
-            json!(lifetimes.application),
-        );
+        put("ext_application_display_name", json!(m.ext_application_display_name.as_deref().unwrap_or(&m.client_name)));
+        put("ext_application_token_lifetime", json!(lifetimes.application));
         put("ext_user_token_lifetime", json!(lifetimes.user));
         put("ext_refresh_token_lifetime", json!(lifetimes.refresh));
         put("ext_id_token_lifetime", json!(lifetimes.id_token));
@@ -173,39 +143,15 @@ impl RegisteredClient {
         put("token_type_extension", json!("JWT"));
         put("ext_allowed_audience", json!("organization"));
         put("jwks_uri", json!(m.jwks_uri.as_ref().map(|u| u.as_str())));
-        put(
-            "token_endpoint_auth_method",
-            json!(m.token_endpoint_auth_method),
-        );
-        put(
-            "token_endpoint_auth_signing_alg",
-            json!(m.token_endpoint_auth_signing_alg),
-        );
+        put("token_endpoint_auth_method", json!(m.token_endpoint_auth_method));
+        put("token_endpoint_auth_signing_alg", json!(m.token_endpoint_auth_signing_alg));
         put("token_endpoint_allow_reuse_pvt_key_jwt", json!(false));
-        put(
-            "tls_client_auth_subject_dn",
-            json!(m.tls_client_auth_subject_dn),
-        );
-        put(
-            "id_token_signed_response_alg",
-            json!(m.id_token_signed_response_alg),
-        );
-        put(
-            "request_object_signing_alg",
-            json!(m.request_object_signing_alg),
-        );
-        put(
-            "require_signed_request_object",
-            json!(m.require_signed_request_object),
-        );
-        put(
-            "tls_client_certificate_bound_access_tokens",
-            json!(m.tls_client_certificate_bound_access_tokens),
-        );
-        put(
-            "require_pushed_authorization_requests",
-            json!(m.require_pushed_authorization_requests),
-        );
+        put("tls_client_auth_subject_dn", json!(m.tls_client_auth_subject_dn));
+        put("id_token_signed_response_alg", json!(m.id_token_signed_response_alg));
+        put("request_object_signing_alg", json!(m.request_object_signing_alg));
+        put("require_signed_request_object", json!(m.require_signed_request_object));
+        put("tls_client_certificate_bound_access_tokens", json!(m.tls_client_certificate_bound_access_tokens));
+        put("require_pushed_authorization_requests", json!(m.require_pushed_authorization_requests));
         put("subject_type", json!("public"));
         put("scope", json!(m.scope.join(" ")));
         put("software_id", json!(self.software_id));

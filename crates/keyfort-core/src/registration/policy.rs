@@ -94,10 +94,8 @@ impl RegistrationPolicy {
             (Some(ssa), _) => Some(ssa.software_id.clone()),
             (None, sent) => sent.clone(),
         };
-        let iss = request
-            .iss
-            .clone()
-            .ok_or_else(|| meta("claim `iss` is required: set it to your software_id".into()))?;
+        let iss =
+            request.iss.clone().ok_or_else(|| meta("claim `iss` is required: set it to your software_id".into()))?;
         if let Some(expected) = &software_id {
             if iss != *expected {
                 return Err(meta(format!(
@@ -110,36 +108,24 @@ impl RegistrationPolicy {
         self.check_times(request, form, now)?;
         let jti = match &request.jti {
             Some(jti) if !jti.trim().is_empty() => jti.clone(),
-            _ => return Err(meta(
-                "claim `jti` is required: send a unique identifier for every registration request"
-                    .into(),
-            )),
+            _ => {
+                return Err(meta(
+                    "claim `jti` is required: send a unique identifier for every registration request".into(),
+                ))
+            }
         };
 
         let redirect_uris = self.redirect_uris(request, ssa)?;
-        let (
-            token_endpoint_auth_method,
-            token_endpoint_auth_signing_alg,
-            tls_client_auth_subject_dn,
-        ) = self.client_authentication(request)?;
-        let id_token_signed_response_alg = self.optional_alg(
-            "id_token_signed_response_alg",
-            &request.id_token_signed_response_alg,
-        )?;
-        let request_object_signing_alg = self.optional_alg(
-            "request_object_signing_alg",
-            &request.request_object_signing_alg,
-        )?;
-        let grant_types = parse_list::<GrantType>(
-            "grant_types",
-            &request.grant_types,
-            &[GrantType::AuthorizationCode],
-        )?;
-        let response_types = parse_list::<ResponseType>(
-            "response_types",
-            &request.response_types,
-            &[ResponseType::Code],
-        )?;
+        let (token_endpoint_auth_method, token_endpoint_auth_signing_alg, tls_client_auth_subject_dn) =
+            self.client_authentication(request)?;
+        let id_token_signed_response_alg =
+            self.optional_alg("id_token_signed_response_alg", &request.id_token_signed_response_alg)?;
+        let request_object_signing_alg =
+            self.optional_alg("request_object_signing_alg", &request.request_object_signing_alg)?;
+        let grant_types =
+            parse_list::<GrantType>("grant_types", &request.grant_types, &[GrantType::AuthorizationCode])?;
+        let response_types =
+            parse_list::<ResponseType>("response_types", &request.response_types, &[ResponseType::Code])?;
         let application_type = match &request.application_type {
             None => ApplicationType::Web,
             Some(raw) => ApplicationType::from_str(raw).map_err(|bad| {
@@ -152,10 +138,8 @@ impl RegistrationPolicy {
         let roles: Vec<String> = ssa.map(|s| s.software_roles.clone()).unwrap_or_default();
         let scope = self.scope(request, ssa, &roles)?;
 
-        let require_signed_request_object = self.fapi_flag(
-            "require_signed_request_object",
-            request.require_signed_request_object,
-        )?;
+        let require_signed_request_object =
+            self.fapi_flag("require_signed_request_object", request.require_signed_request_object)?;
         let tls_client_certificate_bound_access_tokens = self.fapi_flag(
             "tls_client_certificate_bound_access_tokens",
             request.tls_client_certificate_bound_access_tokens,
@@ -167,14 +151,14 @@ impl RegistrationPolicy {
         }
         if let Some(t) = &request.token_type_extension {
             if t != "JWT" {
-                return Err(meta(format!("token_type_extension \"{t}\" is not supported; this server issues JWT access tokens")));
+                return Err(meta(format!(
+                    "token_type_extension \"{t}\" is not supported; this server issues JWT access tokens"
+                )));
             }
         }
         if let Some(st) = &request.subject_type {
             if st != "public" {
-                return Err(meta(format!(
-                    "subject_type \"{st}\" is not supported; use \"public\""
-                )));
+                return Err(meta(format!("subject_type \"{st}\" is not supported; use \"public\"")));
             }
         }
         let jwks_uri = self.jwks_uri(request, ssa)?;
@@ -201,9 +185,7 @@ impl RegistrationPolicy {
                 request_object_signing_alg,
                 require_signed_request_object,
                 tls_client_certificate_bound_access_tokens,
-                require_pushed_authorization_requests: request
-                    .require_pushed_authorization_requests
-                    .unwrap_or(false),
+                require_pushed_authorization_requests: request.require_pushed_authorization_requests.unwrap_or(false),
                 jwks_uri,
             },
             software_id,
@@ -218,26 +200,16 @@ impl RegistrationPolicy {
     fn check_audience(&self, request: &RegistrationRequest) -> Result<(), OAuthError> {
         let accepted = self.audiences.join(", ");
         match &request.aud {
-            None => Err(meta(format!(
-                "claim `aud` is required: set it to this server's issuer ({accepted})"
-            ))),
+            None => Err(meta(format!("claim `aud` is required: set it to this server's issuer ({accepted})"))),
             Some(auds) if auds.iter().any(|a| self.audiences.contains(a)) => Ok(()),
             Some(auds) => Err(meta(format!(
                 "aud {} does not name this server; set it to one of: {accepted}",
-                auds.iter()
-                    .map(|a| format!("\"{a}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                auds.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ")
             ))),
         }
     }
 
-    fn check_times(
-        &self,
-        request: &RegistrationRequest,
-        form: RequestForm,
-        now: UnixTime,
-    ) -> Result<(), OAuthError> {
+    fn check_times(&self, request: &RegistrationRequest, form: RequestForm, now: UnixTime) -> Result<(), OAuthError> {
         let signed = form == RequestForm::SignedJwt;
         match request.iat {
             Some(iat) if iat > now + self.clock_skew => {
@@ -277,11 +249,7 @@ impl RegistrationPolicy {
         for raw in &requested {
             let uri = RedirectUri::parse(raw).map_err(OAuthError::invalid_redirect_uri)?;
             if let Some(ssa) = ssa {
-                if !ssa
-                    .software_redirect_uris
-                    .iter()
-                    .any(|allowed| allowed == raw)
-                {
+                if !ssa.software_redirect_uris.iter().any(|allowed| allowed == raw) {
                     return Err(OAuthError::invalid_redirect_uri(format!(
                         "redirect URI \"{raw}\" is not one of the software statement's software_redirect_uris ({}); register it in the directory first",
                         ssa.software_redirect_uris.join(", ")
@@ -303,15 +271,12 @@ impl RegistrationPolicy {
         let allowed = names(&self.auth_methods);
         let method = match &request.token_endpoint_auth_method {
             None => return Err(meta(format!("token_endpoint_auth_method is required; use one of: {allowed}"))),
-            Some(raw) => AuthMethod::from_str(raw)
-                .ok()
-                .filter(|m| self.auth_methods.contains(m))
-                .ok_or_else(|| meta(format!("token_endpoint_auth_method \"{raw}\" is not allowed here; use one of: {allowed}")))?,
+            Some(raw) => AuthMethod::from_str(raw).ok().filter(|m| self.auth_methods.contains(m)).ok_or_else(|| {
+                meta(format!("token_endpoint_auth_method \"{raw}\" is not allowed here; use one of: {allowed}"))
+            })?,
         };
-        let signing_alg = self.optional_alg(
-            "token_endpoint_auth_signing_alg",
-            &request.token_endpoint_auth_signing_alg,
-        )?;
+        let signing_alg =
+            self.optional_alg("token_endpoint_auth_signing_alg", &request.token_endpoint_auth_signing_alg)?;
         if matches!(method, AuthMethod::PrivateKeyJwt) && signing_alg.is_none() {
             return Err(meta(format!(
                 "token_endpoint_auth_signing_alg is required with private_key_jwt; use one of: {}",
@@ -319,10 +284,7 @@ impl RegistrationPolicy {
             )));
         }
         let subject_dn = match &request.tls_client_auth_subject_dn {
-            Some(raw) => Some(
-                SubjectDn::parse(raw)
-                    .map_err(|e| meta(format!("tls_client_auth_subject_dn: {e}")))?,
-            ),
+            Some(raw) => Some(SubjectDn::parse(raw).map_err(|e| meta(format!("tls_client_auth_subject_dn: {e}")))?),
             None => None,
         };
         if method == AuthMethod::TlsClientAuth && subject_dn.is_none() {
@@ -333,22 +295,11 @@ impl RegistrationPolicy {
         Ok((method, signing_alg, subject_dn))
     }
 
-    fn optional_alg(
-        &self,
-        claim: &str,
-        raw: &Option<String>,
-    ) -> Result<Option<SigningAlg>, OAuthError> {
+    fn optional_alg(&self, claim: &str, raw: &Option<String>) -> Result<Option<SigningAlg>, OAuthError> {
         let Some(raw) = raw else { return Ok(None) };
-        raw.parse::<SigningAlg>()
-            .ok()
-            .filter(|a| self.allowed_algs.contains(a))
-            .map(Some)
-            .ok_or_else(|| {
-                meta(format!(
-                    "{claim} \"{raw}\" is not allowed; use one of: {}",
-                    alg::list(&self.allowed_algs)
-                ))
-            })
+        raw.parse::<SigningAlg>().ok().filter(|a| self.allowed_algs.contains(a)).map(Some).ok_or_else(|| {
+            meta(format!("{claim} \"{raw}\" is not allowed; use one of: {}", alg::list(&self.allowed_algs)))
+        })
     }
 
     fn scope(
@@ -381,9 +332,7 @@ impl RegistrationPolicy {
             }
         }
         if scopes.is_empty() {
-            return Err(meta(
-                "scope is empty; leave it out or list scopes separated by spaces".into(),
-            ));
+            return Err(meta("scope is empty; leave it out or list scopes separated by spaces".into()));
         }
         Ok(scopes)
     }
@@ -391,9 +340,7 @@ impl RegistrationPolicy {
     /// Under FAPI the flag must be true (absent means true: the server enforces it anyway).
     fn fapi_flag(&self, claim: &str, sent: Option<bool>) -> Result<bool, OAuthError> {
         match (self.fapi, sent) {
-            (true, Some(false)) => Err(meta(format!(
-                "{claim} must be true under this server's FAPI profile"
-            ))),
+            (true, Some(false)) => Err(meta(format!("{claim} must be true under this server's FAPI profile"))),
             (true, _) => Ok(true),
             (false, sent) => Ok(sent.unwrap_or(false)),
         }
@@ -421,18 +368,10 @@ impl RegistrationPolicy {
 }
 
 fn names<T: std::fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
-fn parse_list<T>(
-    claim: &str,
-    raw: &Option<Vec<String>>,
-    default: &[T],
-) -> Result<Vec<T>, OAuthError>
+fn parse_list<T>(claim: &str, raw: &Option<Vec<String>>, default: &[T]) -> Result<Vec<T>, OAuthError>
 where
     T: FromStr<Err = String> + Copy + PartialEq + std::fmt::Display + AllValues,
 {
@@ -440,17 +379,12 @@ where
         return Ok(default.to_vec());
     };
     if raw.is_empty() {
-        return Err(meta(format!(
-            "{claim} must not be empty; leave it out to get the default"
-        )));
+        return Err(meta(format!("{claim} must not be empty; leave it out to get the default")));
     }
     let mut out = Vec::with_capacity(raw.len());
     for item in raw {
         let value = T::from_str(item).map_err(|bad| {
-            meta(format!(
-                "{claim} value \"{bad}\" is not supported; use values from: {}",
-                names(T::all())
-            ))
+            meta(format!("{claim} value \"{bad}\" is not supported; use values from: {}", names(T::all())))
         })?;
         if !out.contains(&value) {
             out.push(value);

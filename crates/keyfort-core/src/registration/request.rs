@@ -55,9 +55,8 @@ impl RegistrationRequest {
     /// Reads the claims RFC 7591, OIDC Registration and the OBIE profile define. Unknown
     /// claims are ignored, as RFC 7591 §2 requires; claims of the wrong JSON type are errors.
     pub fn from_claims(claims: &Claims) -> Result<Self, OAuthError> {
-        let redirect_uris = claims
-            .string_list("redirect_uris")
-            .map_err(|e| OAuthError::invalid_redirect_uri(e.to_string()))?;
+        let redirect_uris =
+            claims.string_list("redirect_uris").map_err(|e| OAuthError::invalid_redirect_uri(e.to_string()))?;
         let software_statement = claims
             .long_string("software_statement", MAX_SSA_CHARS)
             .map_err(|e| OAuthError::invalid_software_statement(e.to_string()))?;
@@ -97,9 +96,7 @@ impl RegistrationRequest {
             id_token_signed_response_alg: s("id_token_signed_response_alg")?,
             request_object_signing_alg: s("request_object_signing_alg")?,
             require_signed_request_object: b("require_signed_request_object")?,
-            tls_client_certificate_bound_access_tokens: b(
-                "tls_client_certificate_bound_access_tokens",
-            )?,
+            tls_client_certificate_bound_access_tokens: b("tls_client_certificate_bound_access_tokens")?,
             require_pushed_authorization_requests: b("require_pushed_authorization_requests")?,
             token_endpoint_allow_reuse_pvt_key_jwt: b("token_endpoint_allow_reuse_pvt_key_jwt")?,
             token_type_extension: s("token_type_extension")?,

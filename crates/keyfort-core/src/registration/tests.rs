@@ -34,10 +34,7 @@ fn ssa() -> SoftwareStatement {
         jti: None,
         software_id: "soft1".into(),
         software_roles: vec!["AISP".into(), "PISP".into()],
-        software_redirect_uris: vec![
-            "https://tpp.example/cb".into(),
-            "https://tpp.example/cb2".into(),
-        ],
+        software_redirect_uris: vec!["https://tpp.example/cb".into(), "https://tpp.example/cb2".into()],
         org_id: "org1".into(),
         org_name: None,
         software_jwks_endpoint: "https://keystore.example/org1/soft1.jwks".parse().unwrap(),
@@ -72,17 +69,10 @@ fn evaluate(patch: Value) -> Result<Approved, crate::error::OAuthError> {
 fn a_good_request_gets_the_ssa_defaults() {
     let ok = evaluate(json!({})).unwrap();
     assert_eq!(ok.software_id.as_deref(), Some("soft1"));
-    assert_eq!(
-        ok.metadata.redirect_uris.len(),
-        2,
-        "missing redirect_uris default to the SSA's"
-    );
+    assert_eq!(ok.metadata.redirect_uris.len(), 2, "missing redirect_uris default to the SSA's");
     assert_eq!(ok.metadata.client_name, "TPP App");
     assert!(ok.metadata.tls_client_certificate_bound_access_tokens);
-    assert_eq!(
-        ok.metadata.jwks_uri.unwrap().as_str(),
-        "https://keystore.example/org1/soft1.jwks"
-    );
+    assert_eq!(ok.metadata.jwks_uri.unwrap().as_str(), "https://keystore.example/org1/soft1.jwks");
     assert_eq!(ok.jti_issuer, "soft1");
 }
 
@@ -92,154 +82,62 @@ fn each_rule_refuses_with_its_code() {
     let cases: Vec<(Value, ErrorCode, &str)> = vec![
         (json!({"iss": "other"}), InvalidClientMetadata, "iss"),
         (json!({"iss": null}), InvalidClientMetadata, "iss"),
-        (
-            json!({"software_id": "other"}),
-            InvalidClientMetadata,
-            "software_id",
-        ),
-        (
-            json!({"aud": "https://other.example"}),
-            InvalidClientMetadata,
-            "aud",
-        ),
+        (json!({"software_id": "other"}), InvalidClientMetadata, "software_id"),
+        (json!({"aud": "https://other.example"}), InvalidClientMetadata, "aud"),
         (json!({"aud": null}), InvalidClientMetadata, "aud"),
         (json!({"exp": NOW - 3600}), InvalidClientMetadata, "expired"),
         (json!({"exp": null}), InvalidClientMetadata, "exp"),
         (json!({"iat": NOW + 3600}), InvalidClientMetadata, "future"),
         (json!({"iat": null}), InvalidClientMetadata, "iat"),
         (json!({"jti": null}), InvalidClientMetadata, "jti"),
-        (
-            json!({"redirect_uris": ["http://tpp.example/cb"]}),
-            InvalidRedirectUri,
-            "https",
-        ),
-        (
-            json!({"redirect_uris": ["https://tpp.example/cb#x"]}),
-            InvalidRedirectUri,
-            "fragment",
-        ),
-        (
-            json!({"redirect_uris": ["https://localhost/cb"]}),
-            InvalidRedirectUri,
-            "loopback",
-        ),
-        (
-            json!({"redirect_uris": ["cb"]}),
-            InvalidRedirectUri,
-            "absolute",
-        ),
-        (
-            json!({"redirect_uris": ["https://evil.example/cb"]}),
-            InvalidRedirectUri,
-            "software_redirect_uris",
-        ),
+        (json!({"redirect_uris": ["http://tpp.example/cb"]}), InvalidRedirectUri, "https"),
+        (json!({"redirect_uris": ["https://tpp.example/cb#x"]}), InvalidRedirectUri, "fragment"),
+        (json!({"redirect_uris": ["https://localhost/cb"]}), InvalidRedirectUri, "loopback"),
+        (json!({"redirect_uris": ["cb"]}), InvalidRedirectUri, "absolute"),
+        (json!({"redirect_uris": ["https://evil.example/cb"]}), InvalidRedirectUri, "software_redirect_uris"),
         (json!({"redirect_uris": []}), InvalidRedirectUri, "empty"),
         (
             json!({"token_endpoint_auth_method": "client_secret_basic"}),
             InvalidClientMetadata,
             "token_endpoint_auth_method",
         ),
-        (
-            json!({"token_endpoint_auth_method": null}),
-            InvalidClientMetadata,
-            "token_endpoint_auth_method",
-        ),
-        (
-            json!({"token_endpoint_auth_signing_alg": null}),
-            InvalidClientMetadata,
-            "required with private_key_jwt",
-        ),
-        (
-            json!({"token_endpoint_auth_signing_alg": "HS256"}),
-            InvalidClientMetadata,
-            "token_endpoint_auth_signing_alg",
-        ),
-        (
-            json!({"token_endpoint_auth_method": "tls_client_auth"}),
-            InvalidClientMetadata,
-            "tls_client_auth_subject_dn",
-        ),
+        (json!({"token_endpoint_auth_method": null}), InvalidClientMetadata, "token_endpoint_auth_method"),
+        (json!({"token_endpoint_auth_signing_alg": null}), InvalidClientMetadata, "required with private_key_jwt"),
+        (json!({"token_endpoint_auth_signing_alg": "HS256"}), InvalidClientMetadata, "token_endpoint_auth_signing_alg"),
+        (json!({"token_endpoint_auth_method": "tls_client_auth"}), InvalidClientMetadata, "tls_client_auth_subject_dn"),
         (
             json!({"token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "nonsense"}),
             InvalidClientMetadata,
             "tls_client_auth_subject_dn",
         ),
-        (
-            json!({"id_token_signed_response_alg": "RS256"}),
-            InvalidClientMetadata,
-            "id_token_signed_response_alg",
-        ),
-        (
-            json!({"request_object_signing_alg": "none"}),
-            InvalidClientMetadata,
-            "request_object_signing_alg",
-        ),
-        (
-            json!({"grant_types": ["implicit"]}),
-            InvalidClientMetadata,
-            "grant_types",
-        ),
-        (
-            json!({"response_types": ["token"]}),
-            InvalidClientMetadata,
-            "response_types",
-        ),
-        (
-            json!({"application_type": "desktop"}),
-            InvalidClientMetadata,
-            "application_type",
-        ),
-        (
-            json!({"scope": "accounts fundsconfirmations"}),
-            InvalidClientMetadata,
-            "fundsconfirmations",
-        ),
-        (
-            json!({"require_signed_request_object": false}),
-            InvalidClientMetadata,
-            "require_signed_request_object",
-        ),
+        (json!({"id_token_signed_response_alg": "RS256"}), InvalidClientMetadata, "id_token_signed_response_alg"),
+        (json!({"request_object_signing_alg": "none"}), InvalidClientMetadata, "request_object_signing_alg"),
+        (json!({"grant_types": ["implicit"]}), InvalidClientMetadata, "grant_types"),
+        (json!({"response_types": ["token"]}), InvalidClientMetadata, "response_types"),
+        (json!({"application_type": "desktop"}), InvalidClientMetadata, "application_type"),
+        (json!({"scope": "accounts fundsconfirmations"}), InvalidClientMetadata, "fundsconfirmations"),
+        (json!({"require_signed_request_object": false}), InvalidClientMetadata, "require_signed_request_object"),
         (
             json!({"tls_client_certificate_bound_access_tokens": false}),
             InvalidClientMetadata,
             "tls_client_certificate_bound_access_tokens",
         ),
-        (
-            json!({"jwks_uri": "https://evil.example/keys"}),
-            InvalidClientMetadata,
-            "jwks_uri",
-        ),
-        (
-            json!({"id_token_encrypted_response_alg": "RSA-OAEP"}),
-            InvalidClientMetadata,
-            "encrypt",
-        ),
-        (
-            json!({"token_endpoint_allow_reuse_pvt_key_jwt": true}),
-            InvalidClientMetadata,
-            "reuse",
-        ),
+        (json!({"jwks_uri": "https://evil.example/keys"}), InvalidClientMetadata, "jwks_uri"),
+        (json!({"id_token_encrypted_response_alg": "RSA-OAEP"}), InvalidClientMetadata, "encrypt"),
+        (json!({"token_endpoint_allow_reuse_pvt_key_jwt": true}), InvalidClientMetadata, "reuse"),
     ];
     for (patch, code, needle) in cases {
         let err = evaluate(patch.clone()).expect_err(&format!("{patch} should be refused"));
         assert_eq!(err.code, code, "{patch}: {err}");
-        assert!(
-            err.description.contains(needle),
-            "{patch}: description {:?} should mention {needle}",
-            err.description
-        );
+        assert!(err.description.contains(needle), "{patch}: description {:?} should mention {needle}", err.description);
     }
 }
 
 #[test]
 fn json_form_checks_times_only_when_present() {
     let req = request(json!({"iat": null, "exp": null}));
-    assert!(policy()
-        .evaluate(&req, Some(&ssa()), RequestForm::Json, NOW)
-        .is_ok());
-    assert!(policy()
-        .evaluate(&req, Some(&ssa()), RequestForm::SignedJwt, NOW)
-        .is_err());
+    assert!(policy().evaluate(&req, Some(&ssa()), RequestForm::Json, NOW).is_ok());
+    assert!(policy().evaluate(&req, Some(&ssa()), RequestForm::SignedJwt, NOW).is_err());
 }
 
 #[test]
@@ -250,31 +148,20 @@ fn without_fapi_flags_may_be_false_and_secrets_issued() {
     let req = request(
         json!({"tls_client_certificate_bound_access_tokens": false, "token_endpoint_auth_method": "client_secret_basic"}),
     );
-    let ok = p
-        .evaluate(&req, Some(&ssa()), RequestForm::SignedJwt, NOW)
-        .unwrap();
+    let ok = p.evaluate(&req, Some(&ssa()), RequestForm::SignedJwt, NOW).unwrap();
     assert!(!ok.metadata.tls_client_certificate_bound_access_tokens);
     let (client, creds) = RegisteredClient::new(ok, None, NOW);
-    let secret = creds
-        .client_secret
-        .expect("secret-based methods get a secret");
+    let secret = creds.client_secret.expect("secret-based methods get a secret");
     assert!(client.client_secret_hash.unwrap().matches(secret.expose()));
 }
 
 #[test]
 fn the_response_never_shows_a_secret_twice() {
-    let (client, creds) =
-        RegisteredClient::new(evaluate(json!({})).unwrap(), Some("ssa".into()), NOW);
+    let (client, creds) = RegisteredClient::new(evaluate(json!({})).unwrap(), Some("ssa".into()), NOW);
     let lifetimes = TokenLifetimes::default();
     let first = client.response_body(Some(&creds), &lifetimes, "https://bank.example/register/x");
-    assert_eq!(
-        first["registration_access_token"],
-        creds.registration_access_token.expose()
-    );
-    assert!(
-        first.get("client_secret").is_none(),
-        "private_key_jwt clients get no secret"
-    );
+    assert_eq!(first["registration_access_token"], creds.registration_access_token.expose());
+    assert!(first.get("client_secret").is_none(), "private_key_jwt clients get no secret");
     let later = client.response_body(None, &lifetimes, "https://bank.example/register/x");
     assert!(later.get("registration_access_token").is_none());
     assert_eq!(later["scope"], "accounts payments openid");

@@ -33,10 +33,7 @@ struct Entry {
 
 impl Entry {
     fn current(&self) -> Option<Loaded> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -50,12 +47,7 @@ pub struct JwksCache {
 
 impl JwksCache {
     pub fn new(fetcher: HttpFetcher, ttl: Duration, min_refresh: Duration) -> Self {
-        Self {
-            fetcher,
-            ttl,
-            min_refresh,
-            entries: Mutex::new(HashMap::new()),
-        }
+        Self { fetcher, ttl, min_refresh, entries: Mutex::new(HashMap::new()) }
     }
 
     pub fn fetcher(&self) -> &HttpFetcher {
@@ -70,18 +62,12 @@ impl JwksCache {
     /// The keys of `source`. When `kid` is given and not among the cached keys, the source
     /// is fetched again, but at most once per `min_refresh`: a stream of requests with
     /// random kids cannot turn Keyfort into a hammer against the directory.
-    pub async fn keys(
-        &self,
-        source: &KeySource,
-        kid: Option<&str>,
-    ) -> Result<Arc<JwkSet>, KeyLookupError> {
+    pub async fn keys(&self, source: &KeySource, kid: Option<&str>) -> Result<Arc<JwkSet>, KeyLookupError> {
         let entry = self.entry(source);
         let usable = |loaded: &Option<Loaded>| {
             loaded
                 .as_ref()
-                .filter(|l| {
-                    l.fetched_at.elapsed() < self.ttl && kid.is_none_or(|k| l.keys.has_kid(k))
-                })
+                .filter(|l| l.fetched_at.elapsed() < self.ttl && kid.is_none_or(|k| l.keys.has_kid(k)))
                 .map(|l| l.keys.clone())
         };
         if let Some(keys) = usable(&entry.current()) {
@@ -93,27 +79,21 @@ impl JwksCache {
         if let Some(keys) = usable(&current) {
             return Ok(keys);
         }
-        let may_fetch = state
-            .last_attempt
-            .is_none_or(|t| t.elapsed() >= self.min_refresh);
+        let may_fetch = state.last_attempt.is_none_or(|t| t.elapsed() >= self.min_refresh);
         if !may_fetch {
             return match current {
                 Some(loaded) => Ok(loaded.keys),
-                None => {
-                    Err(KeyLookupError(state.last_error.clone().unwrap_or_else(
-                        || format!("keys of {source} are not available"),
-                    )))
-                }
+                None => Err(KeyLookupError(
+                    state.last_error.clone().unwrap_or_else(|| format!("keys of {source} are not available")),
+                )),
             };
         }
         state.last_attempt = Some(Instant::now());
         match self.load(source).await {
             Ok(keys) => {
                 let keys = Arc::new(keys);
-                *entry.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Loaded {
-                    keys: keys.clone(),
-                    fetched_at: Instant::now(),
-                });
+                *entry.current.write().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Loaded { keys: keys.clone(), fetched_at: Instant::now() });
                 state.last_error = None;
                 tracing::info!(source = %source, keys = keys.keys().len(), "JWKS loaded");
                 Ok(keys)
@@ -137,10 +117,9 @@ impl JwksCache {
     async fn load(&self, source: &KeySource) -> Result<JwkSet, String> {
         let bytes = match source {
             KeySource::Url(url) => self.fetcher.get(url).await.map_err(|e| e.to_string())?,
-            KeySource::File(path) => tokio::fs::read(path)
-                .await
-                .map_err(|e| format!("reading {}: {e}", path.display()))?
-                .into(),
+            KeySource::File(path) => {
+                tokio::fs::read(path).await.map_err(|e| format!("reading {}: {e}", path.display()))?.into()
+            }
         };
         JwkSet::from_json(&bytes).map_err(|e| format!("the JWKS at {source} {e}"))
     }

@@ -40,8 +40,8 @@ impl HttpFetcher {
             let _ = roots.add(cert);
         }
         if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| anyhow::anyhow!("[http_client] ca_file {}: {e}", path.display()))?;
+            let pem =
+                std::fs::read(path).map_err(|e| anyhow::anyhow!("[http_client] ca_file {}: {e}", path.display()))?;
             for cert in rustls_pemfile::certs(&mut &pem[..]) {
                 roots.add(cert?)?;
             }
@@ -55,10 +55,7 @@ impl HttpFetcher {
         // Redirects stay on the original host and scheme rules: a directory must not be able
         // to bounce Keyfort to an internal address.
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
-            let original_host = attempt
-                .previous()
-                .first()
-                .and_then(|u| u.host_str().map(str::to_owned));
+            let original_host = attempt.previous().first().and_then(|u| u.host_str().map(str::to_owned));
             if attempt.previous().len() > 3 {
                 attempt.error("too many redirects")
             } else if attempt.url().host_str().map(str::to_owned) != original_host {
@@ -76,11 +73,7 @@ impl HttpFetcher {
             .redirect(redirect)
             .user_agent(concat!("keyfort/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self {
-            client,
-            allow_insecure_loopback,
-            max_bytes: config.max_response_bytes,
-        })
+        Ok(Self { client, allow_insecure_loopback, max_bytes: config.max_response_bytes })
     }
 
     /// Whether `url` may be fetched at all: https, or plain http to a loopback address when
@@ -94,19 +87,13 @@ impl HttpFetcher {
         } else {
             format!("only https URLs are fetched (this is {})", url.scheme())
         };
-        Err(FetchError::NotAllowed {
-            url: url.to_string(),
-            why,
-        })
+        Err(FetchError::NotAllowed { url: url.to_string(), why })
     }
 
     /// GETs `url`, reading at most the configured number of bytes.
     pub async fn get(&self, url: &Url) -> Result<Bytes, FetchError> {
         self.check_url(url)?;
-        let failed = |why: String| FetchError::Failed {
-            url: url.to_string(),
-            why,
-        };
+        let failed = |why: String| FetchError::Failed { url: url.to_string(), why };
         let mut response = self
             .client
             .get(url.clone())
@@ -117,26 +104,13 @@ impl HttpFetcher {
         if !response.status().is_success() {
             return Err(failed(format!("HTTP status {}", response.status())));
         }
-        if response
-            .content_length()
-            .is_some_and(|len| len as usize > self.max_bytes)
-        {
-            return Err(failed(format!(
-                "response is larger than {} bytes",
-                self.max_bytes
-            )));
+        if response.content_length().is_some_and(|len| len as usize > self.max_bytes) {
+            return Err(failed(format!("response is larger than {} bytes", self.max_bytes)));
         }
         let mut body = BytesMut::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| failed(error_chain(&e)))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| failed(error_chain(&e)))? {
             if body.len() + chunk.len() > self.max_bytes {
-                return Err(failed(format!(
-                    "response is larger than {} bytes",
-                    self.max_bytes
-                )));
+                return Err(failed(format!("response is larger than {} bytes", self.max_bytes)));
             }
             body.extend_from_slice(&chunk);
         }

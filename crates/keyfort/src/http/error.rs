@@ -43,10 +43,7 @@ impl IntoResponse for ApiError {
                 tracing::warn!(error = %why, "dependency unavailable");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    OAuthError::new(
-                        ErrorCode::TemporarilyUnavailable,
-                        format!("{why}; try again later"),
-                    ),
+                    OAuthError::new(ErrorCode::TemporarilyUnavailable, format!("{why}; try again later")),
                 )
             }
             ApiError::Internal(cause) => {

@@ -9,30 +9,18 @@ use super::{ApiError, AppState};
 
 /// `POST /register`: the body is the registration request as JSON, or as a compact JWS
 /// (`application/jose` or `application/jwt`, the OBIE form).
-pub async fn register(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let form = request_form(&headers)?;
     let limit = state.config.server.max_body_bytes;
     let bytes = to_bytes(body, limit).await.map_err(|_| {
         ApiError::WithStatus(
             StatusCode::PAYLOAD_TOO_LARGE,
-            OAuthError::invalid_request(format!(
-                "the request body is larger than the {limit} bytes accepted"
-            )),
+            OAuthError::invalid_request(format!("the request body is larger than the {limit} bytes accepted")),
         )
     })?;
     let registered = state.registration.register(form, &bytes).await?;
-    let uri = state
-        .registration
-        .registration_client_uri(&registered.client.client_id);
-    let body = registered.client.response_body(
-        Some(&registered.credentials),
-        &state.config.token_lifetimes,
-        &uri,
-    );
+    let uri = state.registration.registration_client_uri(&registered.client.client_id);
+    let body = registered.client.response_body(Some(&registered.credentials), &state.config.token_lifetimes, &uri);
     let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -55,20 +43,12 @@ fn request_form(headers: &HeaderMap) -> Result<RequestForm, ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Err(unsupported("the request has no Content-Type".into()));
     };
-    let mime = value
-        .to_str()
-        .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let mime = value.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     match mime.as_str() {
         "application/json" => Ok(RequestForm::Json),
         "application/jose" | "application/jwt" => Ok(RequestForm::SignedJwt),
-        other => Err(unsupported(format!(
-            "Content-Type \"{}\" is not accepted",
-            other.chars().take(64).collect::<String>()
-        ))),
+        other => {
+            Err(unsupported(format!("Content-Type \"{}\" is not accepted", other.chars().take(64).collect::<String>())))
+        }
     }
 }

@@ -8,9 +8,7 @@ use keyfort_core::claims::Claims;
 use keyfort_core::clock::Clock;
 use keyfort_core::error::OAuthError;
 use keyfort_core::jose::{CompactJws, JwsError};
-use keyfort_core::registration::{
-    IssuedCredentials, RegisteredClient, RegistrationRequest, RequestForm,
-};
+use keyfort_core::registration::{IssuedCredentials, RegisteredClient, RegistrationRequest, RequestForm};
 use keyfort_core::software_statement::SoftwareStatement;
 use url::Url;
 
@@ -36,46 +34,30 @@ pub struct Registered {
 }
 
 impl RegistrationService {
-    pub fn new(
-        config: Arc<Config>,
-        store: Arc<dyn Store>,
-        keys: Arc<JwksCache>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            config,
-            store,
-            keys,
-            clock,
-        }
+    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, keys: Arc<JwksCache>, clock: Arc<dyn Clock>) -> Self {
+        Self { config, store, keys, clock }
     }
 
     pub fn registration_client_uri(&self, client_id: &str) -> String {
-        format!(
-            "{}{REGISTRATION_PATH}/{client_id}",
-            self.config.server.public_url
-        )
+        format!("{}{REGISTRATION_PATH}/{client_id}", self.config.server.public_url)
     }
 
     pub async fn register(&self, form: RequestForm, body: &[u8]) -> Result<Registered, ApiError> {
         let now = self.clock.now();
         let (claims, signed_request) = match form {
             RequestForm::Json => (
-                Claims::from_json_object(body).map_err(|why| {
-                    OAuthError::invalid_client_metadata(format!("the request body {why}"))
-                })?,
+                Claims::from_json_object(body)
+                    .map_err(|why| OAuthError::invalid_client_metadata(format!("the request body {why}")))?,
                 None,
             ),
             RequestForm::SignedJwt => {
-                let text = std::str::from_utf8(body).map_err(|_| {
-                    OAuthError::invalid_client_metadata("the request body is not UTF-8 text")
-                })?;
-                let jws = CompactJws::parse(text).map_err(|e| {
-                    OAuthError::invalid_client_metadata(format!("the registration request {e}"))
-                })?;
-                let claims = jws.unverified_claims().map_err(|e| {
-                    OAuthError::invalid_client_metadata(format!("the registration request {e}"))
-                })?;
+                let text = std::str::from_utf8(body)
+                    .map_err(|_| OAuthError::invalid_client_metadata("the request body is not UTF-8 text"))?;
+                let jws = CompactJws::parse(text)
+                    .map_err(|e| OAuthError::invalid_client_metadata(format!("the registration request {e}")))?;
+                let claims = jws
+                    .unverified_claims()
+                    .map_err(|e| OAuthError::invalid_client_metadata(format!("the registration request {e}")))?;
                 (claims, Some(jws))
             }
         };
@@ -110,8 +92,7 @@ impl RegistrationService {
             expires_at: approved.jti_expires_at,
             recorded_at: now,
         };
-        let (client, credentials) =
-            RegisteredClient::new(approved, request.software_statement.clone(), now);
+        let (client, credentials) = RegisteredClient::new(approved, request.software_statement.clone(), now);
         match self
             .store
             .create_client(&client, &replay, self.config.dcr.one_registration_per_software)
@@ -141,47 +122,26 @@ impl RegistrationService {
             auth_method = %client.metadata.token_endpoint_auth_method,
             "client registered"
         );
-        Ok(Registered {
-            client,
-            credentials,
-        })
+        Ok(Registered { client, credentials })
     }
 
     /// Verifies the SSA's signature with the directory key named by its `kid`, then its claims.
-    async fn verify_software_statement(
-        &self,
-        raw: &str,
-        now: i64,
-    ) -> Result<SoftwareStatement, ApiError> {
-        let ssa_error =
-            |e: JwsError| OAuthError::invalid_software_statement(format!("software_statement {e}"));
+    async fn verify_software_statement(&self, raw: &str, now: i64) -> Result<SoftwareStatement, ApiError> {
+        let ssa_error = |e: JwsError| OAuthError::invalid_software_statement(format!("software_statement {e}"));
         let jws = CompactJws::parse(raw).map_err(ssa_error)?;
         let dcr = &self.config.dcr;
         // Refuse before any key lookup: no fetch for an algorithm that cannot pass.
         jws.check_alg(&dcr.ssa_signing_algs).map_err(ssa_error)?;
-        let kid = jws
-            .header()
-            .kid
-            .clone()
-            .ok_or_else(|| ssa_error(JwsError::MissingKid))?;
+        let kid = jws.header().kid.clone().ok_or_else(|| ssa_error(JwsError::MissingKid))?;
         let keys = self.directory_keys_with_kid(&kid).await?;
-        let claims = jws
-            .verify(&keys, &dcr.ssa_signing_algs, true)
-            .map_err(ssa_error)?;
-        Ok(SoftwareStatement::from_verified_claims(
-            &claims,
-            &dcr.ssa_rules,
-            now,
-        )?)
+        let claims = jws.verify(&keys, &dcr.ssa_signing_algs, true).map_err(ssa_error)?;
+        Ok(SoftwareStatement::from_verified_claims(&claims, &dcr.ssa_rules, now)?)
     }
 
     /// The directory JWKS that holds `kid`, refreshing (rate-limited) when none does. When
     /// no source holds it, the first source's keys are returned so verification reports an
     /// unknown kid.
-    async fn directory_keys_with_kid(
-        &self,
-        kid: &str,
-    ) -> Result<Arc<keyfort_core::jose::JwkSet>, ApiError> {
+    async fn directory_keys_with_kid(&self, kid: &str) -> Result<Arc<keyfort_core::jose::JwkSet>, ApiError> {
         let mut first = None;
         let mut failures = Vec::new();
         for source in &self.config.dcr.ssa_jwks {
@@ -202,44 +162,26 @@ impl RegistrationService {
     }
 
     /// Verifies a signed registration request with the key its SSA's software JWKS names.
-    async fn verify_request_signature(
-        &self,
-        jws: &CompactJws<'_>,
-        ssa: &SoftwareStatement,
-    ) -> Result<(), ApiError> {
-        let request_error = |e: JwsError| {
-            OAuthError::invalid_client_metadata(format!("the registration request JWT {e}"))
-        };
+    async fn verify_request_signature(&self, jws: &CompactJws<'_>, ssa: &SoftwareStatement) -> Result<(), ApiError> {
+        let request_error =
+            |e: JwsError| OAuthError::invalid_client_metadata(format!("the registration request JWT {e}"));
         let policy = &self.config.dcr.policy;
         jws.check_alg(&policy.allowed_algs).map_err(request_error)?;
-        let kid = jws
-            .header()
-            .kid
-            .clone()
-            .ok_or_else(|| request_error(JwsError::MissingKid))?;
+        let kid = jws.header().kid.clone().ok_or_else(|| request_error(JwsError::MissingKid))?;
         let url = &ssa.software_jwks_endpoint;
         self.check_software_jwks_host(url)?;
         let keys = self
             .keys
             .keys(&KeySource::Url(url.clone()), Some(&kid))
             .await
-            .map_err(|e| {
-                ApiError::Unavailable(format!("the software JWKS could not be loaded: {e}"))
-            })?;
-        jws.verify(&keys, &policy.allowed_algs, true)
-            .map_err(request_error)?;
+            .map_err(|e| ApiError::Unavailable(format!("the software JWKS could not be loaded: {e}")))?;
+        jws.verify(&keys, &policy.allowed_algs, true).map_err(request_error)?;
         Ok(())
     }
 
     fn check_software_jwks_host(&self, url: &Url) -> Result<(), ApiError> {
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        if !self
-            .config
-            .dcr
-            .software_jwks_hosts
-            .iter()
-            .any(|h| *h == host)
-        {
+        if !self.config.dcr.software_jwks_hosts.iter().any(|h| *h == host) {
             return Err(OAuthError::invalid_software_statement(format!(
                 "software_jwks_endpoint {url} is on host \"{host}\", which is not an allowed key host of this bank ({})",
                 self.config.dcr.software_jwks_hosts.join(", ")
@@ -247,9 +189,7 @@ impl RegistrationService {
             .into());
         }
         self.keys.fetcher().check_url(url).map_err(|e| {
-            OAuthError::invalid_software_statement(format!(
-                "software_jwks_endpoint cannot be used: {e}"
-            ))
+            OAuthError::invalid_software_statement(format!("software_jwks_endpoint cannot be used: {e}"))
         })?;
         Ok(())
     }

@@ -30,11 +30,7 @@ where
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
     let client_id: String = row.try_get("client_id")?;
-    let corrupt = |what: &str, e: String| {
-        StoreError(format!(
-            "client {client_id}: stored {what} is unreadable: {e}"
-        ))
-    };
+    let corrupt = |what: &str, e: String| StoreError(format!("client {client_id}: stored {what} is unreadable: {e}"));
     let status: String = row.try_get("status")?;
     let metadata: String = row.try_get("metadata")?;
     let roles: String = row.try_get("software_roles")?;
@@ -43,17 +39,11 @@ where
         client_id_issued_at: row.try_get("issued_at")?,
         software_id: row.try_get("software_id")?,
         org_id: row.try_get("org_id")?,
-        software_roles: serde_json::from_str(&roles)
-            .map_err(|e| corrupt("software_roles", e.to_string()))?,
+        software_roles: serde_json::from_str(&roles).map_err(|e| corrupt("software_roles", e.to_string()))?,
         software_statement: row.try_get("software_statement")?,
-        metadata: serde_json::from_str::<ClientMetadata>(&metadata)
-            .map_err(|e| corrupt("metadata", e.to_string()))?,
-        client_secret_hash: row
-            .try_get::<Option<String>, _>("client_secret_hash")?
-            .map(SecretHash::from_stored),
-        registration_access_token_hash: SecretHash::from_stored(
-            row.try_get("registration_token_hash")?,
-        ),
+        metadata: serde_json::from_str::<ClientMetadata>(&metadata).map_err(|e| corrupt("metadata", e.to_string()))?,
+        client_secret_hash: row.try_get::<Option<String>, _>("client_secret_hash")?.map(SecretHash::from_stored),
+        registration_access_token_hash: SecretHash::from_stored(row.try_get("registration_token_hash")?),
         client_id,
     })
 }
@@ -86,7 +76,13 @@ macro_rules! sql_store {
                     .bind(replay.recorded_at)
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| if is_unique_violation(&e) { CreateClientError::JtiReplayed } else { StoreError::from(e).into() })?;
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            CreateClientError::JtiReplayed
+                        } else {
+                            StoreError::from(e).into()
+                        }
+                    })?;
                 sqlx::query(
                     "INSERT INTO clients (client_id, status, issued_at, updated_at, software_id, org_id, \
                      active_software_id, software_roles, software_statement, metadata, client_secret_hash, \
@@ -156,12 +152,8 @@ impl SqliteStore {
             .foreign_keys(true);
         if let Some(dir) = options.get_filename().parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot create the database directory {}: {e}",
-                        dir.display()
-                    )
-                })?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("cannot create the database directory {}: {e}", dir.display()))?;
             }
         }
         let pool = SqlitePoolOptions::new()
@@ -188,12 +180,7 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot connect to PostgreSQL at {}: {e}",
-                    crate::config::redact_url(url)
-                )
-            })?;
+            .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {}: {e}", crate::config::redact_url(url)))?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self { pool })
     }

@@ -1,0 +1,437 @@
+//! The test harness: a real Keyfort on port 0 over TLS with certificates generated here, a
+//! real local HTTP server publishing the directory's and the TPP's JWKS, a real SQLite file,
+//! and test tokens signed by an independent JWT library (jsonwebtoken), so the server's
+//! verifier is checked against someone else's signer.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use keyfort::config::Config;
+use keyfort::Application;
+use keyfort_core::clock::{Clock, ManualClock, SystemClock};
+use keyfort_core::jose::{SigningAlg, SigningKey};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+pub const SOFTWARE_ID: &str = "oQ4KoaavpOuoE7rvQsZEOV";
+pub const ORG_ID: &str = "0015800001HQQrZAAX";
+pub const AUDIENCE: &str = "https://localbank.com";
+pub const REGISTER: &str = "/api/identity/oauth2/dcr/v1.1/register";
+
+pub fn seed_request() -> Value {
+    serde_json::from_str(include_str!("../fixtures/seed-registration-request.json")).unwrap()
+}
+
+pub fn seed_ssa_claims() -> Value {
+    serde_json::from_str(include_str!("../fixtures/seed-ssa-claims.json")).unwrap()
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
+/// A key pair generated for the test, usable by the independent signer.
+pub struct TestKey {
+    pub key: SigningKey,
+    encoding: jsonwebtoken::EncodingKey,
+}
+
+impl TestKey {
+    pub fn generate(alg: SigningAlg, kid: &str) -> Self {
+        let key = SigningKey::generate(alg, kid).unwrap();
+        let pem = pem("PRIVATE KEY", &key.to_pkcs8_der());
+        let encoding = if alg.is_rsa() {
+            jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()
+        } else {
+            jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap()
+        };
+        Self { key, encoding }
+    }
+
+    pub fn kid(&self) -> &str {
+        self.key.kid()
+    }
+
+    pub fn jwk(&self) -> Value {
+        self.key.public_jwk()
+    }
+
+    /// Signs with jsonwebtoken, with this key's alg and kid unless overridden.
+    pub fn sign(&self, claims: &Value) -> String {
+        self.sign_with(claims, Some(self.kid()), None)
+    }
+
+    pub fn sign_with(&self, claims: &Value, kid: Option<&str>, alg: Option<jsonwebtoken::Algorithm>) -> String {
+        let alg = alg.unwrap_or(match self.key.alg() {
+            SigningAlg::PS256 => jsonwebtoken::Algorithm::PS256,
+            SigningAlg::ES256 => jsonwebtoken::Algorithm::ES256,
+            SigningAlg::RS256 => jsonwebtoken::Algorithm::RS256,
+            other => panic!("no test signer for {other}"),
+        });
+        let mut header = jsonwebtoken::Header::new(alg);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+}
+
+/// A token with an arbitrary header and signature bytes, for attacks no library will sign.
+pub fn forge(header: &Value, claims: &Value, signature: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+/// A JWT "signed" with HMAC-SHA256 using `secret` as the key.
+pub fn hmac_token(header: &Value, claims: &Value, secret: &[u8]) -> String {
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+}
+
+/// What the key server answers for one path.
+#[derive(Clone)]
+pub enum Doc {
+    Json(Value),
+    Status(u16),
+    Redirect(String),
+    Raw(Vec<u8>),
+}
+
+/// A real HTTP server on 127.0.0.1 publishing JWKS documents, counting requests per path.
+#[derive(Clone)]
+pub struct KeyServer {
+    pub addr: SocketAddr,
+    docs: Arc<Mutex<HashMap<String, Doc>>>,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl KeyServer {
+    pub async fn start() -> Self {
+        let docs: Arc<Mutex<HashMap<String, Doc>>> = Arc::default();
+        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let (d, h) = (docs.clone(), hits.clone());
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let (docs, hits) = (d.clone(), h.clone());
+            async move {
+                use axum::response::IntoResponse;
+                let path = uri.path().to_owned();
+                *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+                let doc = docs.lock().unwrap().get(&path).cloned();
+                match doc {
+                    Some(Doc::Json(v)) => axum::Json(v).into_response(),
+                    Some(Doc::Raw(bytes)) => bytes.into_response(),
+                    Some(Doc::Status(code)) => StatusCode::from_u16(code).unwrap().into_response(),
+                    Some(Doc::Redirect(to)) => (StatusCode::FOUND, [("location", to)]).into_response(),
+                    None => StatusCode::NOT_FOUND.into_response(),
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { addr, docs, hits }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn set(&self, path: &str, doc: Doc) {
+        self.docs.lock().unwrap().insert(path.to_owned(), doc);
+    }
+
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+pub const DIRECTORY_JWKS: &str = "/directory.jwks";
+pub fn software_jwks_path() -> String {
+    format!("/{ORG_ID}/{SOFTWARE_ID}.jwks")
+}
+
+/// The keys of the test world: the directory's (PS256 and ES256) and the TPP's software keys.
+pub struct TestKeys {
+    pub directory_ps: TestKey,
+    pub directory_es: TestKey,
+    pub software_ps: TestKey,
+    pub software_es: TestKey,
+}
+
+impl TestKeys {
+    fn generate() -> Self {
+        Self {
+            directory_ps: TestKey::generate(SigningAlg::PS256, "dir-ps256"),
+            directory_es: TestKey::generate(SigningAlg::ES256, "dir-es256"),
+            software_ps: TestKey::generate(SigningAlg::PS256, "soft-ps256"),
+            software_es: TestKey::generate(SigningAlg::ES256, "soft-es256"),
+        }
+    }
+}
+
+/// The server's TLS certificate, issued by a CA made for the test.
+struct ServerPki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl ServerPki {
+    fn generate() -> Self {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Keyfort test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        Self { ca_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+    }
+}
+
+/// Options for one spawned server.
+#[derive(Clone)]
+pub struct Options {
+    /// Lines appended to `[oauth.dcr]`.
+    pub dcr: Vec<String>,
+    /// Lines appended to `[http_client]`.
+    pub http_client: Vec<String>,
+    pub storage_url: Option<String>,
+    pub configure_tls: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            dcr: vec![],
+            http_client: vec!["allow_insecure_loopback = true".into()],
+            storage_url: None,
+            configure_tls: true,
+        }
+    }
+}
+
+impl Options {
+    pub fn dcr(mut self, line: &str) -> Self {
+        self.dcr.push(line.to_owned());
+        self
+    }
+
+    pub fn http_client(mut self, line: &str) -> Self {
+        self.http_client.push(line.to_owned());
+        self
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub keys: Arc<TestKeys>,
+    pub key_server: KeyServer,
+    pub clock: Arc<ManualClock>,
+    pub dir: Arc<tempfile::TempDir>,
+    pub config_path: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let keys = Arc::new(TestKeys::generate());
+    let key_server = KeyServer::start().await;
+    key_server.set(DIRECTORY_JWKS, Doc::Json(json!({"keys": [keys.directory_ps.jwk(), keys.directory_es.jwk()]})));
+    key_server.set(&software_jwks_path(), Doc::Json(json!({"keys": [keys.software_ps.jwk(), keys.software_es.jwk()]})));
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let pki = ServerPki::generate();
+    std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(dir.path().join("server.pem"), &pki.cert_pem).unwrap();
+    std::fs::write(dir.path().join("server.key"), &pki.key_pem).unwrap();
+
+    let tls = if options.configure_tls {
+        "[server.tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n"
+    } else {
+        ""
+    };
+    let storage = options.storage_url.clone().map(|u| format!("[storage]\nurl = \"{u}\"\n")).unwrap_or_default();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost:9446\"\ndata_dir = \"data\"\n{tls}\n{storage}\n\
+         [log]\nlevel = \"warn\"\n\n[http_client]\n{}\n\n[oauth.dcr]\nssa_jkws = \"{}\"\naudience = \"{AUDIENCE}\"\nsoftware_environment = \"sandbox\"\n{}\n",
+        options.http_client.join("\n"),
+        key_server.url(DIRECTORY_JWKS),
+        options.dcr.join("\n"),
+    );
+    let config_path = dir.path().join("keyfort.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let mut app = TestApp {
+        base: String::new(),
+        client: test_client(Some(&pki.ca_pem)),
+        keys,
+        key_server,
+        clock,
+        dir,
+        config_path,
+        shutdown: None,
+        task: None,
+    };
+    app.start().await;
+    app
+}
+
+pub fn test_client(ca_pem: Option<&str>) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(pem) = ca_pem {
+        for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(keyfort::tls::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap()
+}
+
+/// A server response: status and JSON body (or the raw text wrapped as a JSON string).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    /// Asserts an RFC 7591/6749 error with this status and code, whose description
+    /// mentions `needle`.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str, needle: &str) {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        assert_eq!(self.body["error"], code, "unexpected error code; body: {}", self.body);
+        let description = self.body["error_description"].as_str().unwrap_or_default();
+        assert!(description.contains(needle), "error_description {description:?} should mention {needle:?}");
+    }
+}
+
+impl TestApp {
+    async fn start(&mut self) {
+        let config = Config::load(&self.config_path).unwrap();
+        let app = Application::build_with_clock(config, self.clock.clone()).await.unwrap();
+        self.base = format!("https://localhost:{}", app.port());
+        let (tx, rx) = oneshot::channel::<()>();
+        self.shutdown = Some(tx);
+        self.task = Some(tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        })));
+    }
+
+    /// Stops the server and starts a new one on the same configuration and database.
+    pub async fn restart(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        self.start().await;
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.dir.path().join("data").join("keyfort.db")
+    }
+
+    /// The seed's decoded SSA, fresh, with its key URLs pointing at the test key server.
+    pub fn ssa_claims(&self) -> Value {
+        let mut claims = seed_ssa_claims();
+        claims["iat"] = json!(self.now() - 60);
+        claims["software_jwks_endpoint"] = json!(self.key_server.url(&software_jwks_path()));
+        claims["org_jwks_endpoint"] = json!(self.key_server.url(&format!("/{ORG_ID}/{ORG_ID}.jwks")));
+        claims
+    }
+
+    pub fn sign_ssa(&self, claims: &Value) -> String {
+        self.keys.directory_ps.sign(claims)
+    }
+
+    pub fn ssa(&self) -> String {
+        self.sign_ssa(&self.ssa_claims())
+    }
+
+    /// The seed's registration request with fresh times, a unique jti and a test-signed SSA.
+    pub fn request_claims(&self) -> Value {
+        let mut claims = seed_request();
+        let now = self.now();
+        claims["iat"] = json!(now);
+        claims["exp"] = json!(now + 300);
+        claims["jti"] = json!(keyfort_core::secret::random_b64url(12));
+        claims["jwks_uri"] = json!(self.key_server.url(&software_jwks_path()));
+        claims["software_statement"] = json!(self.ssa());
+        claims
+    }
+
+    pub fn sign_request(&self, claims: &Value) -> String {
+        self.keys.software_ps.sign(claims)
+    }
+
+    pub async fn post(&self, path: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> Reply {
+        let mut request = self.client.post(format!("{}{path}", self.base)).body(body);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        assert!(status < 500 || status == 503, "a 5xx for a client request: {status} {body}");
+        Reply { status, body, headers }
+    }
+
+    pub async fn register_json(&self, claims: &Value) -> Reply {
+        self.post(REGISTER, Some("application/json"), claims.to_string()).await
+    }
+
+    pub async fn register_jws(&self, token: &str) -> Reply {
+        self.post(REGISTER, Some("application/jose"), token.to_owned()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        let response = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Reply { status, body, headers }
+    }
+}
+
+/// Applies a JSON merge patch where `null` deletes a key.
+pub fn patch(mut base: Value, changes: Value) -> Value {
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            base.as_object_mut().unwrap().remove(k);
+        } else {
+            base[k] = v.clone();
+        }
+    }
+    base
+}

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, a module per capability.
+
+mod helpers;
+mod jwks;
+mod registration;
+mod rules;
+mod server;
+mod storage;

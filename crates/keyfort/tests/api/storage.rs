@@ -1,0 +1,166 @@
+//! The storage contract, run against every implementation: the embedded SQLite store
+//! always, and PostgreSQL when `KEYFORT_TEST_POSTGRES_URL` names a server (CI sets it).
+
+use std::sync::Arc;
+
+use keyfort::storage::{CreateClientError, PostgresStore, ReplayRecord, SqliteStore, Store};
+use keyfort_core::registration::{
+    ApplicationType, Approved, AuthMethod, ClientMetadata, ClientStatus, GrantType, RegisteredClient, ResponseType,
+};
+
+struct Backend {
+    name: &'static str,
+    store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&format!("sqlite://{}", dir.path().join("contract.db").display())).await.unwrap();
+    let mut all = vec![Backend { name: "sqlite", store: Arc::new(sqlite), _dir: Some(dir) }];
+    if let Some(url) = postgres_test_database().await {
+        all.push(Backend { name: "postgres", store: Arc::new(PostgresStore::open(&url).await.unwrap()), _dir: None });
+    }
+    all
+}
+
+/// A fresh database on the PostgreSQL server named by `KEYFORT_TEST_POSTGRES_URL`.
+pub async fn postgres_test_database() -> Option<String> {
+    let admin_url = std::env::var("KEYFORT_TEST_POSTGRES_URL").ok()?;
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("KEYFORT_TEST_POSTGRES_URL is set but the server cannot be reached");
+    let name =
+        format!("keyfort_test_{}", keyfort_core::secret::random_b64url(8).to_lowercase().replace(['-', '_'], "x"));
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let mut url = url::Url::parse(&admin_url).unwrap();
+    url.set_path(&format!("/{name}"));
+    Some(url.to_string())
+}
+
+fn client(software_id: &str) -> RegisteredClient {
+    let approved = Approved {
+        metadata: ClientMetadata {
+            client_name: "Contract".into(),
+            ext_application_display_name: None,
+            redirect_uris: vec![keyfort_core::redirect_uri::RedirectUri::parse("https://tpp.example/cb").unwrap()],
+            token_endpoint_auth_method: AuthMethod::PrivateKeyJwt,
+            token_endpoint_auth_signing_alg: Some(keyfort_core::jose::SigningAlg::PS256),
+            tls_client_auth_subject_dn: Some(keyfort_core::subject_dn::SubjectDn::parse("CN=a,O=b").unwrap()),
+            grant_types: vec![GrantType::ClientCredentials],
+            response_types: vec![ResponseType::CodeIdToken],
+            application_type: ApplicationType::Web,
+            scope: vec!["accounts".into()],
+            id_token_signed_response_alg: None,
+            request_object_signing_alg: None,
+            require_signed_request_object: true,
+            tls_client_certificate_bound_access_tokens: true,
+            require_pushed_authorization_requests: false,
+            jwks_uri: Some("https://keystore.example/o/s.jwks".parse().unwrap()),
+        },
+        software_id: Some(software_id.into()),
+        org_id: Some("org".into()),
+        software_roles: vec!["AISP".into()],
+        jti: "unused".into(),
+        jti_issuer: software_id.into(),
+        jti_expires_at: None,
+    };
+    RegisteredClient::new(approved, Some("ssa.jwt.here".into()), 1_800_000_000).0
+}
+
+fn replay(issuer: &str, jti: &str, expires_at: Option<i64>) -> ReplayRecord {
+    ReplayRecord { issuer: issuer.into(), jti: jti.into(), expires_at, recorded_at: 1_800_000_000 }
+}
+
+#[tokio::test]
+async fn a_created_client_reads_back_identically() {
+    for b in backends().await {
+        let c = client("s1");
+        b.store.create_client(&c, &replay("s1", "j1", Some(1)), true).await.unwrap();
+        let read = b.store.find_client(&c.client_id).await.unwrap().expect(b.name);
+        assert_eq!(read, c, "{}", b.name);
+        assert_eq!(read.status, ClientStatus::Active);
+        assert!(b.store.find_client("nobody").await.unwrap().is_none(), "{}", b.name);
+        b.store.ping().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_jti_is_accepted_once_per_issuer_and_a_refusal_stores_nothing() {
+    for b in backends().await {
+        let first = client("s1");
+        b.store.create_client(&first, &replay("s1", "j1", None), false).await.unwrap();
+        let second = client("s1");
+        let err = b.store.create_client(&second, &replay("s1", "j1", None), false).await.unwrap_err();
+        assert!(matches!(err, CreateClientError::JtiReplayed), "{}: {err}", b.name);
+        assert!(b.store.find_client(&second.client_id).await.unwrap().is_none(), "{}", b.name);
+        // The same jti from another issuer is a different request.
+        b.store.create_client(&second, &replay("s2", "j1", None), false).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn one_active_registration_per_software_when_asked() {
+    for b in backends().await {
+        b.store.create_client(&client("s1"), &replay("s1", "a", None), true).await.unwrap();
+        let err = b.store.create_client(&client("s1"), &replay("s1", "b", None), true).await.unwrap_err();
+        assert!(matches!(err, CreateClientError::SoftwareAlreadyRegistered), "{}: {err}", b.name);
+        // The refused attempt did not consume its jti.
+        b.store.create_client(&client("s2"), &replay("s1", "b", None), true).await.unwrap();
+        // Without the rule, the same software may register again.
+        b.store.create_client(&client("s3"), &replay("s3", "a", None), false).await.unwrap();
+        b.store.create_client(&client("s3"), &replay("s3", "b", None), false).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_software_yield_exactly_one_client() {
+    for b in backends().await {
+        let mut tasks = Vec::new();
+        for n in 0..8 {
+            let store = b.store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.create_client(&client("race"), &replay("race", &format!("j{n}"), None), true).await
+            }));
+        }
+        let mut created = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(()) => created += 1,
+                Err(CreateClientError::SoftwareAlreadyRegistered) => {}
+                Err(e) => panic!("{}: {e}", b.name),
+            }
+        }
+        assert_eq!(created, 1, "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn expired_replay_records_are_purged() {
+    for b in backends().await {
+        b.store.create_client(&client("p1"), &replay("p1", "old", Some(100)), false).await.unwrap();
+        b.store.create_client(&client("p2"), &replay("p2", "new", Some(10_000)), false).await.unwrap();
+        b.store.create_client(&client("p3"), &replay("p3", "forever", None), false).await.unwrap();
+        assert_eq!(b.store.purge_expired_jtis(5_000).await.unwrap(), 1, "{}", b.name);
+        // The purged jti may be used again; the others may not.
+        b.store.create_client(&client("p1"), &replay("p1", "old", Some(100)), false).await.unwrap();
+        assert!(b.store.create_client(&client("p2"), &replay("p2", "new", None), false).await.is_err());
+        assert!(b.store.create_client(&client("p3"), &replay("p3", "forever", None), false).await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn the_server_registers_on_postgres() {
+    let Some(url) = postgres_test_database().await else {
+        eprintln!("KEYFORT_TEST_POSTGRES_URL is not set: PostgreSQL end-to-end test not run");
+        return;
+    };
+    let mut options = crate::helpers::Options::default();
+    options.storage_url = Some(url);
+    let mut app = crate::helpers::spawn_app_with(options).await;
+    let claims = app.request_claims();
+    assert_eq!(app.register_json(&claims).await.status, 201);
+    app.restart().await;
+    app.register_json(&claims).await.assert_error(400, "invalid_client_metadata", "already been used");
+}
