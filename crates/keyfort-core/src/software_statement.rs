@@ -44,7 +44,7 @@ impl SoftwareStatement {
     /// Types and checks the claims of an SSA whose signature has already been verified.
     pub fn from_verified_claims(claims: &Claims, rules: &SsaRules, now: UnixTime) -> Result<Self, OAuthError> {
         let iss = claims.required_string("iss").map_err(invalid)?;
-        if !rules.issuers.iter().any(|i| *i == iss) {
+        if !rules.issuers.contains(&iss) {
             return Err(OAuthError::invalid_software_statement(format!(
                 "software_statement iss \"{iss}\" is not a trusted directory; accepted issuers: {}",
                 rules.issuers.join(", ")

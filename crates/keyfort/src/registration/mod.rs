@@ -181,7 +181,7 @@ impl RegistrationService {
 
     fn check_software_jwks_host(&self, url: &Url) -> Result<(), ApiError> {
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        if !self.config.dcr.software_jwks_hosts.iter().any(|h| *h == host) {
+        if !self.config.dcr.software_jwks_hosts.contains(&host) {
             return Err(OAuthError::invalid_software_statement(format!(
                 "software_jwks_endpoint {url} is on host \"{host}\", which is not an allowed key host of this bank ({})",
                 self.config.dcr.software_jwks_hosts.join(", ")

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, a module per capability.
 
+mod crash;
 mod helpers;
 mod jwks;
 mod registration;

@@ -429,7 +429,9 @@ async fn client_metadata_rules() {
 async fn malformed_input_gets_a_clear_4xx() {
     let app = spawn_app().await;
     let base = app.request_claims();
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str, &str)> = vec![
+    // (name, content type, body, status, error, needle)
+    type RawCase<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str, &'a str);
+    let cases: Vec<RawCase> = vec![
         ("broken JSON", Some("application/json"), b"{\"iss\": ".to_vec(), 400, BAD_META, "not valid JSON"),
         ("JSON array", Some("application/json"), b"[1,2,3]".to_vec(), 400, BAD_META, "not an object"),
         ("JSON string", Some("application/json"), b"\"hello\"".to_vec(), 400, BAD_META, "not an object"),

@@ -37,9 +37,7 @@ async fn one_registration_per_software_holds_across_restarts() {
 
 #[tokio::test]
 async fn without_tls_files_a_development_certificate_is_created_and_reused() {
-    let mut options = Options::default();
-    options.configure_tls = false;
-    let mut app = spawn_app_with(options).await;
+    let mut app = spawn_app_with(Options { configure_tls: false, ..Default::default() }).await;
     let cert_path = app.dir.path().join("data/dev-tls/cert.pem");
     let first = std::fs::read_to_string(&cert_path).expect("a development certificate was written");
     app.client = test_client(Some(&first));

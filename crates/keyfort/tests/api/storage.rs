@@ -156,8 +156,7 @@ async fn the_server_registers_on_postgres() {
         eprintln!("KEYFORT_TEST_POSTGRES_URL is not set: PostgreSQL end-to-end test not run");
         return;
     };
-    let mut options = crate::helpers::Options::default();
-    options.storage_url = Some(url);
+    let options = crate::helpers::Options { storage_url: Some(url), ..Default::default() };
     let mut app = crate::helpers::spawn_app_with(options).await;
     let claims = app.request_claims();
     assert_eq!(app.register_json(&claims).await.status, 201);
