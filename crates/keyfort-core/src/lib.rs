@@ -14,3 +14,4 @@ pub mod registration;
 pub mod secret;
 pub mod software_statement;
 pub mod subject_dn;
+pub mod transport;

@@ -34,6 +34,9 @@ pub struct SoftwareStatement {
     pub software_client_name: Option<String>,
     pub software_environment: Option<String>,
     pub software_mode: Option<String>,
+    /// `organisation_competent_authority_claims.registration_id`: the organisation's number at
+    /// its regulator, which eIDAS certificates carry in `organizationIdentifier`.
+    pub competent_authority_registration_id: Option<String>,
 }
 
 fn invalid(e: ClaimError) -> OAuthError {
@@ -88,7 +91,10 @@ impl SoftwareStatement {
                 }
             }
         }
-        if let Some(authority) = claims.object("organisation_competent_authority_claims").map_err(invalid)? {
+        let authority = claims.object("organisation_competent_authority_claims").map_err(invalid)?;
+        let competent_authority_registration_id =
+            authority.and_then(|a| a.get("registration_id")).and_then(|v| v.as_str()).map(str::to_owned);
+        if let Some(authority) = authority {
             if let Some(status) = authority.get("status").and_then(|s| s.as_str()) {
                 if !status.eq_ignore_ascii_case("active") {
                     return Err(OAuthError::unapproved_software_statement(format!(
@@ -121,6 +127,7 @@ impl SoftwareStatement {
             software_client_name: claims.string("software_client_name").map_err(invalid)?,
             software_environment,
             software_mode: claims.string("software_mode").map_err(invalid)?,
+            competent_authority_registration_id,
         })
     }
 }

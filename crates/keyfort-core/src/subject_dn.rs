@@ -7,12 +7,29 @@
 
 use std::fmt;
 
-/// One attribute of an RDN: the attribute type as a dotted OID and its normalised value.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One attribute of an RDN: the attribute type as a dotted OID and its value.
+#[derive(Debug, Clone)]
 pub struct Attribute {
     pub oid: String,
-    /// Value after unescaping, whitespace folding and lowercasing.
+    /// The value as written (after unescaping), for messages and identifiers.
+    pub value: String,
+    /// Value after whitespace folding and lowercasing, for comparison.
     pub normalized: String,
+}
+
+impl Attribute {
+    fn new(oid: String, value: String) -> Self {
+        let normalized = normalize(&value);
+        Self { oid, value, normalized }
+    }
+
+    fn key(&self) -> (&str, &str) {
+        (&self.oid, &self.normalized)
+    }
+}
+
+fn sort_rdn(attrs: &mut [Attribute]) {
+    attrs.sort_by(|a, b| a.key().cmp(&b.key()));
 }
 
 /// A parsed distinguished name, in the order of its RFC 4514 string (most specific first).
@@ -24,7 +41,12 @@ pub struct SubjectDn {
 
 impl PartialEq for SubjectDn {
     fn eq(&self, other: &Self) -> bool {
-        self.rdns == other.rdns
+        self.rdns.len() == other.rdns.len()
+            && self
+                .rdns
+                .iter()
+                .zip(&other.rdns)
+                .all(|(a, b)| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.key() == y.key()))
     }
 }
 impl Eq for SubjectDn {}
@@ -82,9 +104,9 @@ impl SubjectDn {
                         .to_owned()
                 };
                 let value = unescape(value.trim())?;
-                attrs.push(Attribute { oid, normalized: normalize(&value) });
+                attrs.push(Attribute::new(oid, value));
             }
-            attrs.sort();
+            sort_rdn(&mut attrs);
             rdns.push(attrs);
         }
         Ok(Self { original: raw.to_owned(), rdns })
@@ -98,8 +120,8 @@ impl SubjectDn {
             .rev()
             .map(|rdn| {
                 let mut attrs: Vec<Attribute> =
-                    rdn.into_iter().map(|(oid, value)| Attribute { oid, normalized: normalize(&value) }).collect();
-                attrs.sort();
+                    rdn.into_iter().map(|(oid, value)| Attribute::new(oid, value)).collect();
+                sort_rdn(&mut attrs);
                 attrs
             })
             .collect();
@@ -110,9 +132,9 @@ impl SubjectDn {
         &self.original
     }
 
-    /// The normalised value of the first attribute with `oid`, most specific RDN first.
+    /// The value (as written) of the first attribute with `oid`, most specific RDN first.
     pub fn attribute(&self, oid: &str) -> Option<&str> {
-        self.rdns.iter().flatten().find(|a| a.oid == oid).map(|a| a.normalized.as_str())
+        self.rdns.iter().flatten().find(|a| a.oid == oid).map(|a| a.value.as_str())
     }
 }
 
@@ -207,7 +229,7 @@ mod tests {
         assert_eq!(dn("CN=a+OU=b,O=c"), dn("OU=b+CN=a,O=c"));
         assert_eq!(dn("2.5.4.3=a,O=c"), dn("CN=a,O=c"));
         assert_eq!(dn("CN=Acme\\, Ltd,O=x"), dn("CN=Acme\\2C Ltd,O=x"));
-        assert_eq!(dn("organizationIdentifier=PSDGB-OB-1,CN=a").attribute("2.5.4.97"), Some("psdgb-ob-1"));
+        assert_eq!(dn("organizationIdentifier=PSDGB-OB-1,CN=a").attribute("2.5.4.97"), Some("PSDGB-OB-1"));
     }
 
     #[test]

@@ -10,11 +10,13 @@ use std::time::Duration;
 use keyfort_core::clock::{Clock, SystemClock};
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::admin::AdminAuthenticator;
+use crate::config::{ClientAuthMode, Config};
 use crate::directory::{HttpFetcher, JwksCache};
 use crate::http::{self, AppState};
 use crate::registration::RegistrationService;
 use crate::storage::{self, Store};
+use crate::transport::{client_cert_verifier, CrlStore, TransportTrust};
 
 /// How often expired replay records are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -26,6 +28,9 @@ pub struct Application {
     router: axum::Router,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    crls: Arc<CrlStore>,
+    fetcher: HttpFetcher,
+    crl_refresh: Duration,
 }
 
 impl Application {
@@ -36,21 +41,34 @@ impl Application {
     /// Builds with a given clock, so tests can move time.
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let config = Arc::new(config);
-        let tls = crate::tls::server_config(&config.server)?;
         let store = storage::open(&config.storage_url).await?;
         let fetcher = HttpFetcher::new(&config.http_client)?;
+        let crls = Arc::new(CrlStore::new(config.mtls.crl_sources.clone(), config.mtls.revocation_unavailable));
+        crls.refresh(&fetcher).await;
+        let transport = TransportTrust::from_config(&config, crls.clone())?.map(Arc::new);
+        let verifier = match (&transport, config.server.client_auth) {
+            (Some(trust), ClientAuthMode::Optional | ClientAuthMode::Required) => Some(client_cert_verifier(
+                trust.anchor_subjects().to_vec(),
+                config.server.client_auth == ClientAuthMode::Required,
+            )),
+            _ => None,
+        };
+        let tls = crate::tls::server_config(&config.server, verifier)?;
         let keys = Arc::new(JwksCache::new(
-            fetcher,
+            fetcher.clone(),
             Duration::from_secs(config.http_client.jwks_cache_seconds),
             Duration::from_secs(config.http_client.jwks_min_refresh_seconds),
         ));
         let registration = Arc::new(RegistrationService::new(config.clone(), store.clone(), keys, clock.clone()));
-        let router = http::router(AppState { config: config.clone(), registration });
+        let admins = Arc::new(AdminAuthenticator::new(store.clone())?);
+        let router =
+            http::router(AppState { config: config.clone(), registration, transport, admins, clock: clock.clone() });
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| anyhow::anyhow!("[server] listen {}: cannot bind: {e}", config.server.listen))?;
         let local_addr = listener.local_addr()?;
-        Ok(Self { listener, local_addr, tls, router, store, clock })
+        let crl_refresh = Duration::from_secs(config.mtls.crl_refresh_seconds);
+        Ok(Self { listener, local_addr, tls, router, store, clock, crls, fetcher, crl_refresh })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -64,9 +82,23 @@ impl Application {
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) {
         let purge = tokio::spawn(purge_replay_records(self.store.clone(), self.clock.clone()));
+        let crl_refresh = self.crls.is_configured().then(|| {
+            let (crls, fetcher, every) = (self.crls.clone(), self.fetcher.clone(), self.crl_refresh);
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(every);
+                interval.tick().await;
+                loop {
+                    interval.tick().await;
+                    crls.refresh(&fetcher).await;
+                }
+            })
+        });
         tracing::info!(address = %self.local_addr, "Keyfort is listening (HTTPS)");
         http::serve(self.listener, self.tls, self.router, shutdown).await;
         purge.abort();
+        if let Some(task) = crl_refresh {
+            task.abort();
+        }
     }
 }
 

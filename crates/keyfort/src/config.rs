@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use keyfort_core::jose::SigningAlg;
 use keyfort_core::registration::{AuthMethod, RegistrationPolicy, TokenLifetimes};
 use keyfort_core::software_statement::SsaRules;
+use keyfort_core::transport::{BindingLevel, BindingRules};
 use serde::Deserialize;
 use url::Url;
 
@@ -42,7 +43,41 @@ pub struct Config {
     pub dcr: DcrConfig,
     pub token_lifetimes: TokenLifetimes,
     pub http_client: HttpClientConfig,
+    pub mtls: MtlsConfig,
     pub log: LogConfig,
+}
+
+/// Whether the TLS listener asks for a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMode {
+    /// No client certificates are requested.
+    Off,
+    /// Clients may present one; each endpoint decides whether it needs it.
+    Optional,
+    /// The TLS handshake fails without a client certificate.
+    Required,
+}
+
+/// What to do when a certificate's revocation status cannot be established (its CRL could
+/// not be loaded, or has expired).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationUnavailable {
+    FailClosed,
+    FailOpen,
+}
+
+/// Mutual TLS trust: CRLs and the TLS-terminating gateway.
+#[derive(Debug, Clone)]
+pub struct MtlsConfig {
+    pub crl_sources: Vec<KeySource>,
+    pub crl_refresh_seconds: u64,
+    pub revocation_unavailable: RevocationUnavailable,
+    /// Header carrying the client certificate when a gateway terminates TLS.
+    pub gateway_header: Option<String>,
+    /// Peers allowed to set `gateway_header`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +88,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// PEM bundle of the roots and intermediates trusted for client (transport) certificates.
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth: ClientAuthMode,
     pub max_body_bytes: usize,
 }
 
@@ -65,6 +103,11 @@ pub struct DcrConfig {
     pub one_registration_per_software: bool,
     /// Hosts from which software JWKS (named in SSAs) may be fetched.
     pub software_jwks_hosts: Vec<String>,
+    /// Registration needs a valid transport certificate.
+    pub require_transport_certificate: bool,
+    pub binding: BindingRules,
+    /// Registration needs an administrator's HTTP Basic credentials (WSO2's setting).
+    pub authentication_required: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -104,7 +147,39 @@ struct FileConfig {
     #[serde(default)]
     http_client: FileHttpClient,
     #[serde(default)]
+    mtls: FileMtls,
+    #[serde(default)]
     log: FileLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMtls {
+    #[serde(default)]
+    crl_files: Vec<PathBuf>,
+    #[serde(default)]
+    crl_urls: Vec<String>,
+    #[serde(default = "hour_u")]
+    crl_refresh_seconds: u64,
+    #[serde(default = "fail_closed")]
+    revocation_unavailable: RevocationUnavailable,
+    gateway_header: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+}
+
+impl Default for FileMtls {
+    fn default() -> Self {
+        toml::from_str("").expect("every [mtls] key has a default")
+    }
+}
+
+fn fail_closed() -> RevocationUnavailable {
+    RevocationUnavailable::FailClosed
+}
+
+fn software_binding() -> String {
+    "software".into()
 }
 
 #[derive(Deserialize)]
@@ -125,6 +200,8 @@ struct FileServer {
 struct FileTls {
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
+    client_ca_file: Option<PathBuf>,
+    client_auth: Option<ClientAuthMode>,
 }
 
 #[derive(Deserialize, Default)]
@@ -182,6 +259,11 @@ struct FileDcr {
     one_registration_per_software: bool,
     software_jwks_hosts: Option<Vec<String>>,
     role_scopes: Option<BTreeMap<String, Vec<String>>>,
+    require_transport_certificate: Option<bool>,
+    #[serde(default = "software_binding")]
+    certificate_binding: String,
+    #[serde(default = "yes")]
+    check_psd2_roles: bool,
 }
 
 impl Default for FileDcr {
@@ -365,12 +447,6 @@ impl Config {
 
         // [oauth.dcr]
         let dcr = file.oauth.dcr;
-        if dcr.authentication_required {
-            return Err(err(
-                "[oauth.dcr] authentication_required",
-                "true needs administrator accounts, which this version of Keyfort does not have yet; set it to false (registration is then authenticated by the software statement and the signed request)".into(),
-            ));
-        }
         let ssa_jwks: Vec<KeySource> = dcr
             .ssa_jkws
             .map(OneOrMany::into_vec)
@@ -442,6 +518,78 @@ impl Config {
                 .collect(),
         };
 
+        let client_auth = match (tls.client_auth, &tls.client_ca_file) {
+            (Some(ClientAuthMode::Off), _) | (None, None) => ClientAuthMode::Off,
+            (Some(mode), Some(_)) => mode,
+            (None, Some(_)) => ClientAuthMode::Optional,
+            (Some(_), None) => {
+                return Err(err(
+                    "[server.tls] client_auth",
+                    "needs client_ca_file: the CA bundle that transport certificates must chain to".into(),
+                ))
+            }
+        };
+        let binding_level = match dcr.certificate_binding.as_str() {
+            "off" => BindingLevel::Off,
+            "organisation" | "organization" => BindingLevel::Organisation,
+            "software" => BindingLevel::Software,
+            other => {
+                return Err(err(
+                    "[oauth.dcr] certificate_binding",
+                    format!("\"{other}\" is not one of \"software\", \"organisation\", \"off\""),
+                ))
+            }
+        };
+
+        // [mtls]
+        let m = file.mtls;
+        let mut crl_sources: Vec<KeySource> = m.crl_files.into_iter().map(|p| KeySource::File(resolve(p))).collect();
+        for raw in &m.crl_urls {
+            let url = Url::parse(raw).map_err(|e| err("[mtls] crl_urls", format!("\"{raw}\" is not a URL ({e})")))?;
+            crl_sources.push(KeySource::Url(url));
+        }
+        let trusted_proxies = m
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| err("[mtls] trusted_proxies", format!("\"{p}\" is not an IP address or CIDR block")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if m.gateway_header.is_some() && trusted_proxies.is_empty() {
+            return Err(err(
+                "[mtls] trusted_proxies",
+                "is required with gateway_header: only the gateway's addresses may forward a client certificate".into(),
+            ));
+        }
+        if client_auth == ClientAuthMode::Off && m.gateway_header.is_none() && !crl_sources.is_empty() {
+            return Err(err(
+                "[mtls] crl_files",
+                "CRLs need client certificates: set [server.tls] client_ca_file".into(),
+            ));
+        }
+        if m.gateway_header.is_some() && tls.client_ca_file.is_none() {
+            return Err(err(
+                "[mtls] gateway_header",
+                "needs [server.tls] client_ca_file: forwarded certificates are checked against it".into(),
+            ));
+        }
+        if m.crl_refresh_seconds < 10 {
+            return Err(err("[mtls] crl_refresh_seconds", "must be at least 10".into()));
+        }
+        let certificates_possible = client_auth != ClientAuthMode::Off || m.gateway_header.is_some();
+        let require_transport_certificate = match dcr.require_transport_certificate {
+            Some(true) if !certificates_possible => {
+                return Err(err(
+                    "[oauth.dcr] require_transport_certificate",
+                    "true needs [server.tls] client_ca_file with client_auth \"optional\" or \"required\", or a [mtls] gateway_header".into(),
+                ))
+            }
+            Some(value) => value,
+            None => certificates_possible,
+        };
+
         // [oauth.token_lifetimes]
         let l = file.oauth.token_lifetimes;
         for (key, v) in [
@@ -471,6 +619,8 @@ impl Config {
                 data_dir,
                 cert_file: tls.cert_file.map(resolve),
                 key_file: tls.key_file.map(resolve),
+                client_ca_file: tls.client_ca_file.map(resolve),
+                client_auth,
                 max_body_bytes: file.server.max_body_bytes,
             },
             storage_url,
@@ -493,6 +643,9 @@ impl Config {
                 },
                 one_registration_per_software: dcr.one_registration_per_software,
                 software_jwks_hosts,
+                require_transport_certificate,
+                binding: BindingRules { level: binding_level, check_psd2_roles: dcr.check_psd2_roles },
+                authentication_required: dcr.authentication_required,
             },
             token_lifetimes: TokenLifetimes {
                 application: l.application_seconds,
@@ -508,6 +661,13 @@ impl Config {
                 ca_file: h.ca_file.map(resolve),
                 jwks_cache_seconds: h.jwks_cache_seconds,
                 jwks_min_refresh_seconds: h.jwks_min_refresh_seconds,
+            },
+            mtls: MtlsConfig {
+                crl_sources,
+                crl_refresh_seconds: m.crl_refresh_seconds,
+                revocation_unavailable: m.revocation_unavailable,
+                gateway_header: m.gateway_header.map(|h| h.to_ascii_lowercase()),
+                trusted_proxies,
             },
             log: LogConfig { format: file.log.format, level: file.log.level },
         })

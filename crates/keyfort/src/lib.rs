@@ -8,7 +8,10 @@
 //! - [`directory`]: fetching and caching the directory's and TPPs' JWKS.
 //! - [`storage`]: the storage interface and its SQLite and PostgreSQL implementations.
 //! - [`tls`]: the server certificate, configured or generated for development.
+//! - [`transport`]: mutual TLS: client certificate checks, CRLs, gateway-forwarded certificates.
+//! - [`admin`]: administrator accounts and HTTP Basic authentication.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod directory;
@@ -17,5 +20,6 @@ pub mod registration;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;
+pub mod transport;
 
 pub use app::Application;

@@ -25,6 +25,26 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Manage administrators (stored in the configured database).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Add an administrator. The password is asked for twice at a prompt, or read from the
+    /// first line of standard input with --password-stdin; never from an argument.
+    AddUser {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// The administrator's name.
+        username: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -40,6 +60,18 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Admin { command: AdminCommand::AddUser { config, username, password_stdin } } => {
+            match add_admin(&config, &username, password_stdin) {
+                Ok(()) => {
+                    println!("administrator \"{username}\" added");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config } => {
             let config = match Config::load(&config) {
                 Ok(c) => c,
@@ -90,4 +122,39 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutting down");
+}
+
+fn add_admin(config: &std::path::Path, username: &str, password_stdin: bool) -> anyhow::Result<()> {
+    use keyfort::admin::{hash_password, MIN_PASSWORD_CHARS};
+    let config = Config::load(config)?;
+    if username.is_empty() || username.contains(':') || username.chars().any(char::is_control) {
+        anyhow::bail!("the administrator name must be non-empty and contain no ':' or control characters");
+    }
+    let password = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let first = rpassword::prompt_password(format!("Password for {username}: "))?;
+        let second = rpassword::prompt_password("Repeat the password: ")?;
+        if first != second {
+            anyhow::bail!("the passwords differ");
+        }
+        first
+    };
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        anyhow::bail!("the password must have at least {MIN_PASSWORD_CHARS} characters");
+    }
+    let hash = hash_password(&password)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let store = keyfort::storage::open(&config.storage_url).await?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+        store.create_admin(username, &hash, now).await.map_err(|e| match e {
+            keyfort::storage::CreateAdminError::AdminExists => {
+                anyhow::anyhow!("an administrator named \"{username}\" already exists")
+            }
+            other => anyhow::anyhow!(other),
+        })
+    })
 }

@@ -17,7 +17,12 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 
 /// Builds the listener's TLS configuration. A configured certificate that cannot be read is
 /// an error: silently serving a self-signed certificate instead would hide a broken deploy.
-pub fn server_config(server: &ServerConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+///
+/// `client_verifier` asks clients for a certificate (mutual TLS); `None` asks for none.
+pub fn server_config(
+    server: &ServerConfig,
+    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let (certs, key) = match (&server.cert_file, &server.key_file) {
         (Some(cert), Some(key)) => (
             read_certs(cert).with_context(|| format!("[server.tls] cert_file {}", cert.display()))?,
@@ -25,9 +30,13 @@ pub fn server_config(server: &ServerConfig) -> anyhow::Result<Arc<rustls::Server
         ),
         _ => development_certificate(server)?,
     };
-    let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+    let builder =
+        rustls::ServerConfig::builder_with_provider(crypto_provider()).with_safe_default_protocol_versions()?;
+    let builder = match client_verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .context("[server.tls] the certificate and key do not form a usable pair")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -70,6 +70,18 @@ pub struct RegisteredClient {
     pub metadata: ClientMetadata,
     pub client_secret_hash: Option<SecretHash>,
     pub registration_access_token_hash: SecretHash,
+    /// The transport certificate that authenticated the registration, remembered so tokens
+    /// can be bound to it (RFC 8705) and `tls_client_auth` clients recognised.
+    pub transport_certificate: Option<BoundCertificate>,
+}
+
+/// A certificate remembered with a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundCertificate {
+    /// base64url SHA-256 of the DER certificate (`x5t#S256`).
+    pub thumbprint_s256: String,
+    /// RFC 4514 subject.
+    pub subject: String,
 }
 
 /// The secrets of a new registration, shown to the client once in the 201 response.
@@ -97,6 +109,7 @@ impl RegisteredClient {
             metadata: approved.metadata,
             client_secret_hash: client_secret.as_ref().map(IssuedSecret::hash),
             registration_access_token_hash: registration_access_token.hash(),
+            transport_certificate: None,
         };
         (client, IssuedCredentials { client_secret, registration_access_token })
     }

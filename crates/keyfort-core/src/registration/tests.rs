@@ -41,6 +41,7 @@ fn ssa() -> SoftwareStatement {
         software_client_name: Some("TPP App".into()),
         software_environment: None,
         software_mode: None,
+        competent_authority_registration_id: Some("123456".into()),
     }
 }
 

@@ -12,6 +12,8 @@ pub enum ApiError {
     OAuth(OAuthError),
     /// A client error with a status its code does not imply (404, 405, 413, 415).
     WithStatus(StatusCode, OAuthError),
+    /// A client error answered with a `WWW-Authenticate` challenge (RFC 7235).
+    Challenge(OAuthError, String),
     /// A dependency (the directory, a TPP's key server) cannot be reached: retry later.
     Unavailable(String),
     /// A fault of this server. The cause is logged; the client gets a reference to quote.
@@ -36,8 +38,13 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut challenge = None;
         let (status, error) = match self {
             ApiError::OAuth(e) => (status_for(e.code), e),
+            ApiError::Challenge(e, c) => {
+                challenge = Some(c);
+                (StatusCode::UNAUTHORIZED, e)
+            }
             ApiError::WithStatus(status, e) => (status, e),
             ApiError::Unavailable(why) => {
                 tracing::warn!(error = %why, "dependency unavailable");
@@ -63,6 +70,9 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
         if error.code == ErrorCode::InvalidToken {
             let challenge = format!(
                 "Bearer error=\"invalid_token\", error_description=\"{}\"",
@@ -72,7 +82,7 @@ impl IntoResponse for ApiError {
                 headers.insert(header::WWW_AUTHENTICATE, value);
             }
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
         }
         response

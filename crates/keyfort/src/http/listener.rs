@@ -24,6 +24,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
+    /// The client certificate chain from the TLS handshake (end-entity first), if any. The
+    /// handshake proved possession of its key; trust is decided per request.
+    pub client_chain: Option<Arc<Vec<rustls::pki_types::CertificateDer<'static>>>>,
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown` completes, then drains.
@@ -65,7 +68,12 @@ pub async fn serve(
                     return;
                 }
             };
-            let info = ConnectionInfo { peer };
+            let client_chain = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|certs| Arc::new(certs.iter().map(|c| c.clone().into_owned()).collect::<Vec<_>>()));
+            let info = ConnectionInfo { peer, client_chain };
             let service = router.map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(info.clone());
                 request

@@ -18,14 +18,21 @@ use tower_http::trace::TraceLayer;
 pub use error::{status_for, ApiError};
 pub use listener::{serve, ConnectionInfo};
 
+use crate::admin::AdminAuthenticator;
 use crate::config::Config;
 use crate::registration::{RegistrationService, REGISTRATION_PATH};
+use crate::transport::TransportTrust;
+use keyfort_core::clock::Clock;
 
 /// What every handler may use. Built once from the configuration; no globals.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub registration: Arc<RegistrationService>,
+    /// Transport certificate checks; `None` when no client CA is configured.
+    pub transport: Option<Arc<TransportTrust>>,
+    pub admins: Arc<AdminAuthenticator>,
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The application's routes, without a socket, so tests can also drive it in-process.

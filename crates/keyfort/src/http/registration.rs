@@ -5,11 +5,23 @@ use axum::response::{IntoResponse, Response};
 use keyfort_core::error::OAuthError;
 use keyfort_core::registration::RequestForm;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ConnectionInfo};
+use axum::Extension;
+use keyfort_core::error::ErrorCode;
+use keyfort_core::transport::CertificateIdentity;
 
 /// `POST /register`: the body is the registration request as JSON, or as a compact JWS
 /// (`application/jose` or `application/jwt`, the OBIE form).
-pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn register(
+    State(state): State<AppState>,
+    Extension(connection): Extension<ConnectionInfo>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if state.config.dcr.authentication_required {
+        state.admins.authenticate(&headers).await?;
+    }
+    let certificate = transport_certificate(&state, &connection, &headers)?;
     let form = request_form(&headers)?;
     let limit = state.config.server.max_body_bytes;
     let bytes = to_bytes(body, limit).await.map_err(|_| {
@@ -18,7 +30,7 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: B
             OAuthError::invalid_request(format!("the request body is larger than the {limit} bytes accepted")),
         )
     })?;
-    let registered = state.registration.register(form, &bytes).await?;
+    let registered = state.registration.register(form, &bytes, certificate).await?;
     let uri = state.registration.registration_client_uri(&registered.client.client_id);
     let body = registered.client.response_body(Some(&registered.credentials), &state.config.token_lifetimes, &uri);
     let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
@@ -51,4 +63,20 @@ fn request_form(headers: &HeaderMap) -> Result<RequestForm, ApiError> {
             Err(unsupported(format!("Content-Type \"{}\" is not accepted", other.chars().take(64).collect::<String>())))
         }
     }
+}
+
+/// The caller's validated transport certificate, if it presented one. A certificate that is
+/// presented but fails the checks is refused here, whether or not the endpoint needs one.
+pub fn transport_certificate(
+    state: &AppState,
+    connection: &ConnectionInfo,
+    headers: &HeaderMap,
+) -> Result<Option<CertificateIdentity>, ApiError> {
+    let Some(trust) = &state.transport else { return Ok(None) };
+    trust
+        .identify(connection.peer, connection.client_chain.as_deref().map(Vec::as_slice), headers, state.clock.now())
+        .map_err(|rejected| {
+            tracing::info!(peer = %connection.peer, reason = %rejected, "transport certificate refused");
+            ApiError::OAuth(OAuthError::new(ErrorCode::InvalidClient, rejected.0))
+        })
 }

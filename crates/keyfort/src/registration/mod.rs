@@ -4,12 +4,15 @@
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
 use keyfort_core::claims::Claims;
 use keyfort_core::clock::Clock;
-use keyfort_core::error::OAuthError;
+use keyfort_core::error::{ErrorCode, OAuthError};
 use keyfort_core::jose::{CompactJws, JwsError};
+use keyfort_core::registration::BoundCertificate;
 use keyfort_core::registration::{IssuedCredentials, RegisteredClient, RegistrationRequest, RequestForm};
 use keyfort_core::software_statement::SoftwareStatement;
+use keyfort_core::transport::CertificateIdentity;
 use url::Url;
 
 use crate::config::{Config, KeySource};
@@ -42,8 +45,23 @@ impl RegistrationService {
         format!("{}{REGISTRATION_PATH}/{client_id}", self.config.server.public_url)
     }
 
-    pub async fn register(&self, form: RequestForm, body: &[u8]) -> Result<Registered, ApiError> {
+    /// Registers a client from a request body. `certificate` is the caller's validated
+    /// transport certificate, if any.
+    pub async fn register(
+        &self,
+        form: RequestForm,
+        body: &[u8],
+        certificate: Option<CertificateIdentity>,
+    ) -> Result<Registered, ApiError> {
         let now = self.clock.now();
+        let dcr = &self.config.dcr;
+        if dcr.require_transport_certificate && certificate.is_none() {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidClient,
+                "registration requires mutual TLS: connect with your transport certificate (issued by the Open Banking directory or an eIDAS QTSP)",
+            )
+            .into());
+        }
         let (claims, signed_request) = match form {
             RequestForm::Json => (
                 Claims::from_json_object(body)
@@ -85,6 +103,17 @@ impl RegistrationService {
             self.verify_request_signature(jws, ssa).await?;
         }
 
+        if let (Some(cert), Some(ssa)) = (&certificate, &ssa) {
+            cert.check_binding(ssa, dcr.binding).map_err(|mismatch| {
+                ApiError::WithStatus(
+                    StatusCode::FORBIDDEN,
+                    OAuthError::unapproved_software_statement(format!(
+                        "{mismatch}; register with the transport certificate of the software statement's organisation and software"
+                    )),
+                )
+            })?;
+        }
+
         let approved = policy.evaluate(&request, ssa.as_ref(), form, now)?;
         let replay = ReplayRecord {
             issuer: approved.jti_issuer.clone(),
@@ -92,7 +121,10 @@ impl RegistrationService {
             expires_at: approved.jti_expires_at,
             recorded_at: now,
         };
-        let (client, credentials) = RegisteredClient::new(approved, request.software_statement.clone(), now);
+        let (mut client, credentials) = RegisteredClient::new(approved, request.software_statement.clone(), now);
+        client.transport_certificate = certificate
+            .as_ref()
+            .map(|c| BoundCertificate { thumbprint_s256: c.thumbprint_s256.clone(), subject: c.subject.to_string() });
         match self
             .store
             .create_client(&client, &replay, self.config.dcr.one_registration_per_software)

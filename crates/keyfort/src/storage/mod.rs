@@ -41,6 +41,14 @@ pub enum CreateClientError {
     Store(#[from] StoreError),
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum CreateAdminError {
+    #[error("an administrator with that name exists")]
+    AdminExists,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Records the request's jti and creates the client in one transaction: either both are
@@ -56,6 +64,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets replay records that expired before `before`; returns how many.
     async fn purge_expired_jtis(&self, before: UnixTime) -> Result<u64, StoreError>;
+
+    /// Adds an administrator; fails with `AdminExists` if the name is taken.
+    async fn create_admin(&self, username: &str, password_hash: &str, now: UnixTime) -> Result<(), CreateAdminError>;
+
+    /// The stored password hash of an administrator.
+    async fn admin_password_hash(&self, username: &str) -> Result<Option<String>, StoreError>;
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

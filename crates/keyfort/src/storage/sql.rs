@@ -13,10 +13,12 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
 
-use super::{CreateClientError, ReplayRecord, Store, StoreError};
+use super::{CreateAdminError, CreateClientError, ReplayRecord, Store, StoreError};
+use keyfort_core::registration::BoundCertificate;
 
 const CLIENT_COLUMNS: &str = "client_id, status, issued_at, software_id, org_id, software_roles, \
-     software_statement, metadata, client_secret_hash, registration_token_hash";
+     software_statement, metadata, client_secret_hash, registration_token_hash, transport_cert_thumbprint, \
+     transport_cert_subject";
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
@@ -44,6 +46,13 @@ where
         metadata: serde_json::from_str::<ClientMetadata>(&metadata).map_err(|e| corrupt("metadata", e.to_string()))?,
         client_secret_hash: row.try_get::<Option<String>, _>("client_secret_hash")?.map(SecretHash::from_stored),
         registration_access_token_hash: SecretHash::from_stored(row.try_get("registration_token_hash")?),
+        transport_certificate: match (
+            row.try_get::<Option<String>, _>("transport_cert_thumbprint")?,
+            row.try_get::<Option<String>, _>("transport_cert_subject")?,
+        ) {
+            (Some(thumbprint_s256), Some(subject)) => Some(BoundCertificate { thumbprint_s256, subject }),
+            _ => None,
+        },
         client_id,
     })
 }
@@ -86,7 +95,8 @@ macro_rules! sql_store {
                 sqlx::query(
                     "INSERT INTO clients (client_id, status, issued_at, updated_at, software_id, org_id, \
                      active_software_id, software_roles, software_statement, metadata, client_secret_hash, \
-                     registration_token_hash) VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     registration_token_hash, transport_cert_thumbprint, transport_cert_subject) \
+                     VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(&client.client_id)
                 .bind(client.status.as_str())
@@ -99,6 +109,8 @@ macro_rules! sql_store {
                 .bind(metadata)
                 .bind(client.client_secret_hash.as_ref().map(|h| h.as_str()))
                 .bind(client.registration_access_token_hash.as_str())
+                .bind(client.transport_certificate.as_ref().map(|c| c.thumbprint_s256.as_str()))
+                .bind(client.transport_certificate.as_ref().map(|c| c.subject.as_str()))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| {
@@ -126,6 +138,36 @@ macro_rules! sql_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected())
+            }
+
+            async fn create_admin(
+                &self,
+                username: &str,
+                password_hash: &str,
+                now: UnixTime,
+            ) -> Result<(), CreateAdminError> {
+                sqlx::query("INSERT INTO admins (username, password_hash, created_at) VALUES ($1, $2, $3)")
+                    .bind(username)
+                    .bind(password_hash)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            CreateAdminError::AdminExists
+                        } else {
+                            StoreError::from(e).into()
+                        }
+                    })?;
+                Ok(())
+            }
+
+            async fn admin_password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
+                let row = sqlx::query("SELECT password_hash FROM admins WHERE username = $1")
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| r.try_get("password_hash")).transpose()?)
             }
 
             async fn ping(&self) -> Result<(), StoreError> {

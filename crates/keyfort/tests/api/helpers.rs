@@ -211,6 +211,10 @@ pub struct Options {
     pub http_client: Vec<String>,
     pub storage_url: Option<String>,
     pub configure_tls: bool,
+    /// Lines appended to `[server.tls]`.
+    pub tls: Vec<String>,
+    /// Lines of an `[mtls]` section.
+    pub mtls: Vec<String>,
 }
 
 impl Default for Options {
@@ -220,6 +224,8 @@ impl Default for Options {
             http_client: vec!["allow_insecure_loopback = true".into()],
             storage_url: None,
             configure_tls: true,
+            tls: vec![],
+            mtls: vec![],
         }
     }
 }
@@ -234,9 +240,30 @@ impl Options {
         self.http_client.push(line.to_owned());
         self
     }
+
+    pub fn tls(mut self, line: &str) -> Self {
+        self.tls.push(line.to_owned());
+        self
+    }
+
+    pub fn mtls(mut self, line: &str) -> Self {
+        self.mtls.push(line.to_owned());
+        self
+    }
+
+    /// Mutual TLS with the test PKI's CAs, client certificates optional at the TLS layer,
+    /// and the issuing CA's CRL served by the key server.
+    pub fn mutual_tls() -> Self {
+        Self::default()
+            .tls("client_ca_file = \"client-ca.pem\"")
+            .tls("client_auth = \"optional\"")
+            .mtls("crl_urls = [\"{KEY_SERVER}/issuing.crl\"]")
+    }
 }
 
 pub struct TestApp {
+    pub pki: Arc<crate::pki::TestPki>,
+    server_ca_pem: String,
     pub base: String,
     pub client: reqwest::Client,
     pub keys: Arc<TestKeys>,
@@ -263,14 +290,23 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     std::fs::write(dir.path().join("server.pem"), &pki.cert_pem).unwrap();
     std::fs::write(dir.path().join("server.key"), &pki.key_pem).unwrap();
 
-    let tls = if options.configure_tls {
-        "[server.tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n"
+    let test_pki = Arc::new(crate::pki::TestPki::generate());
+    std::fs::write(dir.path().join("client-ca.pem"), test_pki.client_ca_pem()).unwrap();
+    key_server.set("/issuing.crl", Doc::Raw(test_pki.crl_der()));
+    let tls = if options.configure_tls || !options.tls.is_empty() {
+        let files = if options.configure_tls { "cert_file = \"server.pem\"\nkey_file = \"server.key\"\n" } else { "" };
+        format!("[server.tls]\n{files}{}\n", options.tls.join("\n"))
     } else {
-        ""
+        String::new()
+    };
+    let mtls = if options.mtls.is_empty() {
+        String::new()
+    } else {
+        format!("[mtls]\n{}\n", options.mtls.join("\n").replace("{KEY_SERVER}", &format!("http://{}", key_server.addr)))
     };
     let storage = options.storage_url.clone().map(|u| format!("[storage]\nurl = \"{u}\"\n")).unwrap_or_default();
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost:9446\"\ndata_dir = \"data\"\n{tls}\n{storage}\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost:9446\"\ndata_dir = \"data\"\n{tls}\n{storage}\n{mtls}\n\
          [log]\nlevel = \"warn\"\n\n[http_client]\n{}\n\n[oauth.dcr]\nssa_jkws = \"{}\"\naudience = \"{AUDIENCE}\"\nsoftware_environment = \"sandbox\"\n{}\n",
         options.http_client.join("\n"),
         key_server.url(DIRECTORY_JWKS),
@@ -280,6 +316,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     std::fs::write(&config_path, config).unwrap();
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
     let mut app = TestApp {
+        pki: test_pki,
+        server_ca_pem: pki.ca_pem.clone(),
         base: String::new(),
         client: test_client(Some(&pki.ca_pem)),
         keys,
@@ -295,6 +333,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 pub fn test_client(ca_pem: Option<&str>) -> reqwest::Client {
+    test_client_with_identity(ca_pem, None)
+}
+
+/// A client that trusts `ca_pem` and, if given, presents a client certificate.
+pub fn test_client_with_identity(ca_pem: Option<&str>, identity: Option<&crate::pki::ClientCert>) -> reqwest::Client {
     let mut roots = rustls::RootCertStore::empty();
     if let Some(pem) = ca_pem {
         for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
@@ -304,8 +347,11 @@ pub fn test_client(ca_pem: Option<&str>) -> reqwest::Client {
     let tls = rustls::ClientConfig::builder_with_provider(keyfort::tls::crypto_provider())
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let tls = match identity {
+        Some(cert) => tls.with_client_auth_cert(cert.chain.clone(), cert.key()).unwrap(),
+        None => tls.with_no_client_auth(),
+    };
     reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap()
 }
 
@@ -394,9 +440,33 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> Reply {
-        let mut request = self.client.post(format!("{}{path}", self.base)).body(body);
+        self.post_with(&self.client, path, content_type, body, &[]).await
+    }
+
+    /// A client of this server presenting `cert` in the TLS handshake.
+    pub fn client_presenting(&self, cert: &crate::pki::ClientCert) -> reqwest::Client {
+        test_client_with_identity(Some(&self.server_ca_pem), Some(cert))
+    }
+
+    /// Registers the seed request (JSON form) through `client` with extra headers.
+    pub async fn register_as(&self, client: &reqwest::Client, headers: &[(&str, String)]) -> Reply {
+        self.post_with(client, REGISTER, Some("application/json"), self.request_claims().to_string(), headers).await
+    }
+
+    pub async fn post_with(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, String)],
+    ) -> Reply {
+        let mut request = client.post(format!("{}{path}", self.base)).body(body);
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
         let response = request.send().await.expect("the server answers");
         let status = response.status().as_u16();

@@ -3,6 +3,8 @@
 mod crash;
 mod helpers;
 mod jwks;
+mod mtls;
+mod pki;
 mod registration;
 mod rules;
 mod server;

@@ -163,3 +163,14 @@ async fn the_server_registers_on_postgres() {
     app.restart().await;
     app.register_json(&claims).await.assert_error(400, "invalid_client_metadata", "already been used");
 }
+
+#[tokio::test]
+async fn administrators_are_stored_by_name_once() {
+    for b in backends().await {
+        assert!(b.store.admin_password_hash("ann").await.unwrap().is_none(), "{}", b.name);
+        b.store.create_admin("ann", "$argon2id$hash", 1).await.unwrap();
+        assert_eq!(b.store.admin_password_hash("ann").await.unwrap().as_deref(), Some("$argon2id$hash"));
+        let again = b.store.create_admin("ann", "other", 2).await.unwrap_err();
+        assert!(matches!(again, keyfort::storage::CreateAdminError::AdminExists), "{}: {again}", b.name);
+    }
+}

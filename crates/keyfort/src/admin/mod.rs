@@ -1,0 +1,137 @@
+//! Administrators: stored with Argon2id hashes, created from the command line, and checked
+//! on HTTP Basic credentials where the configuration asks for them (WSO2's
+//! `[oauth.dcr] authentication_required`). Repeated failures for one name lock it for a
+//! growing time, so passwords cannot be guessed at network speed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::http::{header, HeaderMap, StatusCode};
+use base64::Engine;
+use keyfort_core::error::{ErrorCode, OAuthError};
+
+use crate::http::ApiError;
+use crate::storage::Store;
+
+/// Failures allowed before a name is locked.
+const FREE_FAILURES: u32 = 5;
+/// First lock; doubles with every further failure, up to `MAX_LOCK`.
+const BASE_LOCK: Duration = Duration::from_secs(30);
+const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
+/// Shortest password `keyfort admin add-user` accepts.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))
+}
+
+#[derive(Default)]
+struct Failures {
+    count: u32,
+    locked_until: Option<Instant>,
+}
+
+pub struct AdminAuthenticator {
+    store: Arc<dyn Store>,
+    failures: Mutex<HashMap<String, Failures>>,
+    /// Verified against when the name is unknown, so unknown and known names take as long.
+    dummy_hash: String,
+}
+
+fn unauthorized(description: impl Into<String>) -> ApiError {
+    ApiError::Challenge(
+        OAuthError::new(ErrorCode::InvalidClient, description),
+        "Basic realm=\"keyfort\", charset=\"UTF-8\"".into(),
+    )
+}
+
+impl AdminAuthenticator {
+    pub fn new(store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        Ok(Self {
+            store,
+            failures: Mutex::default(),
+            dummy_hash: hash_password("not a real password, only for timing")?,
+        })
+    }
+
+    /// Checks `Authorization: Basic` against the administrators; returns the name.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let (username, password) = basic_credentials(headers)?;
+        if let Some(wait) = self.locked_for(&username) {
+            return Err(ApiError::WithStatus(
+                StatusCode::TOO_MANY_REQUESTS,
+                OAuthError::new(
+                    ErrorCode::InvalidClient,
+                    format!(
+                        "too many failed sign-ins for this administrator; try again in {} seconds",
+                        wait.as_secs().max(1)
+                    ),
+                ),
+            ));
+        }
+        let stored = self.store.admin_password_hash(&username).await.map_err(|e| ApiError::Internal(e.into()))?;
+        let hash = stored.clone().unwrap_or_else(|| self.dummy_hash.clone());
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+        if ok && stored.is_some() {
+            self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&username);
+            return Ok(username);
+        }
+        self.record_failure(&username);
+        tracing::warn!(username = %username, "administrator authentication failed");
+        Err(unauthorized("the administrator name or password is wrong"))
+    }
+
+    fn locked_for(&self, username: &str) -> Option<Duration> {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let until = failures.get(username)?.locked_until?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    fn record_failure(&self, username: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        // Bound the table: an attacker cycling through names must not grow it forever.
+        if failures.len() > 10_000 {
+            failures.retain(|_, f| f.locked_until.is_some_and(|t| t > Instant::now()));
+        }
+        let entry = failures.entry(username.to_owned()).or_default();
+        entry.count += 1;
+        if entry.count >= FREE_FAILURES {
+            let doublings = (entry.count - FREE_FAILURES).min(10);
+            let lock = (BASE_LOCK * 2u32.pow(doublings)).min(MAX_LOCK);
+            entry.locked_until = Some(Instant::now() + lock);
+        }
+    }
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Result<(String, String), ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized("administrator credentials are required: send Authorization: Basic"));
+    };
+    let value = value.to_str().map_err(|_| unauthorized("the Authorization header is not ASCII"))?;
+    let Some((scheme, encoded)) = value.split_once(' ') else {
+        return Err(unauthorized("the Authorization header must be \"Basic <base64(name:password)>\""));
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(unauthorized(format!("the Authorization scheme must be Basic, not {scheme}")));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| unauthorized("the Basic credentials are not base64 of UTF-8 \"name:password\""))?;
+    let (name, password) =
+        decoded.split_once(':').ok_or_else(|| unauthorized("the Basic credentials must be \"name:password\""))?;
+    Ok((name.to_owned(), password.to_owned()))
+}

@@ -1,0 +1,177 @@
+//! Transport trust: who is on the other end of the mutual-TLS connection.
+//!
+//! Certificates are checked here, by the server, not assumed: the chain must reach a
+//! configured anchor, the certificate must be valid at the time of the request, fit for
+//! client authentication (extended and plain key usage), and not revoked according to the
+//! configured CRLs. The same checks apply whether the certificate came in the TLS handshake
+//! or, behind a TLS-terminating gateway, in a header from a trusted proxy.
+
+mod certificate;
+mod gateway;
+mod revocation;
+mod verifier;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::http::HeaderMap;
+use keyfort_core::clock::UnixTime;
+use keyfort_core::transport::CertificateIdentity;
+use rustls::pki_types::{CertificateDer, TrustAnchor};
+
+pub use revocation::CrlStore;
+use revocation::RevocationCheck;
+pub use verifier::client_cert_verifier;
+
+use crate::config::Config;
+
+/// Why a presented certificate was refused; phrased for the TPP developer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CertificateRejected(pub String);
+
+/// The trust anchors and intermediates for transport certificates, and their CRLs.
+pub struct TransportTrust {
+    anchors: Vec<TrustAnchor<'static>>,
+    intermediates: Vec<CertificateDer<'static>>,
+    /// Subjects of the anchors, sent in the TLS CertificateRequest so a client with several
+    /// certificates picks the right one.
+    anchor_subjects: Vec<rustls::DistinguishedName>,
+    crls: Arc<CrlStore>,
+    gateway: Option<gateway::Gateway>,
+}
+
+impl TransportTrust {
+    /// Builds the trust configuration, or `None` when no client CA is configured.
+    pub fn from_config(config: &Config, crls: Arc<CrlStore>) -> anyhow::Result<Option<Self>> {
+        let Some(path) = &config.server.client_ca_file else { return Ok(None) };
+        let pem = std::fs::read(path).with_context(|| format!("[server.tls] client_ca_file {}", path.display()))?;
+        let certs = rustls_pemfile::certs(&mut &pem[..])
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("[server.tls] client_ca_file {}: not PEM", path.display()))?;
+        let mut anchors = Vec::new();
+        let mut intermediates = Vec::new();
+        let mut anchor_subjects = Vec::new();
+        for cert in certs {
+            let (_, parsed) = x509_parser::parse_x509_certificate(&cert)
+                .map_err(|e| anyhow::anyhow!("[server.tls] client_ca_file {}: {e}", path.display()))?;
+            if parsed.subject().as_raw() == parsed.issuer().as_raw() {
+                anchor_subjects.push(rustls::DistinguishedName::from(parsed.subject().as_raw().to_vec()));
+                let anchor = webpki::anchor_from_trusted_cert(&cert)
+                    .map_err(|e| anyhow::anyhow!("[server.tls] client_ca_file {}: {e:?}", path.display()))?
+                    .to_owned();
+                anchors.push(anchor);
+            } else {
+                intermediates.push(cert);
+            }
+        }
+        if anchors.is_empty() {
+            anyhow::bail!(
+                "[server.tls] client_ca_file {}: holds no self-signed root; include the root CA of the transport certificates",
+                path.display()
+            );
+        }
+        Ok(Some(Self {
+            anchors,
+            intermediates,
+            anchor_subjects,
+            crls,
+            gateway: gateway::Gateway::from_config(&config.mtls),
+        }))
+    }
+
+    pub fn anchor_subjects(&self) -> &[rustls::DistinguishedName] {
+        &self.anchor_subjects
+    }
+
+    /// Checks a presented chain (end-entity first) at time `now`.
+    pub fn validate(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<CertificateIdentity, CertificateRejected> {
+        let Some(end_entity) = chain.first() else {
+            return Err(CertificateRejected("no client certificate was presented".into()));
+        };
+        let ee = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|e| CertificateRejected(format!("the client certificate cannot be parsed ({e:?})")))?;
+        let mut intermediates: Vec<CertificateDer<'_>> = chain[1..].to_vec();
+        intermediates.extend(self.intermediates.iter().cloned());
+        let time = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
+        let crls = self.crls.current();
+        let crl_refs: Vec<&webpki::CertRevocationList<'_>> = crls.lists.iter().collect();
+        let (revocation, unavailable) = match self.crls.check(&crl_refs) {
+            RevocationCheck::Off => (None, false),
+            RevocationCheck::Check(options) => (Some(options), false),
+            RevocationCheck::Unavailable => (None, true),
+        };
+        ee.verify_for_usage(
+            rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.all,
+            &self.anchors,
+            &intermediates,
+            time,
+            webpki::KeyUsage::client_auth(),
+            revocation,
+            None,
+        )
+        .map_err(|e| CertificateRejected(describe_webpki_error(&e, crls.unavailable.as_deref())))?;
+        if unavailable {
+            // The chain is fine, but no CRL could be loaded and the policy is to fail closed.
+            return Err(CertificateRejected(describe_webpki_error(
+                &webpki::Error::UnknownRevocationStatus,
+                crls.unavailable.as_deref(),
+            )));
+        }
+        certificate::identity(end_entity)
+    }
+
+    /// The client certificate of a request: forwarded by a trusted gateway, or presented in
+    /// this connection's TLS handshake. `Ok(None)` when there is none.
+    pub fn identify(
+        &self,
+        peer: SocketAddr,
+        tls_chain: Option<&[CertificateDer<'static>]>,
+        headers: &HeaderMap,
+        now: UnixTime,
+    ) -> Result<Option<CertificateIdentity>, CertificateRejected> {
+        if let Some(gateway) = &self.gateway {
+            match gateway.forwarded_chain(peer, headers)? {
+                gateway::Forwarded::Chain(chain) => return self.validate(&chain, now).map(Some),
+                gateway::Forwarded::None => {}
+            }
+        }
+        match tls_chain {
+            Some(chain) if !chain.is_empty() => self.validate(chain, now).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn describe_webpki_error(e: &webpki::Error, crl_problem: Option<&str>) -> String {
+    use webpki::Error as E;
+    let what = match e {
+        E::CertExpired { .. } => "the client certificate has expired".to_owned(),
+        E::CertNotValidYet { .. } => "the client certificate is not valid yet".to_owned(),
+        E::UnknownIssuer => "the client certificate is not issued by a CA this bank trusts".to_owned(),
+        E::CertRevoked => "the client certificate has been revoked".to_owned(),
+        E::RequiredEkuNotFoundContext(_) => {
+            "the client certificate is not for TLS client authentication (extended key usage lacks clientAuth)"
+                .to_owned()
+        }
+        E::UnknownRevocationStatus => format!(
+            "the client certificate's revocation status cannot be established{}",
+            crl_problem.map(|p| format!(" ({p})")).unwrap_or_default()
+        ),
+        E::CrlExpired { .. } => format!(
+            "the revocation list for the client certificate has expired{}",
+            crl_problem.map(|p| format!(" ({p})")).unwrap_or_default()
+        ),
+        E::CaUsedAsEndEntity => "a CA certificate cannot be used as a client certificate".to_owned(),
+        E::InvalidSignatureForPublicKey => "the client certificate's signature does not verify".to_owned(),
+        other => format!("the client certificate chain is not acceptable ({other:?})"),
+    };
+    format!(
+        "{what}; present a valid transport certificate issued by the Open Banking directory or a QTSP this bank trusts"
+    )
+}

@@ -1,0 +1,122 @@
+//! Certificate revocation lists: loaded from files and URLs, refreshed periodically, the
+//! last good copy kept when a source fails. What happens when a certificate's revocation
+//! status cannot be established is the operator's choice (`[mtls] revocation_unavailable`):
+//! fail closed (refuse) by default.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use webpki::{CertRevocationList, ExpirationPolicy, RevocationCheckDepth, RevocationOptions, UnknownStatusPolicy};
+
+use crate::config::{KeySource, RevocationUnavailable};
+use crate::directory::HttpFetcher;
+
+/// The CRLs in force, and what went wrong loading the others.
+pub struct CrlSnapshot {
+    pub lists: Vec<CertRevocationList<'static>>,
+    pub unavailable: Option<String>,
+}
+
+pub struct CrlStore {
+    sources: Vec<KeySource>,
+    policy: RevocationUnavailable,
+    last_good: Mutex<HashMap<KeySource, Vec<u8>>>,
+    current: RwLock<Arc<CrlSnapshot>>,
+}
+
+/// How a validation should treat revocation.
+pub enum RevocationCheck<'a> {
+    /// No CRLs configured: revocation is not checked.
+    Off,
+    Check(RevocationOptions<'a>),
+    /// CRLs are configured but none could be loaded, and the policy is to fail closed.
+    Unavailable,
+}
+
+impl CrlStore {
+    pub fn new(sources: Vec<KeySource>, policy: RevocationUnavailable) -> Self {
+        Self {
+            sources,
+            policy,
+            last_good: Mutex::default(),
+            current: RwLock::new(Arc::new(CrlSnapshot { lists: vec![], unavailable: None })),
+        }
+    }
+
+    pub fn is_configured(&self) -> bool {
+        !self.sources.is_empty()
+    }
+
+    pub fn current(&self) -> Arc<CrlSnapshot> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn check<'a>(&self, lists: &'a [&'a CertRevocationList<'a>]) -> RevocationCheck<'a> {
+        if !self.is_configured() {
+            return RevocationCheck::Off;
+        }
+        let (status, expiration) = match self.policy {
+            RevocationUnavailable::FailClosed => (UnknownStatusPolicy::Deny, ExpirationPolicy::Enforce),
+            RevocationUnavailable::FailOpen => (UnknownStatusPolicy::Allow, ExpirationPolicy::Ignore),
+        };
+        match webpki::RevocationOptionsBuilder::new(lists) {
+            Ok(builder) => RevocationCheck::Check(
+                builder
+                    .with_depth(RevocationCheckDepth::EndEntity)
+                    .with_status_policy(status)
+                    .with_expiration_policy(expiration)
+                    .build(),
+            ),
+            Err(_) if self.policy == RevocationUnavailable::FailClosed => RevocationCheck::Unavailable,
+            Err(_) => RevocationCheck::Off,
+        }
+    }
+
+    /// Loads every source again. A source that fails keeps its last good CRL, and the
+    /// failure is recorded so refusals can say why.
+    pub async fn refresh(&self, fetcher: &HttpFetcher) {
+        let mut problems = Vec::new();
+        let mut fresh: Vec<(KeySource, Vec<u8>)> = Vec::new();
+        for source in &self.sources {
+            let loaded = match source {
+                KeySource::Url(url) => fetcher.get(url).await.map(|b| b.to_vec()).map_err(|e| e.to_string()),
+                KeySource::File(path) => {
+                    tokio::fs::read(path).await.map_err(|e| format!("reading {}: {e}", path.display()))
+                }
+            };
+            match loaded.and_then(|bytes| to_der(&bytes).map_err(|e| format!("the CRL at {source} {e}"))) {
+                Ok(der) => fresh.push((source.clone(), der)),
+                Err(why) => {
+                    tracing::warn!(source = %source, error = %why, "CRL could not be loaded; keeping the last good copy if any");
+                    problems.push(why);
+                }
+            }
+        }
+        let lists = {
+            let mut last_good = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
+            for (source, der) in fresh {
+                last_good.insert(source, der);
+            }
+            last_good
+                .values()
+                .filter_map(|der| webpki::OwnedCertRevocationList::from_der(der).ok().map(CertRevocationList::from))
+                .collect()
+        };
+        let snapshot = CrlSnapshot { lists, unavailable: (!problems.is_empty()).then(|| problems.join("; ")) };
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+    }
+}
+
+/// Accepts a CRL as DER or PEM (`-----BEGIN X509 CRL-----`), checking it parses.
+fn to_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let der = if bytes.starts_with(b"-----") {
+        match rustls_pemfile::read_one(&mut &bytes[..]) {
+            Ok(Some(rustls_pemfile::Item::Crl(der))) => der.to_vec(),
+            _ => return Err("is PEM but holds no X509 CRL block".into()),
+        }
+    } else {
+        bytes.to_vec()
+    };
+    webpki::OwnedCertRevocationList::from_der(&der).map_err(|e| format!("is not a valid CRL ({e:?})"))?;
+    Ok(der)
+}

@@ -1,0 +1,224 @@
+//! A public-key infrastructure made for each test: a root and an issuing CA standing in for
+//! the Open Banking directory's, transport certificates in each OB profile, and a CRL.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+pub struct Ca {
+    pub cert: rcgen::Certificate,
+    pub key: KeyPair,
+}
+
+impl Ca {
+    fn root(name: &str) -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.distinguished_name.push(DnType::CountryName, "GB");
+        params.distinguished_name.push(DnType::OrganizationName, "OpenBanking");
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        Self { cert, key }
+    }
+
+    fn intermediate(name: &str, parent: &Ca) -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.distinguished_name.push(DnType::CountryName, "GB");
+        params.distinguished_name.push(DnType::OrganizationName, "OpenBanking");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &parent.cert, &parent.key).unwrap();
+        Self { cert, key }
+    }
+}
+
+/// A client certificate with its key, and the chain to present (leaf, issuing CA).
+pub struct ClientCert {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key_der: Vec<u8>,
+    pub pem: String,
+}
+
+impl ClientCert {
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(self.key_der.clone().into())
+    }
+
+    pub fn der(&self) -> &[u8] {
+        self.chain[0].as_ref()
+    }
+}
+
+/// What goes into a client certificate.
+#[derive(Clone)]
+pub struct Subject {
+    pub attrs: Vec<(DnType, String)>,
+    pub psd2_roles: Option<Vec<&'static str>>,
+    pub eku: Vec<ExtendedKeyUsagePurpose>,
+    pub expired: bool,
+    pub serial: u64,
+}
+
+impl Subject {
+    pub fn legacy_ob(org_id: &str, software_id: &str) -> Self {
+        Self {
+            attrs: vec![
+                (DnType::CountryName, "GB".into()),
+                (DnType::OrganizationName, "OpenBanking".into()),
+                (DnType::OrganizationalUnitName, org_id.into()),
+                (DnType::CommonName, software_id.into()),
+            ],
+            psd2_roles: None,
+            eku: vec![ExtendedKeyUsagePurpose::ClientAuth],
+            expired: false,
+            serial: 1000,
+        }
+    }
+
+    pub fn obwac(organization_identifier: &str, cn: &str, roles: &[&'static str]) -> Self {
+        Self {
+            attrs: vec![
+                (DnType::CountryName, "GB".into()),
+                (DnType::OrganizationName, "WSO2 (UK) LIMITED".into()),
+                (DnType::CustomDnType(vec![2, 5, 4, 97]), organization_identifier.into()),
+                (DnType::CommonName, cn.into()),
+            ],
+            psd2_roles: Some(roles.to_vec()),
+            eku: vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth],
+            expired: false,
+            serial: 2000,
+        }
+    }
+
+    pub fn serial(mut self, serial: u64) -> Self {
+        self.serial = serial;
+        self
+    }
+}
+
+pub struct TestPki {
+    pub root: Ca,
+    pub issuing: Ca,
+    pub untrusted: Ca,
+}
+
+/// Serial number of the certificate the CRL lists as revoked.
+pub const REVOKED_SERIAL: u64 = 666;
+
+impl TestPki {
+    pub fn generate() -> Self {
+        let root = Ca::root("Test OB Root CA");
+        let issuing = Ca::intermediate("Test OB Issuing CA", &root);
+        let untrusted = Ca::root("Somebody Else's CA");
+        Self { root, issuing, untrusted }
+    }
+
+    /// The bundle a bank configures as `client_ca_file`: root and issuing CA.
+    pub fn client_ca_pem(&self) -> String {
+        format!("{}{}", self.root.cert.pem(), self.issuing.cert.pem())
+    }
+
+    pub fn issue(&self, subject: &Subject) -> ClientCert {
+        self.issue_by(subject, &self.issuing)
+    }
+
+    pub fn issue_untrusted(&self, subject: &Subject) -> ClientCert {
+        self.issue_by(subject, &self.untrusted)
+    }
+
+    fn issue_by(&self, subject: &Subject, ca: &Ca) -> ClientCert {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        for (kind, value) in &subject.attrs {
+            params.distinguished_name.push(kind.clone(), value.clone());
+        }
+        params.serial_number = Some(SerialNumber::from(subject.serial.to_be_bytes().to_vec()));
+        params.extended_key_usages = subject.eku.clone();
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        if subject.expired {
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        }
+        if let Some(roles) = &subject.psd2_roles {
+            params
+                .custom_extensions
+                .push(CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 3], qc_statements(roles)));
+        }
+        let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+        ClientCert {
+            chain: vec![cert.der().clone(), ca.cert.der().clone()],
+            key_der: key.serialize_der(),
+            pem: cert.pem(),
+        }
+    }
+
+    /// The issuing CA's CRL, listing [`REVOKED_SERIAL`].
+    pub fn crl_der(&self) -> Vec<u8> {
+        let now = time_now();
+        let params = CertificateRevocationListParams {
+            this_update: now - std::time::Duration::from_secs(3600),
+            next_update: now + std::time::Duration::from_secs(86400),
+            crl_number: SerialNumber::from(vec![1]),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(REVOKED_SERIAL.to_be_bytes().to_vec()),
+                revocation_time: now - std::time::Duration::from_secs(600),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuing.cert, &self.issuing.key).unwrap().der().to_vec()
+    }
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// DER of a QCStatements extension with a PSD2 statement (ETSI TS 119 495) for `roles`.
+fn qc_statements(roles: &[&str]) -> Vec<u8> {
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        if content.len() < 0x80 {
+            out.push(content.len() as u8);
+        } else {
+            let len = content.len().to_be_bytes();
+            let significant: Vec<u8> = len.iter().copied().skip_while(|b| *b == 0).collect();
+            out.push(0x80 | significant.len() as u8);
+            out.extend(significant);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+    let psd2_oid = [0x04, 0x00, 0x81, 0x98, 0x27, 0x02];
+    let role_entries: Vec<u8> = roles
+        .iter()
+        .flat_map(|name| {
+            let number = match *name {
+                "PSP_AS" => 1,
+                "PSP_PI" => 2,
+                "PSP_AI" => 3,
+                _ => 4,
+            };
+            let oid = [0x04, 0x00, 0x81, 0x98, 0x27, 0x01, number];
+            tlv(0x30, &[tlv(0x06, &oid), tlv(0x0c, name.as_bytes())].concat())
+        })
+        .collect();
+    let psd2 = tlv(
+        0x30,
+        &[tlv(0x30, &role_entries), tlv(0x0c, b"Financial Conduct Authority"), tlv(0x0c, b"GB-FCA")].concat(),
+    );
+    let statement = tlv(0x30, &[tlv(0x06, &psd2_oid), psd2].concat());
+    tlv(0x30, &statement)
+}
