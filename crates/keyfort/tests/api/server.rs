@@ -80,3 +80,13 @@ async fn config_errors_name_the_file_and_key() {
     let err = keyfort::config::Config::load(&app.config_path).unwrap_err().to_string();
     assert!(err.contains("keyfort.toml") && err.contains("mandate_sas"), "{err}");
 }
+
+#[test]
+fn the_shipped_example_configurations_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for file in ["keyfort.example.toml", "examples/behind-nginx.toml"] {
+        if let Err(e) = keyfort::config::Config::load(&root.join(file)) {
+            panic!("{file}: {e}");
+        }
+    }
+}
