@@ -14,4 +14,5 @@ pub mod registration;
 pub mod secret;
 pub mod software_statement;
 pub mod subject_dn;
+pub mod token;
 pub mod transport;

@@ -66,6 +66,27 @@ pub struct BindingRules {
     pub check_psd2_roles: bool,
 }
 
+/// The identity a certificate is bound to: the software statement's organisation, software
+/// and roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingSubject<'a> {
+    pub org_id: &'a str,
+    pub software_id: &'a str,
+    pub competent_authority_registration_id: Option<&'a str>,
+    pub software_roles: &'a [String],
+}
+
+impl<'a> From<&'a SoftwareStatement> for BindingSubject<'a> {
+    fn from(ssa: &'a SoftwareStatement) -> Self {
+        Self {
+            org_id: &ssa.org_id,
+            software_id: &ssa.software_id,
+            competent_authority_registration_id: ssa.competent_authority_registration_id.as_deref(),
+            software_roles: &ssa.software_roles,
+        }
+    }
+}
+
 /// Why a certificate does not fit a software statement; says which field differed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -97,7 +118,13 @@ impl CertificateIdentity {
     }
 
     /// Checks this certificate against the software statement it is presented with.
-    pub fn check_binding(&self, ssa: &SoftwareStatement, rules: BindingRules) -> Result<(), BindingMismatch> {
+    pub fn check_binding<'a>(
+        &self,
+        ssa: impl Into<BindingSubject<'a>>,
+        rules: BindingRules,
+    ) -> Result<(), BindingMismatch> {
+        let ssa: BindingSubject<'a> = ssa.into();
+        let ssa = &ssa;
         if rules.level != BindingLevel::Off {
             self.check_organisation(ssa)?;
             if rules.level == BindingLevel::Software {
@@ -121,19 +148,19 @@ impl CertificateIdentity {
         Ok(())
     }
 
-    fn check_organisation(&self, ssa: &SoftwareStatement) -> Result<(), BindingMismatch> {
+    fn check_organisation(&self, ssa: &BindingSubject<'_>) -> Result<(), BindingMismatch> {
         match self.organisation() {
-            Some(CertificateOrganisation::OpenBanking(org)) if org.eq_ignore_ascii_case(&ssa.org_id) => Ok(()),
+            Some(CertificateOrganisation::OpenBanking(org)) if org.eq_ignore_ascii_case(ssa.org_id) => Ok(()),
             Some(CertificateOrganisation::OpenBanking(org)) => Err(BindingMismatch(format!(
                 "the transport certificate belongs to organisation \"{org}\" but the software statement's org_id is \"{}\"",
                 ssa.org_id
             ))),
             Some(CertificateOrganisation::Eidas { identifier, registration_id }) => {
-                match &ssa.competent_authority_registration_id {
+                match ssa.competent_authority_registration_id {
                     Some(expected) if expected.eq_ignore_ascii_case(&registration_id) => Ok(()),
                     expected => Err(BindingMismatch(format!(
                         "the transport certificate's organizationIdentifier \"{identifier}\" does not match the software statement's competent authority registration_id \"{}\"",
-                        expected.as_deref().unwrap_or("(none)")
+                        expected.unwrap_or("(none)")
                     ))),
                 }
             }
@@ -144,14 +171,14 @@ impl CertificateIdentity {
         }
     }
 
-    fn check_software(&self, ssa: &SoftwareStatement) -> Result<(), BindingMismatch> {
+    fn check_software(&self, ssa: &BindingSubject<'_>) -> Result<(), BindingMismatch> {
         let Some(cn) = self.subject.attribute(OID_CN) else {
             return Ok(());
         };
         // A CN equal to the organisation marks an organisation-level certificate.
-        let names_organisation = cn.eq_ignore_ascii_case(&ssa.org_id)
-            || ssa.competent_authority_registration_id.as_deref().is_some_and(|id| cn.eq_ignore_ascii_case(id));
-        if names_organisation || cn.eq_ignore_ascii_case(&ssa.software_id) {
+        let names_organisation = cn.eq_ignore_ascii_case(ssa.org_id)
+            || ssa.competent_authority_registration_id.is_some_and(|id| cn.eq_ignore_ascii_case(id));
+        if names_organisation || cn.eq_ignore_ascii_case(ssa.software_id) {
             return Ok(());
         }
         Err(BindingMismatch(format!(

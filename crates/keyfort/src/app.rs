@@ -11,12 +11,18 @@ use keyfort_core::clock::{Clock, SystemClock};
 use tokio::net::TcpListener;
 
 use crate::admin::AdminAuthenticator;
+use crate::audit::Auditor;
 use crate::config::{ClientAuthMode, Config};
 use crate::directory::{HttpFetcher, JwksCache};
 use crate::http::{self, AppState};
 use crate::registration::RegistrationService;
+use crate::signing::KeyRing;
 use crate::storage::{self, Store};
+use crate::token::TokenService;
 use crate::transport::{client_cert_verifier, CrlStore, TransportTrust};
+
+/// How often the signing keys are re-read from the database.
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How often expired replay records are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -31,6 +37,7 @@ pub struct Application {
     crls: Arc<CrlStore>,
     fetcher: HttpFetcher,
     crl_refresh: Duration,
+    ring: Arc<KeyRing>,
 }
 
 impl Application {
@@ -59,16 +66,38 @@ impl Application {
             Duration::from_secs(config.http_client.jwks_cache_seconds),
             Duration::from_secs(config.http_client.jwks_min_refresh_seconds),
         ));
-        let registration = Arc::new(RegistrationService::new(config.clone(), store.clone(), keys, clock.clone()));
+        let registration =
+            Arc::new(RegistrationService::new(config.clone(), store.clone(), keys.clone(), clock.clone()));
+        let jwks = keys;
         let admins = Arc::new(AdminAuthenticator::new(store.clone())?);
-        let router =
-            http::router(AppState { config: config.clone(), registration, transport, admins, clock: clock.clone() });
+        let longest_token = config.token_lifetimes.application.max(config.token_lifetimes.user);
+        let ring = Arc::new(
+            KeyRing::open(
+                store.clone(),
+                clock.clone(),
+                config.token.signing_alg,
+                config.token.signing_key_file.as_ref().map(|(p, kid)| (p.as_path(), kid.as_str())),
+                longest_token,
+            )
+            .await?,
+        );
+        let tokens = Arc::new(TokenService::new(config.clone(), store.clone(), jwks, ring.clone(), clock.clone()));
+        let audit = Arc::new(Auditor::new(store.clone(), clock.clone()));
+        let router = http::router(AppState {
+            config: config.clone(),
+            registration,
+            transport,
+            admins,
+            tokens,
+            audit,
+            clock: clock.clone(),
+        });
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| anyhow::anyhow!("[server] listen {}: cannot bind: {e}", config.server.listen))?;
         let local_addr = listener.local_addr()?;
         let crl_refresh = Duration::from_secs(config.mtls.crl_refresh_seconds);
-        Ok(Self { listener, local_addr, tls, router, store, clock, crls, fetcher, crl_refresh })
+        Ok(Self { listener, local_addr, tls, router, store, clock, crls, fetcher, crl_refresh, ring })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -82,6 +111,17 @@ impl Application {
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) {
         let purge = tokio::spawn(purge_replay_records(self.store.clone(), self.clock.clone()));
+        // Another node or `keyfort keys rotate` may add keys: pick them up.
+        let ring = self.ring.clone();
+        let key_reload = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(KEY_RELOAD_INTERVAL);
+            loop {
+                interval.tick().await;
+                if let Err(e) = ring.reload().await {
+                    tracing::warn!(error = %e, "reloading signing keys failed");
+                }
+            }
+        });
         let crl_refresh = self.crls.is_configured().then(|| {
             let (crls, fetcher, every) = (self.crls.clone(), self.fetcher.clone(), self.crl_refresh);
             tokio::spawn(async move {
@@ -96,6 +136,7 @@ impl Application {
         tracing::info!(address = %self.local_addr, "Keyfort is listening (HTTPS)");
         http::serve(self.listener, self.tls, self.router, shutdown).await;
         purge.abort();
+        key_reload.abort();
         if let Some(task) = crl_refresh {
             task.abort();
         }

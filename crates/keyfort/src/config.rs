@@ -42,9 +42,23 @@ pub struct Config {
     pub storage_url: String,
     pub dcr: DcrConfig,
     pub token_lifetimes: TokenLifetimes,
+    pub token: TokenConfig,
     pub http_client: HttpClientConfig,
     pub mtls: MtlsConfig,
     pub log: LogConfig,
+}
+
+/// The token service: signing keys and client assertions.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    pub signing_alg: SigningAlg,
+    /// A PEM key to sign with instead of database-kept keys, and its kid.
+    pub signing_key_file: Option<(PathBuf, String)>,
+    /// How long a rotated key is published before it signs.
+    pub key_publish_ahead_seconds: i64,
+    pub access_token_audience: Vec<String>,
+    /// Longest accepted lifetime of a private_key_jwt client assertion.
+    pub assertion_max_lifetime_seconds: i64,
 }
 
 /// Whether the TLS listener asks for a client certificate.
@@ -217,6 +231,36 @@ struct FileOauth {
     dcr: FileDcr,
     #[serde(default)]
     token_lifetimes: FileLifetimes,
+    #[serde(default)]
+    token: FileToken,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToken {
+    #[serde(default = "ps256")]
+    signing_alg: String,
+    signing_key_file: Option<PathBuf>,
+    signing_key_id: Option<String>,
+    #[serde(default = "hour")]
+    key_publish_ahead_seconds: i64,
+    access_token_audience: Option<OneOrMany>,
+    #[serde(default = "five_minutes")]
+    assertion_max_lifetime_seconds: i64,
+}
+
+impl Default for FileToken {
+    fn default() -> Self {
+        toml::from_str("").expect("every [oauth.token] key has a default")
+    }
+}
+
+fn ps256() -> String {
+    "PS256".into()
+}
+
+fn five_minutes() -> i64 {
+    300
 }
 
 #[derive(Deserialize)]
@@ -606,6 +650,31 @@ impl Config {
             }
         }
 
+        // [oauth.token]
+        let t = file.oauth.token;
+        let signing_alg: SigningAlg = t
+            .signing_alg
+            .parse()
+            .map_err(|e: keyfort_core::jose::UnsupportedAlg| err("[oauth.token] signing_alg", e.to_string()))?;
+        let signing_key_file = match (t.signing_key_file, t.signing_key_id) {
+            (Some(path), Some(kid)) => Some((resolve(path), kid)),
+            (None, None) => None,
+            _ => {
+                return Err(err(
+                    "[oauth.token] signing_key_file",
+                    "set both signing_key_file and signing_key_id, or neither".into(),
+                ))
+            }
+        };
+        if !(0..=30 * 86400).contains(&t.key_publish_ahead_seconds) {
+            return Err(err("[oauth.token] key_publish_ahead_seconds", "must be between 0 and 2592000".into()));
+        }
+        if !(10..=3600).contains(&t.assertion_max_lifetime_seconds) {
+            return Err(err("[oauth.token] assertion_max_lifetime_seconds", "must be between 10 and 3600".into()));
+        }
+        let access_token_audience =
+            t.access_token_audience.map(OneOrMany::into_vec).unwrap_or_else(|| vec![public_url.clone()]);
+
         // [http_client]
         let h = file.http_client;
         if h.timeout_seconds == 0 || h.connect_timeout_seconds == 0 {
@@ -652,6 +721,13 @@ impl Config {
                 user: l.user_seconds,
                 refresh: l.refresh_seconds,
                 id_token: l.id_token_seconds,
+            },
+            token: TokenConfig {
+                signing_alg,
+                signing_key_file,
+                key_publish_ahead_seconds: t.key_publish_ahead_seconds,
+                access_token_audience,
+                assertion_max_lifetime_seconds: t.assertion_max_lifetime_seconds,
             },
             http_client: HttpClientConfig {
                 allow_insecure_loopback: h.allow_insecure_loopback,

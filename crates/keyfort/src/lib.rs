@@ -13,13 +13,16 @@
 
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod directory;
 pub mod http;
 pub mod registration;
+pub mod signing;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;
+pub mod token;
 pub mod transport;
 
 pub use app::Application;

@@ -30,6 +30,25 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Manage the access token signing keys (stored in the configured database).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create the next signing key: published in /oauth2/jwks at once, signing after
+    /// --publish-ahead seconds (default [oauth.token] key_publish_ahead_seconds). The
+    /// previous key stays published until the tokens it signed have expired. Running
+    /// servers pick the new key up within 30 seconds.
+    Rotate {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long, value_name = "SECONDS")]
+        publish_ahead: Option<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -64,6 +83,18 @@ fn main() -> ExitCode {
             match add_admin(&config, &username, password_stdin) {
                 Ok(()) => {
                     println!("administrator \"{username}\" added");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Keys { command: KeysCommand::Rotate { config, publish_ahead } } => {
+            match rotate_keys(&config, publish_ahead) {
+                Ok(kid) => {
+                    println!("new signing key {kid} published; it signs from its activation time");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -156,5 +187,22 @@ fn add_admin(config: &std::path::Path, username: &str, password_stdin: bool) -> 
             }
             other => anyhow::anyhow!(other),
         })
+    })
+}
+
+fn rotate_keys(config: &std::path::Path, publish_ahead: Option<i64>) -> anyhow::Result<String> {
+    let config = Config::load(config)?;
+    if config.token.signing_key_file.is_some() {
+        anyhow::bail!("[oauth.token] signing_key_file is set: the signing key comes from that file, rotate it there");
+    }
+    let ahead = publish_ahead.unwrap_or(config.token.key_publish_ahead_seconds);
+    if ahead < 0 {
+        anyhow::bail!("--publish-ahead must not be negative");
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let store = keyfort::storage::open(&config.storage_url).await?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+        keyfort::signing::rotate(store.as_ref(), config.token.signing_alg, now, ahead).await
     })
 }

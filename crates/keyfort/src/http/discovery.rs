@@ -4,22 +4,42 @@ use serde_json::{json, Value};
 
 use super::AppState;
 use crate::registration::REGISTRATION_PATH;
+use crate::token::{INTROSPECTION_PATH, JWKS_PATH, REVOCATION_PATH, TOKEN_PATH};
 
-/// OpenID Provider metadata for what exists so far: the issuer and the registration endpoint
-/// with the registration policy a TPP needs to know before building its request.
+/// OpenID Provider metadata (OpenID Connect Discovery, RFC 8414) for what this server does:
+/// registration, client-credentials tokens, introspection, revocation, and their policies.
 pub async fn openid_configuration(State(state): State<AppState>) -> Json<Value> {
     let config = &state.config;
     let issuer = &config.server.public_url;
     let policy = &config.dcr.policy;
+    let endpoint = |path: &str| format!("{issuer}{path}");
+    // Every endpoint accepts mutual TLS on the same listener, so the aliases are the same URLs.
+    let mtls_aliases = json!({
+        "token_endpoint": endpoint(TOKEN_PATH),
+        "registration_endpoint": endpoint(REGISTRATION_PATH),
+        "introspection_endpoint": endpoint(INTROSPECTION_PATH),
+        "revocation_endpoint": endpoint(REVOCATION_PATH),
+    });
     Json(json!({
         "issuer": issuer,
-        "registration_endpoint": format!("{issuer}{REGISTRATION_PATH}"),
+        "registration_endpoint": endpoint(REGISTRATION_PATH),
+        "token_endpoint": endpoint(TOKEN_PATH),
+        "jwks_uri": endpoint(JWKS_PATH),
+        "introspection_endpoint": endpoint(INTROSPECTION_PATH),
+        "revocation_endpoint": endpoint(REVOCATION_PATH),
+        "mtls_endpoint_aliases": mtls_aliases,
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": ["code", "code id_token"],
         "token_endpoint_auth_methods_supported": policy.auth_methods,
         "token_endpoint_auth_signing_alg_values_supported": policy.allowed_algs,
+        "introspection_endpoint_auth_methods_supported": policy.auth_methods,
+        "revocation_endpoint_auth_methods_supported": policy.auth_methods,
         "request_object_signing_alg_values_supported": policy.allowed_algs,
         "id_token_signing_alg_values_supported": policy.allowed_algs,
+        "access_token_signing_alg_values_supported": state.tokens.ring().algorithms(),
         "scopes_supported": policy.scopes_for_roles(&policy.role_scopes.keys().cloned().collect::<Vec<_>>()),
-        "tls_client_certificate_bound_access_tokens": policy.fapi,
+        "tls_client_certificate_bound_access_tokens": true,
         "require_signed_request_object": policy.fapi,
+        "subject_types_supported": ["public"],
     }))
 }

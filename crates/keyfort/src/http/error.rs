@@ -26,6 +26,26 @@ impl From<OAuthError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The OAuth error code the client will see.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::OAuth(e) | ApiError::WithStatus(_, e) | ApiError::Challenge(e, _) => e.code,
+            ApiError::Unavailable(_) => ErrorCode::TemporarilyUnavailable,
+            ApiError::Internal(_) => ErrorCode::ServerError,
+        }
+    }
+
+    /// The description the client will see (internal causes are not repeated).
+    pub fn description(&self) -> String {
+        match self {
+            ApiError::OAuth(e) | ApiError::WithStatus(_, e) | ApiError::Challenge(e, _) => e.description.clone(),
+            ApiError::Unavailable(why) => why.clone(),
+            ApiError::Internal(_) => "internal error".to_owned(),
+        }
+    }
+}
+
 pub fn status_for(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,

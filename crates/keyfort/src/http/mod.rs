@@ -4,7 +4,9 @@
 mod discovery;
 mod error;
 mod listener;
+mod management;
 mod registration;
+mod token;
 
 use std::sync::Arc;
 
@@ -19,8 +21,10 @@ pub use error::{status_for, ApiError};
 pub use listener::{serve, ConnectionInfo};
 
 use crate::admin::AdminAuthenticator;
+use crate::audit::Auditor;
 use crate::config::Config;
 use crate::registration::{RegistrationService, REGISTRATION_PATH};
+use crate::token::{TokenService, INTROSPECTION_PATH, JWKS_PATH, REVOCATION_PATH, TOKEN_PATH};
 use crate::transport::TransportTrust;
 use keyfort_core::clock::Clock;
 
@@ -32,17 +36,28 @@ pub struct AppState {
     /// Transport certificate checks; `None` when no client CA is configured.
     pub transport: Option<Arc<TransportTrust>>,
     pub admins: Arc<AdminAuthenticator>,
+    pub tokens: Arc<TokenService>,
+    pub audit: Arc<Auditor>,
     pub clock: Arc<dyn Clock>,
 }
 
 /// The application's routes, without a socket, so tests can also drive it in-process.
 pub fn router(state: AppState) -> Router {
     let register = post(registration::register);
+    let manage =
+        get(management::get_registration).put(management::put_registration).delete(management::delete_registration);
     Router::new()
         .route(REGISTRATION_PATH, register.clone())
         .route(&format!("{REGISTRATION_PATH}/"), register.clone())
         .route("/register", register)
+        .route(&format!("{REGISTRATION_PATH}/{{client_id}}"), manage.clone())
+        .route("/register/{client_id}", manage)
+        .route(TOKEN_PATH, post(token::token))
+        .route(INTROSPECTION_PATH, post(token::introspect))
+        .route(REVOCATION_PATH, post(token::revoke))
+        .route(JWKS_PATH, get(token::jwks))
         .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
+        .route("/oauth2/token/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -59,7 +74,7 @@ async fn not_found() -> ApiError {
     ApiError::WithStatus(
         StatusCode::NOT_FOUND,
         OAuthError::invalid_request(format!(
-            "no such endpoint; registration is POST {REGISTRATION_PATH} and discovery is GET /.well-known/openid-configuration"
+            "no such endpoint; see GET /.well-known/openid-configuration for this server's endpoints"
         )),
     )
 }

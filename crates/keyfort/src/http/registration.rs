@@ -6,6 +6,8 @@ use keyfort_core::error::OAuthError;
 use keyfort_core::registration::RequestForm;
 
 use super::{ApiError, AppState, ConnectionInfo};
+use crate::audit::Attempt;
+use crate::registration::Registered;
 use axum::Extension;
 use keyfort_core::error::ErrorCode;
 use keyfort_core::transport::CertificateIdentity;
@@ -18,19 +20,18 @@ pub async fn register(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if state.config.dcr.authentication_required {
-        state.admins.authenticate(&headers).await?;
-    }
-    let certificate = transport_certificate(&state, &connection, &headers)?;
-    let form = request_form(&headers)?;
-    let limit = state.config.server.max_body_bytes;
-    let bytes = to_bytes(body, limit).await.map_err(|_| {
-        ApiError::WithStatus(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            OAuthError::invalid_request(format!("the request body is larger than the {limit} bytes accepted")),
-        )
-    })?;
-    let registered = state.registration.register(form, &bytes, certificate).await?;
+    let (certificate, outcome) = match transport_certificate(&state, &connection, &headers) {
+        Err(e) => (None, Err(e)),
+        Ok(certificate) => {
+            let outcome = register_checked(&state, &headers, body, certificate.clone()).await;
+            (certificate, outcome)
+        }
+    };
+    let attempt =
+        Attempt { action: "register", client_id: None, certificate: certificate.as_ref(), peer: connection.peer };
+    let client = outcome.as_ref().ok().map(|r| r.client.clone());
+    state.audit.record(attempt, outcome.as_ref().err(), client.as_ref()).await;
+    let registered = outcome?;
     let uri = state.registration.registration_client_uri(&registered.client.client_id);
     let body = registered.client.response_body(Some(&registered.credentials), &state.config.token_lifetimes, &uri);
     let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
@@ -43,7 +44,27 @@ pub async fn register(
     Ok(response)
 }
 
-fn request_form(headers: &HeaderMap) -> Result<RequestForm, ApiError> {
+async fn register_checked(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    certificate: Option<CertificateIdentity>,
+) -> Result<Registered, ApiError> {
+    if state.config.dcr.authentication_required {
+        state.admins.authenticate(headers).await?;
+    }
+    let form = request_form(headers)?;
+    let limit = state.config.server.max_body_bytes;
+    let bytes = to_bytes(body, limit).await.map_err(|_| {
+        ApiError::WithStatus(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            OAuthError::invalid_request(format!("the request body is larger than the {limit} bytes accepted")),
+        )
+    })?;
+    state.registration.register(form, &bytes, certificate).await
+}
+
+pub(super) fn request_form(headers: &HeaderMap) -> Result<RequestForm, ApiError> {
     let unsupported = |what: String| {
         ApiError::WithStatus(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -10,10 +10,12 @@ use keyfort_core::clock::Clock;
 use keyfort_core::error::{ErrorCode, OAuthError};
 use keyfort_core::jose::{CompactJws, JwsError};
 use keyfort_core::registration::BoundCertificate;
-use keyfort_core::registration::{IssuedCredentials, RegisteredClient, RegistrationRequest, RequestForm};
+use keyfort_core::registration::{Approved, IssuedCredentials, RegisteredClient, RegistrationRequest, RequestForm};
 use keyfort_core::software_statement::SoftwareStatement;
 use keyfort_core::transport::CertificateIdentity;
 use url::Url;
+
+mod management;
 
 use crate::config::{Config, KeySource};
 use crate::directory::JwksCache;
@@ -28,6 +30,35 @@ pub struct RegistrationService {
     store: Arc<dyn Store>,
     keys: Arc<JwksCache>,
     clock: Arc<dyn Clock>,
+}
+
+/// A request that passed every check, ready to store.
+struct CheckedRequest {
+    approved: Approved,
+    software_statement: Option<String>,
+    replay: ReplayRecord,
+    /// `client_id` sent in the body (only meaningful on update).
+    client_id: Option<String>,
+}
+
+fn bound(cert: &CertificateIdentity) -> BoundCertificate {
+    BoundCertificate { thumbprint_s256: cert.thumbprint_s256.clone(), subject: cert.subject.to_string() }
+}
+
+fn storage_refusal(e: CreateClientError, replay: &ReplayRecord, software_id: Option<&str>) -> ApiError {
+    match e {
+        CreateClientError::JtiReplayed => OAuthError::invalid_client_metadata(format!(
+            "jti \"{}\" has already been used by {}; every registration request needs a new jti",
+            replay.jti, replay.issuer
+        ))
+        .into(),
+        CreateClientError::SoftwareAlreadyRegistered => OAuthError::invalid_client_metadata(format!(
+            "software_id \"{}\" already has an active registration at this bank; update it with PUT on its registration_client_uri, or DELETE it before registering again",
+            software_id.unwrap_or_default()
+        ))
+        .into(),
+        CreateClientError::Store(e) => ApiError::Internal(e.into()),
+    }
 }
 
 /// A registration that was stored, with the secrets to show once.
@@ -54,6 +85,88 @@ impl RegistrationService {
         certificate: Option<CertificateIdentity>,
     ) -> Result<Registered, ApiError> {
         let now = self.clock.now();
+        let checked = self.check_request(form, body, certificate.as_ref(), now).await?;
+        let (mut client, credentials) = RegisteredClient::new(checked.approved, checked.software_statement, now);
+        client.transport_certificate = certificate.as_ref().map(bound);
+        self.store
+            .create_client(&client, &checked.replay, self.config.dcr.one_registration_per_software)
+            .await
+            .map_err(|e| storage_refusal(e, &checked.replay, client.software_id.as_deref()))?;
+        tracing::info!(
+            client_id = %client.client_id,
+            software_id = client.software_id.as_deref().unwrap_or("-"),
+            org_id = client.org_id.as_deref().unwrap_or("-"),
+            auth_method = %client.metadata.token_endpoint_auth_method,
+            "client registered"
+        );
+        Ok(Registered { client, credentials })
+    }
+
+    /// RFC 7592 / OBIE PUT: the whole request again, held to every registration rule. The
+    /// client keeps its identifier, secrets and registration access token.
+    pub async fn update(
+        &self,
+        current: &RegisteredClient,
+        form: RequestForm,
+        body: &[u8],
+        certificate: Option<CertificateIdentity>,
+    ) -> Result<RegisteredClient, ApiError> {
+        let now = self.clock.now();
+        let checked = self.check_request(form, body, certificate.as_ref(), now).await?;
+        if let Some(sent) = &checked.client_id {
+            if *sent != current.client_id {
+                return Err(OAuthError::invalid_client_metadata(format!(
+                    "client_id \"{sent}\" in the body differs from the client being updated (\"{}\")",
+                    current.client_id
+                ))
+                .into());
+            }
+        }
+        if checked.approved.software_id != current.software_id {
+            return Err(OAuthError::invalid_software_statement(format!(
+                "this registration belongs to software_id \"{}\"; the update's software statement is for \"{}\"",
+                current.software_id.as_deref().unwrap_or("-"),
+                checked.approved.software_id.as_deref().unwrap_or("-")
+            ))
+            .into());
+        }
+        let mut updated = current.clone();
+        updated.metadata = checked.approved.metadata;
+        updated.software_roles = checked.approved.software_roles;
+        updated.software_statement = checked.software_statement;
+        if let Some(cert) = &certificate {
+            updated.transport_certificate = Some(bound(cert));
+        }
+        if updated.metadata.token_endpoint_auth_method.uses_client_secret() != current.client_secret_hash.is_some() {
+            return Err(OAuthError::invalid_client_metadata(
+                "token_endpoint_auth_method cannot change between secret-based and key-based methods in an update; register again",
+            )
+            .into());
+        }
+        self.store
+            .update_client(&updated, &checked.replay, now)
+            .await
+            .map_err(|e| storage_refusal(e, &checked.replay, updated.software_id.as_deref()))?;
+        tracing::info!(client_id = %updated.client_id, "registration updated");
+        Ok(updated)
+    }
+
+    /// RFC 7592 DELETE. The client's tokens and registration access token stop working
+    /// because every check of them requires an active client.
+    pub async fn delete(&self, client_id: &str) -> Result<(), ApiError> {
+        self.store.delete_client(client_id, self.clock.now()).await.map_err(|e| ApiError::Internal(e.into()))?;
+        tracing::info!(client_id = %client_id, "registration deleted");
+        Ok(())
+    }
+
+    /// Everything a registration or update must pass before it is stored.
+    async fn check_request(
+        &self,
+        form: RequestForm,
+        body: &[u8],
+        certificate: Option<&CertificateIdentity>,
+        now: i64,
+    ) -> Result<CheckedRequest, ApiError> {
         let dcr = &self.config.dcr;
         if dcr.require_transport_certificate && certificate.is_none() {
             return Err(OAuthError::new(
@@ -80,7 +193,8 @@ impl RegistrationService {
             }
         };
         let request = RegistrationRequest::from_claims(&claims)?;
-        let policy = &self.config.dcr.policy;
+        let client_id = claims.string("client_id").map_err(|e| OAuthError::invalid_client_metadata(e.to_string()))?;
+        let policy = &dcr.policy;
 
         let ssa = match &request.software_statement {
             Some(raw) => Some(self.verify_software_statement(raw, now).await?),
@@ -103,7 +217,7 @@ impl RegistrationService {
             self.verify_request_signature(jws, ssa).await?;
         }
 
-        if let (Some(cert), Some(ssa)) = (&certificate, &ssa) {
+        if let (Some(cert), Some(ssa)) = (certificate, &ssa) {
             cert.check_binding(ssa, dcr.binding).map_err(|mismatch| {
                 ApiError::WithStatus(
                     StatusCode::FORBIDDEN,
@@ -121,40 +235,7 @@ impl RegistrationService {
             expires_at: approved.jti_expires_at,
             recorded_at: now,
         };
-        let (mut client, credentials) = RegisteredClient::new(approved, request.software_statement.clone(), now);
-        client.transport_certificate = certificate
-            .as_ref()
-            .map(|c| BoundCertificate { thumbprint_s256: c.thumbprint_s256.clone(), subject: c.subject.to_string() });
-        match self
-            .store
-            .create_client(&client, &replay, self.config.dcr.one_registration_per_software)
-            .await
-        {
-            Ok(()) => {}
-            Err(CreateClientError::JtiReplayed) => {
-                return Err(OAuthError::invalid_client_metadata(format!(
-                    "jti \"{}\" has already been used by {}; every registration request needs a new jti",
-                    replay.jti, replay.issuer
-                ))
-                .into())
-            }
-            Err(CreateClientError::SoftwareAlreadyRegistered) => {
-                return Err(OAuthError::invalid_client_metadata(format!(
-                    "software_id \"{}\" already has an active registration at this bank; update it with PUT on its registration_client_uri, or DELETE it before registering again",
-                    client.software_id.as_deref().unwrap_or_default()
-                ))
-                .into())
-            }
-            Err(CreateClientError::Store(e)) => return Err(ApiError::Internal(e.into())),
-        }
-        tracing::info!(
-            client_id = %client.client_id,
-            software_id = client.software_id.as_deref().unwrap_or("-"),
-            org_id = client.org_id.as_deref().unwrap_or("-"),
-            auth_method = %client.metadata.token_endpoint_auth_method,
-            "client registered"
-        );
-        Ok(Registered { client, credentials })
+        Ok(CheckedRequest { approved, software_statement: request.software_statement, replay, client_id })
     }
 
     /// Verifies the SSA's signature with the directory key named by its `kid`, then its claims.

@@ -41,6 +41,41 @@ pub enum CreateClientError {
     Store(#[from] StoreError),
 }
 
+/// A signing key as stored: PKCS#8 DER, base64.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub alg: String,
+    pub private_key_pkcs8_b64: String,
+    pub created_at: UnixTime,
+    pub activates_at: UnixTime,
+}
+
+/// One line of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct AuditEvent {
+    pub at: UnixTime,
+    /// `register`, `read`, `update`, `delete`.
+    pub action: String,
+    /// `success`, or the error code of a refusal.
+    pub outcome: String,
+    pub client_id: Option<String>,
+    pub software_id: Option<String>,
+    pub org_id: Option<String>,
+    pub cert_thumbprint: Option<String>,
+    pub cert_subject: Option<String>,
+    pub peer: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JtiError {
+    #[error("jti already used")]
+    Replayed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CreateAdminError {
     #[error("an administrator with that name exists")]
@@ -61,6 +96,34 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), CreateClientError>;
 
     async fn find_client(&self, client_id: &str) -> Result<Option<RegisteredClient>, StoreError>;
+
+    /// Records the request's jti and replaces the client's metadata, statement and bound
+    /// certificate in one transaction. The client must be active.
+    async fn update_client(
+        &self,
+        client: &RegisteredClient,
+        replay: &ReplayRecord,
+        now: UnixTime,
+    ) -> Result<(), CreateClientError>;
+
+    /// Marks an active client deleted; returns whether there was one.
+    async fn delete_client(&self, client_id: &str, now: UnixTime) -> Result<bool, StoreError>;
+
+    /// Records a jti outside a registration (client assertions); refuses one seen before.
+    async fn record_jti(&self, replay: &ReplayRecord) -> Result<(), JtiError>;
+
+    async fn revoke_token(&self, jti: &str, client_id: &str, expires_at: UnixTime) -> Result<(), StoreError>;
+
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError>;
+
+    async fn add_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError>;
+
+    async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Audit events, newest first, of one client or of all.
+    async fn audit_events(&self, client_id: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>, StoreError>;
 
     /// Forgets replay records that expired before `before`; returns how many.
     async fn purge_expired_jtis(&self, before: UnixTime) -> Result<u64, StoreError>;

@@ -13,7 +13,9 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
 
-use super::{CreateAdminError, CreateClientError, ReplayRecord, Store, StoreError};
+use super::{
+    AuditEvent, CreateAdminError, CreateClientError, JtiError, ReplayRecord, Store, StoreError, StoredSigningKey,
+};
 use keyfort_core::registration::BoundCertificate;
 
 const CLIENT_COLUMNS: &str = "client_id, status, issued_at, software_id, org_id, software_roles, \
@@ -57,6 +59,28 @@ where
     })
 }
 
+/// Inserts a replay record; a duplicate (issuer, jti) is a replay. A macro rather than a
+/// generic function because sqlx executors and `async_trait` lifetimes do not mix.
+macro_rules! insert_jti {
+    ($executor:expr, $replay:expr) => {
+        sqlx::query("INSERT INTO used_jtis (issuer, jti, expires_at, recorded_at) VALUES ($1, $2, $3, $4)")
+            .bind(&$replay.issuer)
+            .bind(&$replay.jti)
+            .bind($replay.expires_at)
+            .bind($replay.recorded_at)
+            .execute($executor)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    CreateClientError::JtiReplayed
+                } else {
+                    CreateClientError::Store(StoreError::from(e))
+                }
+            })
+    };
+}
+
 macro_rules! sql_store {
     ($store:ident, $pool:ty) => {
         impl $store {
@@ -78,20 +102,7 @@ macro_rules! sql_store {
                 let active_software_id = client.software_id.as_deref().filter(|_| one_per_software);
 
                 let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-                sqlx::query("INSERT INTO used_jtis (issuer, jti, expires_at, recorded_at) VALUES ($1, $2, $3, $4)")
-                    .bind(&replay.issuer)
-                    .bind(&replay.jti)
-                    .bind(replay.expires_at)
-                    .bind(replay.recorded_at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| {
-                        if is_unique_violation(&e) {
-                            CreateClientError::JtiReplayed
-                        } else {
-                            StoreError::from(e).into()
-                        }
-                    })?;
+                insert_jti!(&mut *tx, replay)?;
                 sqlx::query(
                     "INSERT INTO clients (client_id, status, issued_at, updated_at, software_id, org_id, \
                      active_software_id, software_roles, software_statement, metadata, client_secret_hash, \
@@ -130,6 +141,154 @@ macro_rules! sql_store {
                     .fetch_optional(&self.pool)
                     .await?;
                 row.as_ref().map(client_from_row).transpose()
+            }
+
+            async fn update_client(
+                &self,
+                client: &RegisteredClient,
+                replay: &ReplayRecord,
+                now: UnixTime,
+            ) -> Result<(), CreateClientError> {
+                let metadata = serde_json::to_string(&client.metadata).map_err(|e| StoreError(e.to_string()))?;
+                let roles = serde_json::to_string(&client.software_roles).map_err(|e| StoreError(e.to_string()))?;
+                let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+                insert_jti!(&mut *tx, replay)?;
+                let updated = sqlx::query(
+                    "UPDATE clients SET updated_at = $2, software_roles = $3, software_statement = $4, metadata = $5, \
+                     transport_cert_thumbprint = $6, transport_cert_subject = $7 WHERE client_id = $1 AND status = 'active'",
+                )
+                .bind(&client.client_id)
+                .bind(now)
+                .bind(roles)
+                .bind(&client.software_statement)
+                .bind(metadata)
+                .bind(client.transport_certificate.as_ref().map(|c| c.thumbprint_s256.as_str()))
+                .bind(client.transport_certificate.as_ref().map(|c| c.subject.as_str()))
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+                if updated.rows_affected() != 1 {
+                    return Err(StoreError(format!("client {} is not active", client.client_id)).into());
+                }
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok(())
+            }
+
+            async fn delete_client(&self, client_id: &str, now: UnixTime) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE clients SET status = 'deleted', active_software_id = NULL, updated_at = $2 \
+                     WHERE client_id = $1 AND status = 'active'",
+                )
+                .bind(client_id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn record_jti(&self, replay: &ReplayRecord) -> Result<(), JtiError> {
+                insert_jti!(&self.pool, replay).map_err(|e| match e {
+                    CreateClientError::JtiReplayed => JtiError::Replayed,
+                    CreateClientError::Store(s) => JtiError::Store(s),
+                    CreateClientError::SoftwareAlreadyRegistered => JtiError::Store(StoreError("unexpected".into())),
+                })
+            }
+
+            async fn revoke_token(&self, jti: &str, client_id: &str, expires_at: UnixTime) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO revoked_tokens (jti, client_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING",
+                )
+                .bind(jti)
+                .bind(client_id)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+                let row = sqlx::query("SELECT 1 FROM revoked_tokens WHERE jti = $1").bind(jti).fetch_optional(&self.pool).await?;
+                Ok(row.is_some())
+            }
+
+            async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT kid, alg, private_key, created_at, activates_at FROM signing_keys ORDER BY activates_at, kid",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(StoredSigningKey {
+                            kid: r.try_get("kid")?,
+                            alg: r.try_get("alg")?,
+                            private_key_pkcs8_b64: r.try_get("private_key")?,
+                            created_at: r.try_get("created_at")?,
+                            activates_at: r.try_get("activates_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn add_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, alg, private_key, created_at, activates_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&key.kid)
+                .bind(&key.alg)
+                .bind(&key.private_key_pkcs8_b64)
+                .bind(key.created_at)
+                .bind(key.activates_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn record_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO audit_events (at, action, outcome, client_id, software_id, org_id, cert_thumbprint, \
+                     cert_subject, peer, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(e.at)
+                .bind(&e.action)
+                .bind(&e.outcome)
+                .bind(&e.client_id)
+                .bind(&e.software_id)
+                .bind(&e.org_id)
+                .bind(&e.cert_thumbprint)
+                .bind(&e.cert_subject)
+                .bind(&e.peer)
+                .bind(&e.detail)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn audit_events(&self, client_id: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT at, action, outcome, client_id, software_id, org_id, cert_thumbprint, cert_subject, peer, detail \
+                     FROM audit_events WHERE ($1 IS NULL OR client_id = $1) ORDER BY id DESC LIMIT $2",
+                )
+                .bind(client_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(AuditEvent {
+                            at: r.try_get("at")?,
+                            action: r.try_get("action")?,
+                            outcome: r.try_get("outcome")?,
+                            client_id: r.try_get("client_id")?,
+                            software_id: r.try_get("software_id")?,
+                            org_id: r.try_get("org_id")?,
+                            cert_thumbprint: r.try_get("cert_thumbprint")?,
+                            cert_subject: r.try_get("cert_subject")?,
+                            peer: r.try_get("peer")?,
+                            detail: r.try_get("detail")?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn purge_expired_jtis(&self, before: UnixTime) -> Result<u64, StoreError> {

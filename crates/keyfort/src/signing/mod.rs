@@ -1,0 +1,201 @@
+//! The server's own signing keys, for access tokens.
+//!
+//! Keys live in the database (created at first start) or come from a configured PEM file.
+//! Rotation is two-phase so that resource servers never meet an unknown `kid`: a new key is
+//! published in the JWKS when it is created and signs only from its activation time, and
+//! the key it replaces stays published until every token it signed has expired. Keys are
+//! parsed once per change, never per token.
+
+use std::sync::{Arc, RwLock};
+
+use base64::Engine;
+use keyfort_core::clock::{Clock, UnixTime};
+use keyfort_core::jose::{JwkSet, SigningAlg, SigningKey};
+use serde_json::{json, Value};
+
+use crate::storage::{Store, StoredSigningKey};
+
+struct LoadedKey {
+    key: Arc<SigningKey>,
+    created_at: UnixTime,
+    activates_at: UnixTime,
+}
+
+#[derive(Default)]
+struct Snapshot {
+    kids: Vec<String>,
+    keys: Vec<LoadedKey>,
+}
+
+pub struct KeyRing {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// How long a retired key stays published: the longest access token lifetime.
+    retire_after: i64,
+    /// Set when the key comes from a file: the database is then not consulted.
+    fixed: bool,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// The published keys as verification keys, rebuilt only when the published set changes.
+    verifiers: RwLock<Option<(Vec<String>, Arc<JwkSet>)>>,
+}
+
+fn b64(der: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(der)
+}
+
+fn new_kid(now: UnixTime) -> String {
+    format!("{now}-{}", keyfort_core::secret::random_b64url(6))
+}
+
+/// Creates a signing key that is published now and signs from `now + publish_ahead`.
+pub async fn rotate(store: &dyn Store, alg: SigningAlg, now: UnixTime, publish_ahead: i64) -> anyhow::Result<String> {
+    let kid = new_kid(now);
+    let key = SigningKey::generate(alg, &kid).map_err(anyhow::Error::msg)?;
+    store
+        .add_signing_key(&StoredSigningKey {
+            kid: kid.clone(),
+            alg: alg.as_str().to_owned(),
+            private_key_pkcs8_b64: b64(&key.to_pkcs8_der()),
+            created_at: now,
+            activates_at: now + publish_ahead,
+        })
+        .await?;
+    Ok(kid)
+}
+
+impl KeyRing {
+    /// Loads the keys, creating the first one if the database has none.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        alg: SigningAlg,
+        key_file: Option<(&std::path::Path, &str)>,
+        retire_after: i64,
+    ) -> anyhow::Result<Self> {
+        if let Some((path, kid)) = key_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("[oauth.token] signing_key_file {}: {e}", path.display()))?;
+            let der = match rustls_pemfile::private_key(&mut &pem[..])? {
+                Some(rustls::pki_types::PrivateKeyDer::Pkcs8(der)) => der.secret_pkcs8_der().to_vec(),
+                _ => anyhow::bail!("[oauth.token] signing_key_file {}: expected a PKCS#8 PRIVATE KEY", path.display()),
+            };
+            let key = SigningKey::from_pkcs8_der(alg, kid, &der)
+                .map_err(|e| anyhow::anyhow!("[oauth.token] signing_key_file {}: {e}", path.display()))?;
+            let snapshot = Snapshot {
+                kids: vec![kid.to_owned()],
+                keys: vec![LoadedKey { key: Arc::new(key), created_at: 0, activates_at: 0 }],
+            };
+            return Ok(Self {
+                store,
+                clock,
+                retire_after,
+                fixed: true,
+                snapshot: RwLock::new(Arc::new(snapshot)),
+                verifiers: RwLock::default(),
+            });
+        }
+        if store.signing_keys().await?.is_empty() {
+            let kid = rotate(store.as_ref(), alg, clock.now(), 0).await?;
+            tracing::info!(kid = %kid, alg = %alg, "created the first access token signing key");
+        }
+        let ring = Self {
+            store,
+            clock,
+            retire_after,
+            fixed: false,
+            snapshot: RwLock::default(),
+            verifiers: RwLock::default(),
+        };
+        ring.reload().await?;
+        Ok(ring)
+    }
+
+    /// Re-reads the keys when another process (a rotation, another node) changed them.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        if self.fixed {
+            return Ok(());
+        }
+        let stored = self.store.signing_keys().await?;
+        let kids: Vec<String> = stored.iter().map(|k| k.kid.clone()).collect();
+        if kids == self.current().kids {
+            return Ok(());
+        }
+        let mut keys = Vec::with_capacity(stored.len());
+        for k in stored {
+            let alg: SigningAlg = k.alg.parse().map_err(|e| anyhow::anyhow!("signing key {}: {e}", k.kid))?;
+            let der = base64::engine::general_purpose::STANDARD.decode(&k.private_key_pkcs8_b64)?;
+            let key = SigningKey::from_pkcs8_der(alg, &k.kid, &der)
+                .map_err(|e| anyhow::anyhow!("signing key {}: {e}", k.kid))?;
+            keys.push(LoadedKey { key: Arc::new(key), created_at: k.created_at, activates_at: k.activates_at });
+        }
+        keys.sort_by_key(|k| k.activates_at);
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Snapshot { kids, keys });
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The key that signs now: the most recently activated one.
+    pub fn signing_key(&self) -> Arc<SigningKey> {
+        let now = self.clock.now();
+        let snapshot = self.current();
+        snapshot
+            .keys
+            .iter()
+            .rev()
+            .find(|k| k.activates_at <= now)
+            .or_else(|| snapshot.keys.first())
+            .map(|k| k.key.clone())
+            .expect("the key ring always holds a key")
+    }
+
+    /// The keys to publish: every key not yet retired. A key retires `retire_after`
+    /// seconds after its successor started signing.
+    fn published(&self) -> Vec<Arc<SigningKey>> {
+        let now = self.clock.now();
+        let snapshot = self.current();
+        snapshot
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(i, k)| {
+                k.created_at <= now
+                    && match snapshot.keys.get(i + 1) {
+                        Some(successor) => now < successor.activates_at + self.retire_after,
+                        None => true,
+                    }
+            })
+            .map(|(_, k)| k.key.clone())
+            .collect()
+    }
+
+    /// The public JWKS (`/oauth2/jwks`).
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": self.published().iter().map(|k| k.public_jwk()).collect::<Vec<_>>() })
+    }
+
+    /// The published keys as verification keys, for introspection and management.
+    pub fn verification_keys(&self) -> Arc<JwkSet> {
+        let published = self.published();
+        let kids: Vec<String> = published.iter().map(|k| k.kid().to_owned()).collect();
+        if let Some((cached_kids, set)) = self.verifiers.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if *cached_kids == kids {
+                return set.clone();
+            }
+        }
+        let doc = json!({ "keys": published.iter().map(|k| k.public_jwk()).collect::<Vec<_>>() });
+        let set = Arc::new(JwkSet::from_json(doc.to_string().as_bytes()).unwrap_or_default());
+        *self.verifiers.write().unwrap_or_else(|p| p.into_inner()) = Some((kids, set.clone()));
+        set
+    }
+
+    /// Algorithms the published keys use.
+    pub fn algorithms(&self) -> Vec<SigningAlg> {
+        let mut algs: Vec<SigningAlg> = self.published().iter().map(|k| k.alg()).collect();
+        algs.sort();
+        algs.dedup();
+        algs
+    }
+}

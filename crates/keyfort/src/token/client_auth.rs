@@ -1,0 +1,200 @@
+//! Client authentication at the token, introspection and revocation endpoints:
+//! `private_key_jwt` (RFC 7523), `tls_client_auth` (RFC 8705), and the shared-secret methods
+//! for clients registered with them where FAPI enforcement is off.
+
+use std::collections::HashMap;
+
+use keyfort_core::error::{ErrorCode, OAuthError};
+use keyfort_core::jose::CompactJws;
+use keyfort_core::registration::{AuthMethod, ClientStatus, RegisteredClient};
+use keyfort_core::subject_dn::SubjectDn;
+use keyfort_core::token::{check_client_assertion, AssertionRules, JWT_BEARER_ASSERTION};
+use keyfort_core::transport::CertificateIdentity;
+
+use super::TokenService;
+use crate::config::KeySource;
+use crate::http::ApiError;
+use crate::storage::{JtiError, ReplayRecord};
+
+/// The credentials a request carries, before they are checked.
+pub struct ClientCredentials<'a> {
+    pub form: &'a HashMap<String, String>,
+    /// `Authorization: Basic` name and password, if sent.
+    pub basic: Option<(String, String)>,
+    /// The validated transport certificate, if one was presented.
+    pub certificate: Option<&'a CertificateIdentity>,
+}
+
+fn invalid_client(description: impl Into<String>) -> ApiError {
+    OAuthError::new(ErrorCode::InvalidClient, description).into()
+}
+
+impl TokenService {
+    /// Authenticates the calling client by exactly one method and returns its registration.
+    pub async fn authenticate(&self, credentials: &ClientCredentials<'_>) -> Result<RegisteredClient, ApiError> {
+        let form = credentials.form;
+        let assertion = form.get("client_assertion");
+        let secret_post = form.get("client_secret");
+        let methods = [assertion.is_some(), credentials.basic.is_some(), secret_post.is_some()];
+        if methods.iter().filter(|m| **m).count() > 1 {
+            return Err(OAuthError::invalid_request(
+                "more than one client authentication method was used; use exactly one",
+            )
+            .into());
+        }
+        if let Some(assertion) = assertion {
+            return self.authenticate_private_key_jwt(form, assertion).await;
+        }
+        if let Some((client_id, secret)) = &credentials.basic {
+            return self.authenticate_secret(client_id, secret, AuthMethod::ClientSecretBasic).await;
+        }
+        if let Some(secret) = secret_post {
+            let client_id = form.get("client_id").ok_or_else(|| invalid_client("client_secret needs client_id"))?;
+            return self.authenticate_secret(client_id, secret, AuthMethod::ClientSecretPost).await;
+        }
+        if let Some(client_id) = form.get("client_id") {
+            return self.authenticate_tls_client(client_id, credentials.certificate).await;
+        }
+        Err(invalid_client(
+            "no client authentication: send a private_key_jwt client_assertion, or client_id over mutual TLS for tls_client_auth",
+        ))
+    }
+
+    async fn active_client(&self, client_id: &str) -> Result<RegisteredClient, ApiError> {
+        match self.store.find_client(client_id).await.map_err(|e| ApiError::Internal(e.into()))? {
+            Some(client) if client.status == ClientStatus::Active => Ok(client),
+            _ => Err(invalid_client(format!("client \"{client_id}\" is not registered (or was deleted)"))),
+        }
+    }
+
+    fn require_method(client: &RegisteredClient, method: AuthMethod) -> Result<(), ApiError> {
+        let registered = client.metadata.token_endpoint_auth_method;
+        if registered != method {
+            return Err(invalid_client(format!(
+                "client \"{}\" is registered for {registered}, not {method}",
+                client.client_id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn authenticate_private_key_jwt(
+        &self,
+        form: &HashMap<String, String>,
+        assertion: &str,
+    ) -> Result<RegisteredClient, ApiError> {
+        match form.get("client_assertion_type").map(String::as_str) {
+            Some(JWT_BEARER_ASSERTION) => {}
+            other => {
+                return Err(invalid_client(format!(
+                    "client_assertion_type must be {JWT_BEARER_ASSERTION} (got {})",
+                    other.unwrap_or("none")
+                )))
+            }
+        }
+        let jws = CompactJws::parse(assertion).map_err(|e| invalid_client(format!("client_assertion {e}")))?;
+        let unverified = jws.unverified_claims().map_err(|e| invalid_client(format!("client_assertion {e}")))?;
+        let client_id = unverified
+            .string("iss")
+            .ok()
+            .flatten()
+            .ok_or_else(|| invalid_client("client_assertion has no iss; set iss and sub to your client_id"))?;
+        if let Some(sent) = form.get("client_id") {
+            if *sent != client_id {
+                return Err(invalid_client("client_id differs from the client_assertion's iss"));
+            }
+        }
+        let client = self.active_client(&client_id).await?;
+        Self::require_method(&client, AuthMethod::PrivateKeyJwt)?;
+        let alg = client
+            .metadata
+            .token_endpoint_auth_signing_alg
+            .ok_or_else(|| invalid_client("the client has no registered token_endpoint_auth_signing_alg"))?;
+        jws.check_alg(&[alg]).map_err(|e| {
+            invalid_client(format!(
+                "client_assertion {e} (the client registered token_endpoint_auth_signing_alg {alg})"
+            ))
+        })?;
+        let jwks_uri =
+            client.metadata.jwks_uri.clone().ok_or_else(|| invalid_client("the client has no registered jwks_uri"))?;
+        let host = jwks_uri.host_str().unwrap_or_default().to_ascii_lowercase();
+        if !self.config.dcr.software_jwks_hosts.contains(&host) {
+            return Err(invalid_client(format!(
+                "the client's jwks_uri host \"{host}\" is not an allowed key host of this bank"
+            )));
+        }
+        let keys = self
+            .jwks
+            .keys(&KeySource::Url(jwks_uri), jws.header().kid.as_deref())
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("the client's JWKS could not be loaded: {e}")))?;
+        let claims = jws.verify(&keys, &[alg], false).map_err(|e| invalid_client(format!("client_assertion {e}")))?;
+        let rules = AssertionRules {
+            audiences: self.assertion_audiences(),
+            max_lifetime: self.config.token.assertion_max_lifetime_seconds,
+            clock_skew: self.config.dcr.policy.clock_skew,
+        };
+        let now = self.clock.now();
+        let accepted = check_client_assertion(&claims, &client.client_id, &rules, now)?;
+        let replay = ReplayRecord {
+            issuer: format!("client-assertion:{}", client.client_id),
+            jti: accepted.jti.clone(),
+            expires_at: Some(accepted.exp),
+            recorded_at: now,
+        };
+        match self.store.record_jti(&replay).await {
+            Ok(()) => Ok(client),
+            Err(JtiError::Replayed) => Err(invalid_client(format!(
+                "client_assertion jti \"{}\" was already used; sign a new assertion for every request",
+                accepted.jti
+            ))),
+            Err(JtiError::Store(e)) => Err(ApiError::Internal(e.into())),
+        }
+    }
+
+    async fn authenticate_tls_client(
+        &self,
+        client_id: &str,
+        certificate: Option<&CertificateIdentity>,
+    ) -> Result<RegisteredClient, ApiError> {
+        let client = self.active_client(client_id).await?;
+        Self::require_method(&client, AuthMethod::TlsClientAuth)?;
+        let certificate = certificate.ok_or_else(|| {
+            invalid_client(
+                "tls_client_auth needs mutual TLS: connect with the certificate whose subject you registered",
+            )
+        })?;
+        let registered: &SubjectDn = client
+            .metadata
+            .tls_client_auth_subject_dn
+            .as_ref()
+            .ok_or_else(|| invalid_client("the client has no registered tls_client_auth_subject_dn"))?;
+        if *registered != certificate.subject {
+            return Err(invalid_client(format!(
+                "the certificate subject \"{}\" is not the registered tls_client_auth_subject_dn \"{registered}\"",
+                certificate.subject
+            )));
+        }
+        Ok(client)
+    }
+
+    async fn authenticate_secret(
+        &self,
+        client_id: &str,
+        secret: &str,
+        method: AuthMethod,
+    ) -> Result<RegisteredClient, ApiError> {
+        if self.config.dcr.policy.fapi {
+            return Err(invalid_client(format!(
+                "{method} is not allowed under this server's FAPI profile; use private_key_jwt or tls_client_auth"
+            )));
+        }
+        let client = self.active_client(client_id).await?;
+        Self::require_method(&client, method)?;
+        let matches = client.client_secret_hash.as_ref().is_some_and(|hash| hash.matches(secret));
+        if !matches {
+            return Err(invalid_client("the client secret is wrong"));
+        }
+        Ok(client)
+    }
+}

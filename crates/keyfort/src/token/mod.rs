@@ -1,0 +1,228 @@
+//! The token service: client-credentials access tokens for onboarded TPPs (RFC 6749 §4.4),
+//! bound to the client certificate where the client registered for it (RFC 8705), and
+//! their introspection (RFC 7662) and revocation (RFC 7009).
+
+mod client_auth;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use keyfort_core::clock::Clock;
+use keyfort_core::error::{ErrorCode, OAuthError};
+use keyfort_core::jose::{CompactJws, SigningAlg};
+use keyfort_core::registration::{ClientStatus, GrantType, RegisteredClient};
+use keyfort_core::token::{select_scope, AccessTokenClaims};
+use keyfort_core::transport::CertificateIdentity;
+use serde_json::{json, Value};
+
+pub use client_auth::ClientCredentials;
+
+use crate::config::Config;
+use crate::directory::JwksCache;
+use crate::http::ApiError;
+use crate::signing::KeyRing;
+use crate::storage::Store;
+
+pub const TOKEN_PATH: &str = "/oauth2/token";
+pub const INTROSPECTION_PATH: &str = "/oauth2/introspect";
+pub const REVOCATION_PATH: &str = "/oauth2/revoke";
+pub const JWKS_PATH: &str = "/oauth2/jwks";
+
+pub struct TokenService {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    jwks: Arc<JwksCache>,
+    ring: Arc<KeyRing>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Why a presented access token is not usable. Kept apart from error responses because
+/// each endpoint answers differently (introspection says `active: false`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRejected {
+    Malformed,
+    Expired,
+    Revoked,
+    ClientGone,
+}
+
+impl TokenRejected {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            TokenRejected::Malformed => "the token is not an access token issued by this server",
+            TokenRejected::Expired => "the access token has expired",
+            TokenRejected::Revoked => "the access token has been revoked",
+            TokenRejected::ClientGone => "the access token's client is no longer registered",
+        }
+    }
+}
+
+impl TokenService {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        jwks: Arc<JwksCache>,
+        ring: Arc<KeyRing>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { config, store, jwks, ring, clock }
+    }
+
+    pub fn token_endpoint(&self) -> String {
+        format!("{}{TOKEN_PATH}", self.config.server.public_url)
+    }
+
+    fn assertion_audiences(&self) -> Vec<String> {
+        let issuer = self.config.server.public_url.clone();
+        vec![self.token_endpoint(), issuer.clone(), format!("{issuer}/")]
+    }
+
+    /// `grant_type=client_credentials` for an authenticated client.
+    pub async fn client_credentials(
+        &self,
+        client: &RegisteredClient,
+        form: &HashMap<String, String>,
+        certificate: Option<&CertificateIdentity>,
+    ) -> Result<Value, ApiError> {
+        match form.get("grant_type").map(String::as_str) {
+            Some("client_credentials") => {}
+            Some(other) => {
+                return Err(OAuthError::new(
+                    ErrorCode::UnsupportedGrantType,
+                    format!("grant_type \"{other}\" is not supported here; use client_credentials"),
+                )
+                .into())
+            }
+            None => return Err(OAuthError::invalid_request("grant_type is required").into()),
+        }
+        if !client.metadata.grant_types.contains(&GrantType::ClientCredentials) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "this client did not register the client_credentials grant; update its registration's grant_types",
+            )
+            .into());
+        }
+        let scope = select_scope(form.get("scope").map(String::as_str), &client.metadata.scope)?;
+        let certificate_thumbprint = if client.metadata.tls_client_certificate_bound_access_tokens {
+            let cert = certificate.ok_or_else(|| {
+                OAuthError::invalid_request(
+                    "this client is registered for certificate-bound access tokens: call the token endpoint over mutual TLS with your transport certificate",
+                )
+            })?;
+            Some(cert.thumbprint_s256.clone())
+        } else {
+            None
+        };
+        let now = self.clock.now();
+        let lifetime = self.config.token_lifetimes.application;
+        let claims = AccessTokenClaims {
+            issuer: self.config.server.public_url.clone(),
+            audience: self.config.token.access_token_audience.clone(),
+            client_id: client.client_id.clone(),
+            scope: scope.clone(),
+            issued_at: now,
+            expires_at: now + lifetime,
+            jti: keyfort_core::secret::random_b64url(16),
+            certificate_thumbprint,
+        };
+        let token = self.ring.signing_key().sign_jwt(&claims.to_json(), "at+jwt");
+        tracing::info!(client_id = %client.client_id, bound = claims.certificate_thumbprint.is_some(), "access token issued");
+        Ok(json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": scope.join(" "),
+        }))
+    }
+
+    /// Verifies an access token this server issued: signature by a published key, issuer,
+    /// expiry, revocation, and that its client is still registered.
+    pub async fn verify_access_token(&self, token: &str) -> Result<AccessTokenClaims, TokenRejected> {
+        let jws = CompactJws::parse(token).map_err(|_| TokenRejected::Malformed)?;
+        let keys = self.ring.verification_keys();
+        let claims = jws
+            .verify(&keys, &SigningAlg::ALL, true)
+            .ok()
+            .and_then(|c| AccessTokenClaims::from_claims(&c))
+            .filter(|c| c.issuer == self.config.server.public_url)
+            .ok_or(TokenRejected::Malformed)?;
+        if claims.expires_at <= self.clock.now() {
+            return Err(TokenRejected::Expired);
+        }
+        let store_error = |_| TokenRejected::Malformed;
+        if self.store.is_token_revoked(&claims.jti).await.map_err(store_error)? {
+            return Err(TokenRejected::Revoked);
+        }
+        match self.store.find_client(&claims.client_id).await.map_err(store_error)? {
+            Some(client) if client.status == ClientStatus::Active => Ok(claims),
+            _ => Err(TokenRejected::ClientGone),
+        }
+    }
+
+    /// RFC 7662: what `caller` may know about `token`. Tokens of other clients are reported
+    /// inactive, so a client learns nothing about another's tokens.
+    pub async fn introspect(&self, caller: &RegisteredClient, token: &str) -> Value {
+        match self.verify_access_token(token).await {
+            Ok(claims) if claims.client_id == caller.client_id => {
+                let mut body = json!({
+                    "active": true,
+                    "token_type": "Bearer",
+                    "client_id": claims.client_id,
+                    "sub": claims.client_id,
+                    "scope": claims.scope.join(" "),
+                    "iss": claims.issuer,
+                    "aud": claims.audience,
+                    "iat": claims.issued_at,
+                    "exp": claims.expires_at,
+                    "jti": claims.jti,
+                });
+                if let Some(thumbprint) = claims.certificate_thumbprint {
+                    body["cnf"] = json!({ "x5t#S256": thumbprint });
+                }
+                body
+            }
+            _ => json!({ "active": false }),
+        }
+    }
+
+    /// RFC 7009: revokes `token` if it is `caller`'s. Unknown and invalid tokens are not an
+    /// error (§2.2); another client's token is refused.
+    pub async fn revoke(&self, caller: &RegisteredClient, token: &str) -> Result<(), ApiError> {
+        let Some(claims) = self.signed_claims(token) else { return Ok(()) };
+        if claims.client_id != caller.client_id {
+            return Err(
+                OAuthError::new(ErrorCode::UnauthorizedClient, "the token was not issued to this client").into()
+            );
+        }
+        self.revoke_claims(&claims).await
+    }
+
+    /// Revokes an access token whatever its client (used when a token is presented for a
+    /// client that no longer exists, as the OBIE DCR specification asks).
+    pub async fn revoke_if_ours(&self, token: &str) {
+        if let Some(claims) = self.signed_claims(token) {
+            if let Err(e) = self.revoke_claims(&claims).await {
+                tracing::warn!(error = ?e, "revoking a presented token failed");
+            }
+        }
+    }
+
+    async fn revoke_claims(&self, claims: &AccessTokenClaims) -> Result<(), ApiError> {
+        self.store
+            .revoke_token(&claims.jti, &claims.client_id, claims.expires_at)
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))
+    }
+
+    /// The claims of a token signed by one of this server's published keys, without the
+    /// expiry and revocation checks.
+    fn signed_claims(&self, token: &str) -> Option<AccessTokenClaims> {
+        let jws = CompactJws::parse(token).ok()?;
+        let claims = jws.verify(&self.ring.verification_keys(), &SigningAlg::ALL, true).ok()?;
+        AccessTokenClaims::from_claims(&claims).filter(|c| c.issuer == self.config.server.public_url)
+    }
+
+    pub fn ring(&self) -> &KeyRing {
+        &self.ring
+    }
+}
