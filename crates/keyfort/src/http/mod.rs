@@ -73,9 +73,9 @@ pub fn router(state: AppState) -> Router {
 async fn not_found() -> ApiError {
     ApiError::WithStatus(
         StatusCode::NOT_FOUND,
-        OAuthError::invalid_request(format!(
-            "no such endpoint; see GET /.well-known/openid-configuration for this server's endpoints"
-        )),
+        OAuthError::invalid_request(
+            "no such endpoint; see GET /.well-known/openid-configuration for this server's endpoints",
+        ),
     )
 }
 

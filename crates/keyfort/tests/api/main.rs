@@ -9,3 +9,4 @@ mod registration;
 mod rules;
 mod server;
 mod storage;
+mod tokens;

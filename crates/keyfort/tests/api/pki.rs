@@ -56,6 +56,32 @@ impl ClientCert {
     pub fn der(&self) -> &[u8] {
         self.chain[0].as_ref()
     }
+
+    /// The certificate's subject as an RFC 4514 string (most specific RDN first), the way a
+    /// TPP would copy it into `tls_client_auth_subject_dn`.
+    pub fn subject_dn(&self) -> String {
+        let (_, cert) = x509_parser::parse_x509_certificate(self.der()).unwrap();
+        let rdns: Vec<String> = cert
+            .subject()
+            .iter()
+            .map(|rdn| {
+                rdn.iter()
+                    .map(|attr| {
+                        let name = match attr.attr_type().to_id_string().as_str() {
+                            "2.5.4.3" => "CN".to_owned(),
+                            "2.5.4.6" => "C".to_owned(),
+                            "2.5.4.10" => "O".to_owned(),
+                            "2.5.4.11" => "OU".to_owned(),
+                            other => other.to_owned(),
+                        };
+                        format!("{name}={}", attr.as_str().unwrap())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("+")
+            })
+            .collect();
+        rdns.into_iter().rev().collect::<Vec<_>>().join(",")
+    }
 }
 
 /// What goes into a client certificate.
