@@ -17,7 +17,6 @@ use crate::storage::{Store, StoredSigningKey};
 
 struct LoadedKey {
     key: Arc<SigningKey>,
-    created_at: UnixTime,
     activates_at: UnixTime,
 }
 
@@ -83,7 +82,7 @@ impl KeyRing {
                 .map_err(|e| anyhow::anyhow!("[oauth.token] signing_key_file {}: {e}", path.display()))?;
             let snapshot = Snapshot {
                 kids: vec![kid.to_owned()],
-                keys: vec![LoadedKey { key: Arc::new(key), created_at: 0, activates_at: 0 }],
+                keys: vec![LoadedKey { key: Arc::new(key), activates_at: 0 }],
             };
             return Ok(Self {
                 store,
@@ -126,7 +125,7 @@ impl KeyRing {
             let der = base64::engine::general_purpose::STANDARD.decode(&k.private_key_pkcs8_b64)?;
             let key = SigningKey::from_pkcs8_der(alg, &k.kid, &der)
                 .map_err(|e| anyhow::anyhow!("signing key {}: {e}", k.kid))?;
-            keys.push(LoadedKey { key: Arc::new(key), created_at: k.created_at, activates_at: k.activates_at });
+            keys.push(LoadedKey { key: Arc::new(key), activates_at: k.activates_at });
         }
         keys.sort_by_key(|k| k.activates_at);
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Snapshot { kids, keys });
@@ -151,8 +150,9 @@ impl KeyRing {
             .expect("the key ring always holds a key")
     }
 
-    /// The keys to publish: every key not yet retired. A key retires `retire_after`
-    /// seconds after its successor started signing.
+    /// The keys to publish: every key not yet retired, including keys that do not sign yet
+    /// (publishing early is harmless, and robust to clock differences between nodes). A key
+    /// retires `retire_after` seconds after its successor started signing.
     fn published(&self) -> Vec<Arc<SigningKey>> {
         let now = self.clock.now();
         let snapshot = self.current();
@@ -160,12 +160,9 @@ impl KeyRing {
             .keys
             .iter()
             .enumerate()
-            .filter(|(i, k)| {
-                k.created_at <= now
-                    && match snapshot.keys.get(i + 1) {
-                        Some(successor) => now < successor.activates_at + self.retire_after,
-                        None => true,
-                    }
+            .filter(|(i, _)| match snapshot.keys.get(i + 1) {
+                Some(successor) => now < successor.activates_at + self.retire_after,
+                None => true,
             })
             .map(|(_, k)| k.key.clone())
             .collect()
