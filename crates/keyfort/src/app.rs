@@ -15,6 +15,7 @@ use crate::audit::Auditor;
 use crate::config::{ClientAuthMode, Config};
 use crate::directory::{HttpFetcher, JwksCache};
 use crate::http::{self, AppState};
+use crate::metrics::Metrics;
 use crate::registration::RegistrationService;
 use crate::signing::KeyRing;
 use crate::storage::{self, Store};
@@ -38,6 +39,8 @@ pub struct Application {
     fetcher: HttpFetcher,
     crl_refresh: Duration,
     ring: Arc<KeyRing>,
+    metrics: Arc<Metrics>,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Application {
@@ -50,7 +53,12 @@ impl Application {
         let config = Arc::new(config);
         let store = storage::open(&config.storage_url).await?;
         let fetcher = HttpFetcher::new(&config.http_client)?;
-        let crls = Arc::new(CrlStore::new(config.mtls.crl_sources.clone(), config.mtls.revocation_unavailable));
+        let metrics = Arc::new(Metrics::default());
+        let crls = Arc::new(CrlStore::new(
+            config.mtls.crl_sources.clone(),
+            config.mtls.revocation_unavailable,
+            metrics.clone(),
+        ));
         crls.refresh(&fetcher).await;
         let transport = TransportTrust::from_config(&config, crls.clone())?.map(Arc::new);
         let verifier = match (&transport, config.server.client_auth) {
@@ -65,6 +73,7 @@ impl Application {
             fetcher.clone(),
             Duration::from_secs(config.http_client.jwks_cache_seconds),
             Duration::from_secs(config.http_client.jwks_min_refresh_seconds),
+            metrics.clone(),
         ));
         let registration =
             Arc::new(RegistrationService::new(config.clone(), store.clone(), keys.clone(), clock.clone()));
@@ -90,14 +99,37 @@ impl Application {
             admins,
             tokens,
             audit,
+            store: store.clone(),
+            metrics: metrics.clone(),
             clock: clock.clone(),
         });
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| anyhow::anyhow!("[server] listen {}: cannot bind: {e}", config.server.listen))?;
         let local_addr = listener.local_addr()?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("[metrics] listen {addr}: cannot bind: {e}"))?,
+            ),
+            None => None,
+        };
         let crl_refresh = Duration::from_secs(config.mtls.crl_refresh_seconds);
-        Ok(Self { listener, local_addr, tls, router, store, clock, crls, fetcher, crl_refresh, ring })
+        Ok(Self {
+            listener,
+            local_addr,
+            tls,
+            router,
+            store,
+            clock,
+            crls,
+            fetcher,
+            crl_refresh,
+            ring,
+            metrics,
+            metrics_listener,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -106,6 +138,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.local_addr.port()
+    }
+
+    /// Where `/metrics` is served, if configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
@@ -133,10 +170,29 @@ impl Application {
                 }
             })
         });
+        let metrics_server = self.metrics_listener.map(|listener| {
+            let metrics = self.metrics.clone();
+            tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics are served at /metrics (HTTP)");
+            let router = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let metrics = metrics.clone();
+                    async move { ([("content-type", "text/plain; version=0.0.4")], metrics.render()) }
+                }),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            })
+        });
         tracing::info!(address = %self.local_addr, "Keyfort is listening (HTTPS)");
         http::serve(self.listener, self.tls, self.router, shutdown).await;
         purge.abort();
         key_reload.abort();
+        if let Some(task) = metrics_server {
+            task.abort();
+        }
         if let Some(task) = crl_refresh {
             task.abort();
         }

@@ -45,6 +45,8 @@ pub struct Config {
     pub token: TokenConfig,
     pub http_client: HttpClientConfig,
     pub mtls: MtlsConfig,
+    /// Where Prometheus metrics are served (plain HTTP); `None` disables them.
+    pub metrics_listen: Option<SocketAddr>,
     pub log: LogConfig,
 }
 
@@ -163,7 +165,15 @@ struct FileConfig {
     #[serde(default)]
     mtls: FileMtls,
     #[serde(default)]
+    metrics: FileMetrics,
+    #[serde(default)]
     log: FileLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -681,6 +691,13 @@ impl Config {
             return Err(err("[http_client] timeout_seconds", "timeouts must be at least 1 second".into()));
         }
 
+        let metrics_listen = match file.metrics.listen {
+            None => None,
+            Some(raw) => Some(raw.parse::<SocketAddr>().map_err(|_| {
+                err("[metrics] listen", format!("\"{raw}\" is not an address:port such as \"127.0.0.1:9464\""))
+            })?),
+        };
+
         Ok(Config {
             server: ServerConfig {
                 listen,
@@ -745,6 +762,7 @@ impl Config {
                 gateway_header: m.gateway_header.map(|h| h.to_ascii_lowercase()),
                 trusted_proxies,
             },
+            metrics_listen,
             log: LogConfig { format: file.log.format, level: file.log.level },
         })
     }

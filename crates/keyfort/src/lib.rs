@@ -14,9 +14,11 @@
 pub mod admin;
 pub mod app;
 pub mod audit;
+pub mod cli;
 pub mod config;
 pub mod directory;
 pub mod http;
+pub mod metrics;
 pub mod registration;
 pub mod signing;
 pub mod storage;

@@ -1,11 +1,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use keyfort::cli;
 use keyfort::config::Config;
 use keyfort::Application;
 
-/// Keyfort: an Open Banking identity server (Dynamic Client Registration with software statements).
+/// Keyfort: an Open Banking identity server (Dynamic Client Registration with software
+/// statements, FAPI client-credentials tokens, registration management).
 #[derive(Parser)]
 #[command(name = "keyfort", version, about)]
 struct Cli {
@@ -25,7 +27,7 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Manage administrators (stored in the configured database).
+    /// Administrators, and the operator's view of registrations.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
@@ -34,20 +36,6 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// Create the next signing key: published in /oauth2/jwks at once, signing after
-    /// --publish-ahead seconds (default [oauth.token] key_publish_ahead_seconds). The
-    /// previous key stays published until the tokens it signed have expired. Running
-    /// servers pick the new key up within 30 seconds.
-    Rotate {
-        #[arg(long, short, value_name = "FILE")]
-        config: PathBuf,
-        #[arg(long, value_name = "SECONDS")]
-        publish_ahead: Option<i64>,
     },
 }
 
@@ -64,11 +52,93 @@ enum AdminCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// List, show, suspend, reactivate or delete registrations through the admin API.
+    Clients {
+        #[command(flatten)]
+        connection: AdminConnection,
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+}
+
+#[derive(Args)]
+struct AdminConnection {
+    /// The server's base URL, e.g. https://localhost:9446.
+    #[arg(long, global = true, default_value = "https://localhost:9446")]
+    server: String,
+    /// The administrator's name. The password comes from KEYFORT_ADMIN_PASSWORD, standard
+    /// input (--password-stdin) or a prompt.
+    #[arg(long, global = true, default_value = "admin")]
+    user: String,
+    #[arg(long, global = true)]
+    password_stdin: bool,
+    /// Extra CA certificate (PEM) to trust for the server, e.g. data/dev-tls/cert.pem.
+    #[arg(long, global = true, value_name = "PEM")]
+    cacert: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// List registrations, newest first.
+    List {
+        #[arg(long)]
+        org_id: Option<String>,
+        #[arg(long)]
+        software_id: Option<String>,
+        /// active, suspended or deleted.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only registrations after this Unix time.
+        #[arg(long)]
+        registered_after: Option<i64>,
+        /// Only registrations before this Unix time.
+        #[arg(long)]
+        registered_before: Option<i64>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Show one registration with its audit trail.
+    Show { client_id: String },
+    /// Suspend a client: no tokens, no self-management, until reactivated.
+    Suspend { client_id: String },
+    /// Reactivate a suspended client.
+    Reactivate { client_id: String },
+    /// Delete a registration.
+    Delete { client_id: String },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create the next signing key: published in /oauth2/jwks at once, signing after
+    /// --publish-ahead seconds (default [oauth.token] key_publish_ahead_seconds). The
+    /// previous key stays published until the tokens it signed have expired. Running
+    /// servers pick the new key up within 30 seconds.
+    Rotate {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long, value_name = "SECONDS")]
+        publish_ahead: Option<i64>,
+    },
+}
+
+/// Prints the outcome of a one-off command and turns it into an exit code.
+fn report(result: anyhow::Result<String>) -> ExitCode {
+    match result {
+        Ok(message) => {
+            if !message.is_empty() {
+                println!("{}", message.trim_end());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match Cli::parse().command {
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(_) => {
                 println!("{}: OK", config.display());
@@ -79,30 +149,41 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Admin { command: AdminCommand::AddUser { config, username, password_stdin } } => {
-            match add_admin(&config, &username, password_stdin) {
-                Ok(()) => {
-                    println!("administrator \"{username}\" added");
-                    ExitCode::SUCCESS
+        Command::Admin { command: AdminCommand::AddUser { config, username, password_stdin } } => report(
+            cli::admin::add_user(&config, &username, password_stdin)
+                .map(|()| format!("administrator \"{username}\" added")),
+        ),
+        Command::Admin { command: AdminCommand::Clients { connection, command } } => {
+            let connection = cli::admin::Connection {
+                server: connection.server,
+                user: connection.user,
+                password_stdin: connection.password_stdin,
+                cacert: connection.cacert,
+            };
+            let command = match command {
+                ClientsCommand::List { org_id, software_id, status, registered_after, registered_before, limit } => {
+                    let mut query = vec![("limit".to_owned(), limit.to_string())];
+                    let optional = [
+                        ("org_id", org_id),
+                        ("software_id", software_id),
+                        ("status", status),
+                        ("registered_after", registered_after.map(|t| t.to_string())),
+                        ("registered_before", registered_before.map(|t| t.to_string())),
+                    ];
+                    query.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))));
+                    cli::admin::ClientsCommand::List { query }
                 }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+                ClientsCommand::Show { client_id } => cli::admin::ClientsCommand::Show { client_id },
+                ClientsCommand::Suspend { client_id } => cli::admin::ClientsCommand::Suspend { client_id },
+                ClientsCommand::Reactivate { client_id } => cli::admin::ClientsCommand::Reactivate { client_id },
+                ClientsCommand::Delete { client_id } => cli::admin::ClientsCommand::Delete { client_id },
+            };
+            report(cli::admin::clients(&connection, command))
         }
-        Command::Keys { command: KeysCommand::Rotate { config, publish_ahead } } => {
-            match rotate_keys(&config, publish_ahead) {
-                Ok(kid) => {
-                    println!("new signing key {kid} published; it signs from its activation time");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Keys { command: KeysCommand::Rotate { config, publish_ahead } } => report(
+            cli::keys::rotate(&config, publish_ahead)
+                .map(|kid| format!("new signing key {kid} published; it signs from its activation time")),
+        ),
         Command::Serve { config } => {
             let config = match Config::load(&config) {
                 Ok(c) => c,
@@ -111,30 +192,34 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            keyfort::telemetry::init(&config.log);
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            runtime.block_on(async {
-                match Application::build(config).await {
-                    Ok(app) => {
-                        app.run_until(shutdown_signal()).await;
-                        tracing::info!("stopped");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        tracing::error!("start-up failed: {e:#}");
-                        eprintln!("error: {e:#}");
-                        ExitCode::FAILURE
-                    }
-                }
-            })
+            serve(config)
         }
     }
+}
+
+fn serve(config: Config) -> ExitCode {
+    keyfort::telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match Application::build(config).await {
+            Ok(app) => {
+                app.run_until(shutdown_signal()).await;
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("start-up failed: {e:#}");
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {
@@ -153,56 +238,4 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     tracing::info!("shutting down");
-}
-
-fn add_admin(config: &std::path::Path, username: &str, password_stdin: bool) -> anyhow::Result<()> {
-    use keyfort::admin::{hash_password, MIN_PASSWORD_CHARS};
-    let config = Config::load(config)?;
-    if username.is_empty() || username.contains(':') || username.chars().any(char::is_control) {
-        anyhow::bail!("the administrator name must be non-empty and contain no ':' or control characters");
-    }
-    let password = if password_stdin {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
-        line.trim_end_matches(['\r', '\n']).to_owned()
-    } else {
-        let first = rpassword::prompt_password(format!("Password for {username}: "))?;
-        let second = rpassword::prompt_password("Repeat the password: ")?;
-        if first != second {
-            anyhow::bail!("the passwords differ");
-        }
-        first
-    };
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        anyhow::bail!("the password must have at least {MIN_PASSWORD_CHARS} characters");
-    }
-    let hash = hash_password(&password)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let store = keyfort::storage::open(&config.storage_url).await?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-        store.create_admin(username, &hash, now).await.map_err(|e| match e {
-            keyfort::storage::CreateAdminError::AdminExists => {
-                anyhow::anyhow!("an administrator named \"{username}\" already exists")
-            }
-            other => anyhow::anyhow!(other),
-        })
-    })
-}
-
-fn rotate_keys(config: &std::path::Path, publish_ahead: Option<i64>) -> anyhow::Result<String> {
-    let config = Config::load(config)?;
-    if config.token.signing_key_file.is_some() {
-        anyhow::bail!("[oauth.token] signing_key_file is set: the signing key comes from that file, rotate it there");
-    }
-    let ahead = publish_ahead.unwrap_or(config.token.key_publish_ahead_seconds);
-    if ahead < 0 {
-        anyhow::bail!("--publish-ahead must not be negative");
-    }
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let store = keyfort::storage::open(&config.storage_url).await?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-        keyfort::signing::rotate(store.as_ref(), config.token.signing_alg, now, ahead).await
-    })
 }

@@ -36,6 +36,8 @@ impl Default for TokenLifetimes {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientStatus {
     Active,
+    /// Stopped by an operator: no tokens, no self-management, until reactivated.
+    Suspended,
     Deleted,
 }
 
@@ -43,6 +45,7 @@ impl ClientStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             ClientStatus::Active => "active",
+            ClientStatus::Suspended => "suspended",
             ClientStatus::Deleted => "deleted",
         }
     }
@@ -50,6 +53,7 @@ impl ClientStatus {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "active" => Some(ClientStatus::Active),
+            "suspended" => Some(ClientStatus::Suspended),
             "deleted" => Some(ClientStatus::Deleted),
             _ => None,
         }

@@ -6,6 +6,7 @@ use keyfort_core::jose::JwkSet;
 
 use super::fetch::HttpFetcher;
 use crate::config::KeySource;
+use crate::metrics::Metrics;
 
 /// No usable keys could be had from a source, and none were cached.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -40,14 +41,15 @@ impl Entry {
 /// Parsed JWKS per source, fetched on first use and kept fresh.
 pub struct JwksCache {
     fetcher: HttpFetcher,
+    metrics: Arc<Metrics>,
     ttl: Duration,
     min_refresh: Duration,
     entries: Mutex<HashMap<KeySource, Arc<Entry>>>,
 }
 
 impl JwksCache {
-    pub fn new(fetcher: HttpFetcher, ttl: Duration, min_refresh: Duration) -> Self {
-        Self { fetcher, ttl, min_refresh, entries: Mutex::new(HashMap::new()) }
+    pub fn new(fetcher: HttpFetcher, ttl: Duration, min_refresh: Duration, metrics: Arc<Metrics>) -> Self {
+        Self { fetcher, metrics, ttl, min_refresh, entries: Mutex::new(HashMap::new()) }
     }
 
     pub fn fetcher(&self) -> &HttpFetcher {
@@ -71,8 +73,10 @@ impl JwksCache {
                 .map(|l| l.keys.clone())
         };
         if let Some(keys) = usable(&entry.current()) {
+            self.metrics.inc("keyfort_jwks_cache_lookups_total", &[("result", "hit")]);
             return Ok(keys);
         }
+        self.metrics.inc("keyfort_jwks_cache_lookups_total", &[("result", "miss")]);
         let mut state = entry.refresh.lock().await;
         // Another request may have refreshed while this one waited for the lock.
         let current = entry.current();
@@ -89,7 +93,10 @@ impl JwksCache {
             };
         }
         state.last_attempt = Some(Instant::now());
-        match self.load(source).await {
+        let loaded = self.load(source).await;
+        let result = if loaded.is_ok() { "success" } else { "failure" };
+        self.metrics.inc("keyfort_jwks_fetches_total", &[("result", result)]);
+        match loaded {
             Ok(keys) => {
                 let keys = Arc::new(keys);
                 *entry.current.write().unwrap_or_else(|p| p.into_inner()) =

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, thin handlers, and the TLS listener. Handlers read the request,
 //! call a service, and turn its result into a response; errors go through [`ApiError`].
 
+mod admin;
 mod discovery;
 mod error;
 mod listener;
@@ -23,7 +24,9 @@ pub use listener::{serve, ConnectionInfo};
 use crate::admin::AdminAuthenticator;
 use crate::audit::Auditor;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::registration::{RegistrationService, REGISTRATION_PATH};
+use crate::storage::Store;
 use crate::token::{TokenService, INTROSPECTION_PATH, JWKS_PATH, REVOCATION_PATH, TOKEN_PATH};
 use crate::transport::TransportTrust;
 use keyfort_core::clock::Clock;
@@ -38,6 +41,8 @@ pub struct AppState {
     pub admins: Arc<AdminAuthenticator>,
     pub tokens: Arc<TokenService>,
     pub audit: Arc<Auditor>,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -58,9 +63,15 @@ pub fn router(state: AppState) -> Router {
         .route(JWKS_PATH, get(token::jwks))
         .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/oauth2/token/.well-known/openid-configuration", get(discovery::openid_configuration))
+        .route("/admin/clients", get(admin::list))
+        .route("/admin/clients/{client_id}", get(admin::show).delete(admin::delete))
+        .route("/admin/clients/{client_id}/suspend", post(admin::suspend))
+        .route("/admin/clients/{client_id}/reactivate", post(admin::reactivate))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), record_http_metrics))
         .with_state(state)
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
             let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
@@ -84,4 +95,44 @@ async fn method_not_allowed(method: Method) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         OAuthError::invalid_request(format!("method {method} is not allowed on this endpoint")),
     )
+}
+
+/// Counts requests and their latency per route template (never per concrete path, so a
+/// client_id cannot blow up the label set).
+async fn record_http_metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let labels = [("route", route.as_str()), ("method", method.as_str())];
+    state.metrics.observe("keyfort_http_request_duration_seconds", &labels, started.elapsed().as_secs_f64());
+    let status = response.status().as_u16().to_string();
+    state.metrics.inc("keyfort_http_requests_total", &[labels[0], labels[1], ("status", status.as_str())]);
+    response
+}
+
+/// Ready when the database answers and the directory keys can be had.
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut problems = Vec::new();
+    if let Err(e) = state.store.ping().await {
+        problems.push(format!("database: {e}"));
+    }
+    if let Err(e) = state.registration.directory_keys_ready().await {
+        problems.push(format!("directory keys: {e}"));
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"}))).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "not ready", "problems": problems})))
+            .into_response()
+    }
 }

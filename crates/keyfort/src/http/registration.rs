@@ -29,6 +29,7 @@ pub async fn register(
     };
     let attempt =
         Attempt { action: "register", client_id: None, certificate: certificate.as_ref(), peer: connection.peer };
+    state.metrics.outcome("keyfort_registrations_total", outcome.as_ref().err().map(|e| e.code().as_str()));
     let client = outcome.as_ref().ok().map(|r| r.client.clone());
     state.audit.record(attempt, outcome.as_ref().err(), client.as_ref()).await;
     let registered = outcome?;

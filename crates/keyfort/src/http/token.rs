@@ -106,10 +106,14 @@ pub async fn token(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let request = read_form(&state, &connection, &headers, body).await?;
-    let client = authenticated(&state, &request).await?;
-    let body = state.tokens.client_credentials(&client, &request.form, request.certificate.as_ref()).await?;
-    Ok(no_store(body))
+    let outcome = async {
+        let request = read_form(&state, &connection, &headers, body).await?;
+        let client = authenticated(&state, &request).await?;
+        state.tokens.client_credentials(&client, &request.form, request.certificate.as_ref()).await
+    }
+    .await;
+    state.metrics.outcome("keyfort_token_requests_total", outcome.as_ref().err().map(|e| e.code().as_str()));
+    Ok(no_store(outcome?))
 }
 
 pub async fn introspect(

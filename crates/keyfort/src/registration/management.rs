@@ -26,6 +26,11 @@ impl RegistrationService {
             invalid_token("a Bearer token is required: the registration_access_token, or a client_credentials access token of this client")
         })?;
         let client = self.store.find_client(client_id).await.map_err(|e| ApiError::Internal(e.into()))?;
+        if client.as_ref().is_some_and(|c| c.status == ClientStatus::Suspended) {
+            return Err(invalid_token(format!(
+                "client \"{client_id}\" is suspended by the bank and cannot manage its registration"
+            )));
+        }
         let Some(client) = client.filter(|c| c.status == ClientStatus::Active) else {
             // OBIE: a token presented for an unknown client is revoked.
             tokens.revoke_if_ours(bearer).await;

@@ -238,6 +238,14 @@ impl RegistrationService {
         Ok(CheckedRequest { approved, software_statement: request.software_statement, replay, client_id })
     }
 
+    /// Whether every configured directory JWKS can be had (cached or fetched).
+    pub async fn directory_keys_ready(&self) -> Result<(), String> {
+        for source in &self.config.dcr.ssa_jwks {
+            self.keys.keys(source, None).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// Verifies the SSA's signature with the directory key named by its `kid`, then its claims.
     async fn verify_software_statement(&self, raw: &str, now: i64) -> Result<SoftwareStatement, ApiError> {
         let ssa_error = |e: JwsError| OAuthError::invalid_software_statement(format!("software_statement {e}"));

@@ -80,10 +80,8 @@ impl KeyRing {
             };
             let key = SigningKey::from_pkcs8_der(alg, kid, &der)
                 .map_err(|e| anyhow::anyhow!("[oauth.token] signing_key_file {}: {e}", path.display()))?;
-            let snapshot = Snapshot {
-                kids: vec![kid.to_owned()],
-                keys: vec![LoadedKey { key: Arc::new(key), activates_at: 0 }],
-            };
+            let snapshot =
+                Snapshot { kids: vec![kid.to_owned()], keys: vec![LoadedKey { key: Arc::new(key), activates_at: 0 }] };
             return Ok(Self {
                 store,
                 clock,

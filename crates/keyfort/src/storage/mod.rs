@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keyfort_core::clock::UnixTime;
-use keyfort_core::registration::RegisteredClient;
+use keyfort_core::registration::{ClientStatus, RegisteredClient};
 
 pub use sql::{PostgresStore, SqliteStore};
 
@@ -49,6 +49,17 @@ pub struct StoredSigningKey {
     pub private_key_pkcs8_b64: String,
     pub created_at: UnixTime,
     pub activates_at: UnixTime,
+}
+
+/// Which clients an operator wants to see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientFilter {
+    pub org_id: Option<String>,
+    pub software_id: Option<String>,
+    pub status: Option<ClientStatus>,
+    pub registered_after: Option<UnixTime>,
+    pub registered_before: Option<UnixTime>,
+    pub limit: i64,
 }
 
 /// One line of the audit trail.
@@ -106,7 +117,19 @@ pub trait Store: Send + Sync + 'static {
         now: UnixTime,
     ) -> Result<(), CreateClientError>;
 
-    /// Marks an active client deleted; returns whether there was one.
+    /// Moves a client from status `from` to `to`; returns whether it was in `from`.
+    async fn set_client_status(
+        &self,
+        client_id: &str,
+        from: ClientStatus,
+        to: ClientStatus,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Clients matching `filter`, newest first.
+    async fn list_clients(&self, filter: &ClientFilter) -> Result<Vec<RegisteredClient>, StoreError>;
+
+    /// Marks an active or suspended client deleted; returns whether there was one.
     async fn delete_client(&self, client_id: &str, now: UnixTime) -> Result<bool, StoreError>;
 
     /// Records a jti outside a registration (client assertions); refuses one seen before.

@@ -14,7 +14,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::Row;
 
 use super::{
-    AuditEvent, CreateAdminError, CreateClientError, JtiError, ReplayRecord, Store, StoreError, StoredSigningKey,
+    AuditEvent, ClientFilter, CreateAdminError, CreateClientError, JtiError, ReplayRecord, Store, StoreError,
+    StoredSigningKey,
 };
 use keyfort_core::registration::BoundCertificate;
 
@@ -177,13 +178,47 @@ macro_rules! sql_store {
             async fn delete_client(&self, client_id: &str, now: UnixTime) -> Result<bool, StoreError> {
                 let done = sqlx::query(
                     "UPDATE clients SET status = 'deleted', active_software_id = NULL, updated_at = $2 \
-                     WHERE client_id = $1 AND status = 'active'",
+                     WHERE client_id = $1 AND status IN ('active', 'suspended')",
                 )
                 .bind(client_id)
                 .bind(now)
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn set_client_status(
+                &self,
+                client_id: &str,
+                from: ClientStatus,
+                to: ClientStatus,
+                now: UnixTime,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE clients SET status = $3, updated_at = $4 WHERE client_id = $1 AND status = $2")
+                    .bind(client_id)
+                    .bind(from.as_str())
+                    .bind(to.as_str())
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn list_clients(&self, f: &ClientFilter) -> Result<Vec<RegisteredClient>, StoreError> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {CLIENT_COLUMNS} FROM clients WHERE ($1 IS NULL OR org_id = $1) AND ($2 IS NULL OR software_id = $2) \
+                     AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR issued_at > $4) AND ($5 IS NULL OR issued_at < $5) \
+                     ORDER BY issued_at DESC, client_id LIMIT $6"
+                ))
+                .bind(&f.org_id)
+                .bind(&f.software_id)
+                .bind(f.status.map(ClientStatus::as_str))
+                .bind(f.registered_after)
+                .bind(f.registered_before)
+                .bind(f.limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(client_from_row).collect()
             }
 
             async fn record_jti(&self, replay: &ReplayRecord) -> Result<(), JtiError> {

@@ -63,6 +63,9 @@ impl TokenService {
     async fn active_client(&self, client_id: &str) -> Result<RegisteredClient, ApiError> {
         match self.store.find_client(client_id).await.map_err(|e| ApiError::Internal(e.into()))? {
             Some(client) if client.status == ClientStatus::Active => Ok(client),
+            Some(client) if client.status == ClientStatus::Suspended => Err(invalid_client(format!(
+                "client \"{client_id}\" is suspended by the bank; contact the bank's Open Banking support"
+            ))),
             _ => Err(invalid_client(format!("client \"{client_id}\" is not registered (or was deleted)"))),
         }
     }

@@ -10,6 +10,7 @@ use webpki::{CertRevocationList, ExpirationPolicy, RevocationCheckDepth, Revocat
 
 use crate::config::{KeySource, RevocationUnavailable};
 use crate::directory::HttpFetcher;
+use crate::metrics::Metrics;
 
 /// The CRLs in force, and what went wrong loading the others.
 pub struct CrlSnapshot {
@@ -18,6 +19,7 @@ pub struct CrlSnapshot {
 }
 
 pub struct CrlStore {
+    metrics: Arc<Metrics>,
     sources: Vec<KeySource>,
     policy: RevocationUnavailable,
     last_good: Mutex<HashMap<KeySource, Vec<u8>>>,
@@ -34,8 +36,9 @@ pub enum RevocationCheck<'a> {
 }
 
 impl CrlStore {
-    pub fn new(sources: Vec<KeySource>, policy: RevocationUnavailable) -> Self {
+    pub fn new(sources: Vec<KeySource>, policy: RevocationUnavailable, metrics: Arc<Metrics>) -> Self {
         Self {
+            metrics,
             sources,
             policy,
             last_good: Mutex::default(),
@@ -84,7 +87,10 @@ impl CrlStore {
                     tokio::fs::read(path).await.map_err(|e| format!("reading {}: {e}", path.display()))
                 }
             };
-            match loaded.and_then(|bytes| to_der(&bytes).map_err(|e| format!("the CRL at {source} {e}"))) {
+            let loaded = loaded.and_then(|bytes| to_der(&bytes).map_err(|e| format!("the CRL at {source} {e}")));
+            let result = if loaded.is_ok() { "success" } else { "failure" };
+            self.metrics.inc("keyfort_crl_fetches_total", &[("result", result)]);
+            match loaded {
                 Ok(der) => fresh.push((source.clone(), der)),
                 Err(why) => {
                     tracing::warn!(source = %source, error = %why, "CRL could not be loaded; keeping the last good copy if any");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::helpers::*;
 
-struct Server(Child);
+pub struct Server(pub Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -15,18 +15,33 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-async fn start_binary(config: &std::path::Path, port: u16, client: &reqwest::Client) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_keyfort"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the keyfort binary starts");
+pub async fn start_binary(config: &std::path::Path, port: u16, client: &reqwest::Client) -> Server {
+    start_binary_logging(config, port, client, None).await
+}
+
+/// Starts `keyfort serve`, with its log (stdout and stderr) written to `log` if given.
+pub async fn start_binary_logging(
+    config: &std::path::Path,
+    port: u16,
+    client: &reqwest::Client,
+    log: Option<(&std::path::Path, &str)>,
+) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyfort"));
+    command.args(["serve", "--config"]).arg(config);
+    match log {
+        Some((path, filter)) => {
+            let file = std::fs::File::create(path).unwrap();
+            command.env("RUST_LOG", filter).stdout(file.try_clone().unwrap()).stderr(file);
+        }
+        None => {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
+    let child = command.spawn().expect("the keyfort binary starts");
     let server = Server(child);
     for _ in 0..100 {
         if client.get(format!("https://localhost:{port}/healthz")).send().await.is_ok() {

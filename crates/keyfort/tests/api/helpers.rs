@@ -215,6 +215,8 @@ pub struct Options {
     pub tls: Vec<String>,
     /// Lines of an `[mtls]` section.
     pub mtls: Vec<String>,
+    /// Serve /metrics on a separate loopback port.
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -226,6 +228,7 @@ impl Default for Options {
             configure_tls: true,
             tls: vec![],
             mtls: vec![],
+            metrics: false,
         }
     }
 }
@@ -263,6 +266,8 @@ impl Options {
 
 pub struct TestApp {
     pub pki: Arc<crate::pki::TestPki>,
+    /// Where /metrics is served (plain HTTP), if enabled.
+    pub metrics_addr: Option<SocketAddr>,
     server_ca_pem: String,
     pub base: String,
     pub client: reqwest::Client,
@@ -312,10 +317,13 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         key_server.url(DIRECTORY_JWKS),
         options.dcr.join("\n"),
     );
+    let metrics = if options.metrics { "[metrics]\nlisten = \"127.0.0.1:0\"\n" } else { "" };
+    let config = config.replace("[log]", &format!("{metrics}[log]"));
     let config_path = dir.path().join("keyfort.toml");
     std::fs::write(&config_path, config).unwrap();
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
     let mut app = TestApp {
+        metrics_addr: None,
         pki: test_pki,
         server_ca_pem: pki.ca_pem.clone(),
         base: String::new(),
@@ -380,6 +388,7 @@ impl TestApp {
         let config = Config::load(&self.config_path).unwrap();
         let app = Application::build_with_clock(config, self.clock.clone()).await.unwrap();
         self.base = format!("https://localhost:{}", app.port());
+        self.metrics_addr = app.metrics_addr();
         let (tx, rx) = oneshot::channel::<()>();
         self.shutdown = Some(tx);
         self.task = Some(tokio::spawn(app.run_until(async {

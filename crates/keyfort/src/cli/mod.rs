@@ -1,0 +1,65 @@
+//! The command line's work, kept out of `main.rs` so it can be tested and reused (the demo
+//! drives the same TPP and sandbox code a user runs by hand).
+
+pub mod admin;
+pub mod keys;
+
+use std::path::Path;
+
+use crate::config::Config;
+
+/// Loads a configuration for a one-off command.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+/// A password from standard input (first line), or asked for at the terminal.
+pub fn read_password(prompt: &str, from_stdin: bool, confirm: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let first = rpassword::prompt_password(prompt)?;
+    if confirm {
+        let second = rpassword::prompt_password("Repeat the password: ")?;
+        if first != second {
+            anyhow::bail!("the passwords differ");
+        }
+    }
+    Ok(first)
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// An HTTPS client with aws-lc-rs, trusting the system roots plus `ca_file`, optionally
+/// presenting a client certificate.
+pub fn https_client(ca_file: Option<&Path>, identity: Option<(&Path, &Path)>) -> anyhow::Result<reqwest::Client> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+            roots.add(cert?)?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let tls = match identity {
+        Some((cert_path, key_path)) => {
+            let cert_pem = std::fs::read(cert_path).map_err(|e| anyhow::anyhow!("{}: {e}", cert_path.display()))?;
+            let key_pem = std::fs::read(key_path).map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?;
+            let chain = rustls_pemfile::certs(&mut &cert_pem[..]).collect::<Result<Vec<_>, _>>()?;
+            let key = rustls_pemfile::private_key(&mut &key_pem[..])?
+                .ok_or_else(|| anyhow::anyhow!("{}: no private key", key_path.display()))?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(reqwest::Client::builder().use_preconfigured_tls(tls).build()?)
+}
