@@ -5,6 +5,7 @@ mod discovery;
 mod error;
 mod listener;
 mod management;
+mod openapi;
 mod registration;
 mod token;
 
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/oauth2/token/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
