@@ -6,6 +6,7 @@ mod discovery;
 mod error;
 mod listener;
 mod management;
+mod openapi;
 mod registration;
 mod token;
 
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/clients/{client_id}/reactivate", post(admin::reactivate))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), record_http_metrics))

@@ -4,6 +4,7 @@ mod crash;
 mod helpers;
 mod jwks;
 mod mtls;
+mod openapi;
 mod operations;
 mod pki;
 mod registration;
