@@ -20,6 +20,7 @@ pub mod directory;
 pub mod http;
 pub mod metrics;
 pub mod registration;
+pub mod sandbox;
 pub mod signing;
 pub mod storage;
 pub mod telemetry;

@@ -21,6 +21,35 @@ enum Command {
     Serve {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
+        /// Development only: run this sandbox directory's keystore inside the server and
+        /// trust it as the Open Banking directory (and its CA for transport certificates).
+        #[arg(long, value_name = "DIR", requires = "dev")]
+        sandbox: Option<PathBuf>,
+        /// Allow development-only options such as --sandbox.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Run the whole onboarding offline: sandbox directory, server, a TPP registering over
+    /// mutual TLS, a certificate-bound token, reading the registration back.
+    Demo {
+        /// Stop after the demo instead of keeping the server running until Ctrl-C.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// An offline stand-in for the Open Banking directory.
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+    /// The TPP's side: register, get tokens, read, update and delete the registration.
+    Tpp {
+        #[command(subcommand)]
+        command: TppCommand,
+    },
+    /// JWT tools.
+    Jwt {
+        #[command(subcommand)]
+        command: JwtCommand,
     },
     /// Check a configuration file and exit: 0 when it is valid.
     CheckConfig {
@@ -37,6 +66,111 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum SandboxCommand {
+    /// Create a sandbox directory: directory CA, SSA signing key, keystore.
+    Init {
+        dir: PathBuf,
+        /// Where `sandbox serve` will publish the keystore; SSAs name URLs under it.
+        #[arg(long, default_value = keyfort::sandbox::DEFAULT_KEYSTORE_URL)]
+        keystore_url: String,
+    },
+    /// Add an organisation's software: signing key, transport certificates (legacy OB and
+    /// OBWAC profiles) and a software statement.
+    AddSoftware {
+        dir: PathBuf,
+        /// Organisation name (an existing one is reused).
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        org_id: Option<String>,
+        #[arg(long)]
+        software_id: Option<String>,
+        #[arg(long)]
+        client_name: Option<String>,
+        /// Comma-separated roles: AISP, PISP, CBPII.
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        /// A redirect URI (repeat for several).
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+    },
+    /// Publish the keystore (JWKS) over HTTP on a loopback address.
+    Serve {
+        dir: PathBuf,
+        /// Address to listen on; must be loopback. Default: the host and port of the keystore URL.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct TppFiles {
+    /// The registration file written by `tpp register`.
+    #[arg(long, value_name = "FILE", default_value = "registration.json")]
+    registration: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum TppCommand {
+    /// Build, sign and send a registration request from a software statement.
+    Register {
+        #[arg(long)]
+        server: String,
+        #[arg(long, value_name = "FILE")]
+        ssa: PathBuf,
+        #[arg(long, value_name = "PEM")]
+        signing_key: PathBuf,
+        #[arg(long)]
+        kid: String,
+        /// Transport certificate (PEM chain).
+        #[arg(long, value_name = "PEM")]
+        cert: PathBuf,
+        /// Transport key (PEM).
+        #[arg(long, value_name = "PEM")]
+        key: PathBuf,
+        /// Extra CA (PEM) to trust for the server.
+        #[arg(long, value_name = "PEM")]
+        cacert: Option<PathBuf>,
+        /// Send JSON (as the WSO2 sample) instead of a signed JWT.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "private_key_jwt")]
+        auth_method: String,
+        /// Where to save the registration.
+        #[arg(long, value_name = "FILE", default_value = "registration.json")]
+        out: PathBuf,
+    },
+    /// Get a client-credentials access token.
+    Token {
+        #[command(flatten)]
+        files: TppFiles,
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// Read the registration.
+    Get {
+        #[command(flatten)]
+        files: TppFiles,
+    },
+    /// Send the registration again (fresh request) as an update.
+    Update {
+        #[command(flatten)]
+        files: TppFiles,
+    },
+    /// Delete the registration.
+    Delete {
+        #[command(flatten)]
+        files: TppFiles,
+    },
+}
+
+#[derive(Subcommand)]
+enum JwtCommand {
+    /// Print a JWT's header and claims (not verified). FILE or - for standard input.
+    Decode { file: String },
 }
 
 #[derive(Subcommand)]
@@ -184,7 +318,7 @@ fn main() -> ExitCode {
             cli::keys::rotate(&config, publish_ahead)
                 .map(|kid| format!("new signing key {kid} published; it signs from its activation time")),
         ),
-        Command::Serve { config } => {
+        Command::Serve { config, sandbox, dev: _ } => {
             let config = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -192,13 +326,149 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            serve(config)
+            serve(config, sandbox)
+        }
+        Command::Demo { no_wait } => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => return report(Err(e.into())),
+            };
+            report(runtime.block_on(cli::demo::run(!no_wait)).map(|()| String::new()))
+        }
+        Command::Sandbox { command } => report(sandbox(command)),
+        Command::Tpp { command } => report(tpp(command)),
+        Command::Jwt { command: JwtCommand::Decode { file } } => report((|| {
+            let text =
+                if file == "-" { std::io::read_to_string(std::io::stdin())? } else { std::fs::read_to_string(&file)? };
+            cli::tpp::decode_jwt(&text)
+        })()),
+    }
+}
+
+fn sandbox(command: SandboxCommand) -> anyhow::Result<String> {
+    use keyfort::sandbox::Sandbox;
+    match command {
+        SandboxCommand::Init { dir, keystore_url } => {
+            let sandbox = Sandbox::init(&dir, &keystore_url)?;
+            Ok(format!(
+                "sandbox created in {}\n  directory JWKS (for [oauth.dcr] ssa_jkws): {}\n  CA bundle (for [server.tls] client_ca_file): {}",
+                dir.display(),
+                sandbox.directory_jwks_url(),
+                sandbox.ca_bundle().display()
+            ))
+        }
+        SandboxCommand::AddSoftware { dir, org, org_id, software_id, client_name, roles, redirect_uris } => {
+            let mut sandbox = Sandbox::open(&dir)?;
+            let s = sandbox.add_software(
+                &org,
+                org_id.as_deref(),
+                software_id.as_deref(),
+                client_name.as_deref(),
+                &roles,
+                &redirect_uris,
+            )?;
+            let f = sandbox.files(&s.software_id)?;
+            Ok(format!(
+                "software {} of {} ({})\n  SSA: {}\n  signing key: {} (kid {})\n  transport certificate (OB legacy): {} / {}\n  transport certificate (OBWAC): {} / {}",
+                s.software_id,
+                s.org_name,
+                s.org_id,
+                f.ssa.display(),
+                f.signing_key.display(),
+                f.kid,
+                f.transport_cert.display(),
+                f.transport_key.display(),
+                f.obwac_cert.display(),
+                f.obwac_key.display()
+            ))
+        }
+        SandboxCommand::Serve { dir, listen } => {
+            let sandbox = Sandbox::open(&dir)?;
+            let listen =
+                listen.unwrap_or_else(|| sandbox.manifest.keystore_url.trim_start_matches("http://").to_owned());
+            let addr: std::net::SocketAddr =
+                listen.parse().map_err(|_| anyhow::anyhow!("--listen {listen} is not an address:port"))?;
+            if !addr.ip().is_loopback() {
+                anyhow::bail!("the sandbox keystore serves plain HTTP and only on a loopback address");
+            }
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                println!("sandbox keystore at http://{addr} (Ctrl-C to stop)");
+                axum::serve(listener, sandbox.keystore_router()).with_graceful_shutdown(shutdown_signal()).await?;
+                Ok(String::new())
+            })
         }
     }
 }
 
-fn serve(config: Config) -> ExitCode {
+fn tpp(command: TppCommand) -> anyhow::Result<String> {
+    use cli::tpp;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let show = |what: &str, e: tpp::Exchange| -> anyhow::Result<String> {
+        let body = serde_json::to_string_pretty(&e.response)?;
+        if (200..300).contains(&e.status) {
+            Ok(format!("{what}: HTTP {}\n{body}", e.status))
+        } else {
+            anyhow::bail!("{what} refused: HTTP {}\n{body}", e.status)
+        }
+    };
+    match command {
+        TppCommand::Register { server, ssa, signing_key, kid, cert, key, cacert, json, auth_method, out } => {
+            let options = tpp::RegisterOptions { server, ssa, signing_key, kid, cert, key, cacert, json, auth_method };
+            let (exchange, registration) = runtime.block_on(tpp::register(&options))?;
+            let summary = show("registration", exchange)?;
+            if let Some(registration) = registration {
+                tpp::save(&registration, &out)?;
+                return Ok(format!("{summary}\nregistration saved to {}", out.display()));
+            }
+            Ok(summary)
+        }
+        TppCommand::Token { files, scope } => {
+            let registration = tpp::load(&files.registration)?;
+            show("token", runtime.block_on(tpp::token(&registration, scope.as_deref()))?)
+        }
+        TppCommand::Get { files } => {
+            let registration = tpp::load(&files.registration)?;
+            show("read", runtime.block_on(tpp::manage(&registration, reqwest::Method::GET))?)
+        }
+        TppCommand::Update { files } => {
+            let registration = tpp::load(&files.registration)?;
+            show("update", runtime.block_on(tpp::manage(&registration, reqwest::Method::PUT))?)
+        }
+        TppCommand::Delete { files } => {
+            let registration = tpp::load(&files.registration)?;
+            show("delete", runtime.block_on(tpp::manage(&registration, reqwest::Method::DELETE))?)
+        }
+    }
+}
+
+fn serve(mut config: Config, sandbox: Option<PathBuf>) -> ExitCode {
     keyfort::telemetry::init(&config.log);
+    let sandbox = match sandbox.map(|dir| keyfort::sandbox::Sandbox::open(&dir)) {
+        None => None,
+        Some(Ok(sandbox)) => {
+            tracing::warn!(
+                dir = %sandbox.dir.display(),
+                "!!! DEVELOPMENT MODE: trusting the sandbox directory {} as the Open Banking directory and its CA for \
+                 transport certificates. Never use --sandbox with real TPPs. !!!",
+                sandbox.dir.display()
+            );
+            config.dcr.ssa_jwks = vec![keyfort::config::KeySource::Url(match sandbox.directory_jwks_url().parse() {
+                Ok(url) => url,
+                Err(e) => return report(Err(anyhow::anyhow!("sandbox keystore URL: {e}"))),
+            })];
+            config.dcr.software_jwks_hosts = vec!["127.0.0.1".into(), "localhost".into()];
+            config.http_client.allow_insecure_loopback = true;
+            if config.server.client_ca_file.is_none() {
+                config.server.client_ca_file = Some(sandbox.ca_bundle());
+                config.server.client_auth = keyfort::config::ClientAuthMode::Optional;
+                config.dcr.require_transport_certificate = true;
+            }
+            Some(sandbox)
+        }
+        Some(Err(e)) => return report(Err(e)),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -207,6 +477,19 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        if let Some(sandbox) = &sandbox {
+            let addr = sandbox.manifest.keystore_url.trim_start_matches("http://").to_owned();
+            match tokio::net::TcpListener::bind(&addr).await {
+                Ok(listener) => {
+                    let router = sandbox.keystore_router();
+                    tokio::spawn(async move { axum::serve(listener, router).await });
+                }
+                Err(e) => {
+                    eprintln!("error: the sandbox keystore cannot listen on {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         match Application::build(config).await {
             Ok(app) => {
                 app.run_until(shutdown_signal()).await;

@@ -2,7 +2,9 @@
 //! drives the same TPP and sandbox code a user runs by hand).
 
 pub mod admin;
+pub mod demo;
 pub mod keys;
+pub mod tpp;
 
 use std::path::Path;
 

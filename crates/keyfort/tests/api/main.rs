@@ -9,6 +9,7 @@ mod operations;
 mod pki;
 mod registration;
 mod rules;
+mod sandbox;
 mod server;
 mod storage;
 mod tokens;

@@ -1,0 +1,277 @@
+//! `keyfort demo`: the whole onboarding on one machine with no network. It creates a
+//! sandbox directory, starts Keyfort on an embedded database trusting it, onboards a demo
+//! TPP over mutual TLS, gets a certificate-bound token with private_key_jwt, reads the
+//! registration back, and leaves the server running with the commands to try next.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use super::tpp::{self, Exchange, RegisterOptions};
+use crate::config::Config;
+use crate::sandbox::Sandbox;
+
+struct Printer {
+    colour: bool,
+    steps: usize,
+    step: usize,
+}
+
+impl Printer {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    fn step(&mut self, title: &str) {
+        self.step += 1;
+        println!("\n{}", self.paint("1;36", &format!("[{}/{}] {title}", self.step, self.steps)));
+    }
+
+    fn ok(&self, text: &str) {
+        println!("  {} {text}", self.paint("32", "✔"));
+    }
+
+    fn fail(&self, text: &str) -> anyhow::Error {
+        println!("  {} {text}", self.paint("31", "✘"));
+        anyhow::anyhow!("{text}")
+    }
+
+    fn detail(&self, label: &str, value: impl std::fmt::Display) {
+        println!("    {} {value}", self.paint("2", &format!("{label}:")));
+    }
+
+    fn exchange(&self, what: &str, exchange: &Exchange, fields: &[&str]) {
+        let pick = |v: &Value| -> Value {
+            if fields.is_empty() || !v.is_object() {
+                return v.clone();
+            }
+            json!(fields
+                .iter()
+                .filter_map(|f| v.get(*f).map(|x| (f.to_string(), shorten(x))))
+                .collect::<serde_json::Map<_, _>>())
+        };
+        if !exchange.request.is_null() {
+            self.detail(
+                &format!("{what} request"),
+                serde_json::to_string(&pick(&exchange.request)).unwrap_or_default(),
+            );
+        }
+        self.detail("response status", exchange.status);
+        self.detail("response", serde_json::to_string(&pick(&exchange.response)).unwrap_or_default());
+    }
+}
+
+/// Long strings (JWTs) shortened for the screen; nothing secret is printed in full.
+fn shorten(v: &Value) -> Value {
+    match v.as_str() {
+        Some(s) if s.len() > 48 => json!(format!("{}…({} chars)", &s[..24], s.len())),
+        _ => v.clone(),
+    }
+}
+
+async fn free_port(preferred: u16) -> anyhow::Result<u16> {
+    if let Ok(l) = TcpListener::bind(("127.0.0.1", preferred)).await {
+        return Ok(l.local_addr()?.port());
+    }
+    Ok(TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port())
+}
+
+/// Configuration for a server that trusts `sandbox` as its directory and CA.
+pub fn sandbox_config(sandbox: &Sandbox, port: u16, data_dir: &Path) -> anyhow::Result<Config> {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "https://localhost:{port}"
+data_dir = "{data}"
+
+[server.tls]
+client_ca_file = "{bundle}"
+client_auth = "optional"
+
+[oauth.dcr]
+ssa_jkws = "{jwks}"
+software_environment = "sandbox"
+
+[http_client]
+allow_insecure_loopback = true
+
+[log]
+level = "warn"
+"#,
+        data = data_dir.display(),
+        bundle = sandbox.ca_bundle().display(),
+        jwks = sandbox.directory_jwks_url(),
+    );
+    Ok(Config::from_toml(&text, "demo configuration", data_dir)?)
+}
+
+pub async fn run(wait: bool) -> anyhow::Result<()> {
+    let mut out = Printer { colour: std::io::stdout().is_terminal(), steps: 5, step: 0 };
+    let dir: PathBuf = std::env::temp_dir().join(format!(
+        "keyfort-demo-{}-{}",
+        super::now(),
+        keyfort_core::secret::random_b64url(4).replace(['-', '_'], "x")
+    ));
+    println!("{}", out.paint("1", "Keyfort demo: Dynamic Client Registration, offline"));
+    println!("Working directory: {}", dir.display());
+
+    out.step("An offline Open Banking directory (sandbox)");
+    let keystore = TcpListener::bind("127.0.0.1:0").await?;
+    let keystore_url = format!("http://{}", keystore.local_addr()?);
+    let mut sandbox = Sandbox::init(&dir.join("sandbox"), &keystore_url)?;
+    let software = sandbox.add_software(
+        "Demo TPP Ltd",
+        None,
+        None,
+        Some("Demo TPP App"),
+        &["AISP".to_owned(), "PISP".to_owned()],
+        &["https://tpp.example/callback".to_owned()],
+    )?;
+    let files = sandbox.files(&software.software_id)?;
+    let router = sandbox.keystore_router();
+    tokio::spawn(async move {
+        let _ = axum::serve(keystore, router).await;
+    });
+    out.ok("directory CA, SSA signing key and keystore created");
+    out.detail("keystore", &keystore_url);
+    out.detail("organisation", format!("{} ({})", software.org_name, software.org_id));
+    out.detail(
+        "software",
+        format!("{} ({}), roles {}", software.client_name, software.software_id, software.roles.join(", ")),
+    );
+    out.detail("transport certificate", files.transport_cert.display());
+
+    out.step("Keyfort, trusting the sandbox, on an embedded SQLite database");
+    let port = free_port(9446).await?;
+    let data = dir.join("data");
+    let config = sandbox_config(&sandbox, port, &data)?;
+    let app = crate::Application::build(config).await?;
+    let server = format!("https://localhost:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let cacert = data.join("dev-tls/cert.pem");
+    out.ok(&format!("listening on {server} (mutual TLS optional; registration requires a certificate)"));
+    out.detail("database", data.join("keyfort.db").display());
+
+    out.step("The TPP registers: signed request with its SSA, over mutual TLS");
+    let options = RegisterOptions {
+        server: server.clone(),
+        ssa: files.ssa.clone(),
+        signing_key: files.signing_key.clone(),
+        kid: files.kid.clone(),
+        cert: files.transport_cert.clone(),
+        key: files.transport_key.clone(),
+        cacert: Some(cacert.clone()),
+        json: false,
+        auth_method: "private_key_jwt".into(),
+    };
+    let (exchange, registration) = tpp::register(&options).await?;
+    out.exchange(
+        "registration",
+        &exchange,
+        &[
+            "iss",
+            "aud",
+            "software_id",
+            "redirect_uris",
+            "scope",
+            "token_endpoint_auth_method",
+            "software_statement",
+            "client_id",
+            "client_name",
+            "registration_client_uri",
+            "registration_access_token",
+            "error",
+            "error_description",
+        ],
+    );
+    let registration = registration.ok_or_else(|| out.fail(&format!("registration refused: {}", exchange.response)))?;
+    let registration_file = dir.join("registration.json");
+    tpp::save(&registration, &registration_file)?;
+    out.ok(&format!("registered as client {}", registration.client_id));
+
+    out.step("The TPP gets an access token: private_key_jwt, bound to its certificate");
+    let exchange = tpp::token(&registration, Some("accounts")).await?;
+    out.exchange(
+        "token",
+        &exchange,
+        &[
+            "grant_type",
+            "client_assertion_type",
+            "client_assertion",
+            "scope",
+            "access_token",
+            "token_type",
+            "expires_in",
+            "error",
+            "error_description",
+        ],
+    );
+    let access_token = exchange.response["access_token"]
+        .as_str()
+        .ok_or_else(|| out.fail(&format!("token refused: {}", exchange.response)))?;
+    let claims = tpp::decode_claims(access_token)?;
+    let cert_pem = std::fs::read(&files.transport_cert)?;
+    let cert_der =
+        rustls_pemfile::certs(&mut &cert_pem[..]).next().ok_or_else(|| anyhow::anyhow!("no certificate"))??;
+    let thumbprint = keyfort_core::jose::b64url_encode(keyfort_core::secret::sha256(&cert_der));
+    if claims["cnf"]["x5t#S256"] != json!(thumbprint) {
+        return Err(out.fail("the access token is not bound to the transport certificate"));
+    }
+    out.detail("access token claims", serde_json::to_string(&claims)?);
+    out.ok("certificate-bound access token (cnf.x5t#S256 matches the transport certificate)");
+
+    out.step("The TPP reads its registration back (RFC 7592)");
+    let exchange = tpp::manage(&registration, reqwest::Method::GET).await?;
+    out.exchange(
+        "read",
+        &exchange,
+        &[
+            "client_id",
+            "client_name",
+            "software_id",
+            "scope",
+            "token_endpoint_auth_method",
+            "tls_client_certificate_bound_access_tokens",
+        ],
+    );
+    if exchange.status != 200 {
+        return Err(out.fail("reading the registration failed"));
+    }
+    out.ok("registration read with the registration access token");
+
+    println!("\n{}", out.paint("1", "Try it yourself against the running server:"));
+    let curl = format!(
+        "curl --cacert {} --cert {} --key {}",
+        cacert.display(),
+        files.transport_cert.display(),
+        files.transport_key.display()
+    );
+    println!("  {curl} {server}/.well-known/openid-configuration");
+    println!(
+        "  {curl} -H 'Authorization: Bearer {}' {}",
+        registration.registration_access_token, registration.registration_client_uri
+    );
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "keyfort".into());
+    println!("  {exe} tpp token --registration {}", registration_file.display());
+    println!("  {exe} jwt decode {}", files.ssa.display());
+    println!("\nThis demo printed the registration access token so you can try it; a real one is a secret.");
+
+    if wait {
+        println!("{}", out.paint("1", "\nThe server keeps running; press Ctrl-C to stop it."));
+        tokio::signal::ctrl_c().await?;
+    }
+    let _ = stop.send(());
+    let _ = serving.await;
+    println!("Demo finished.");
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! The sandbox directory's certificate authority and the transport certificates it issues,
+//! in the real Open Banking profiles: the legacy OB transport certificate and the OBWAC
+//! with a PSD2 QCStatement (ETSI TS 119 495).
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SerialNumber,
+};
+
+/// A CA: its certificate and key, as PEM.
+pub struct Authority {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Authority {
+    fn load(&self) -> anyhow::Result<(rcgen::Certificate, KeyPair)> {
+        let key = KeyPair::from_pem(&self.key_pem)?;
+        let params = CertificateParams::from_ca_cert_pem(&self.cert_pem)?;
+        // Re-signing the parameters yields an issuer with the same name and key, which is all
+        // that issuing needs.
+        let cert = params.self_signed(&key)?;
+        Ok((cert, key))
+    }
+}
+
+fn ca_params(name: &str, path_len: Option<u8>) -> anyhow::Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(match path_len {
+        Some(n) => BasicConstraints::Constrained(n),
+        None => BasicConstraints::Unconstrained,
+    });
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.distinguished_name.push(DnType::CountryName, "GB");
+    params.distinguished_name.push(DnType::OrganizationName, "Keyfort Sandbox Directory");
+    params.distinguished_name.push(DnType::CommonName, name);
+    Ok(params)
+}
+
+/// A root and an issuing CA, standing in for the Open Banking directory's.
+pub fn new_directory_ca() -> anyhow::Result<(Authority, Authority)> {
+    let root_key = KeyPair::generate()?;
+    let root = ca_params("Keyfort Sandbox Root CA", None)?.self_signed(&root_key)?;
+    let issuing_key = KeyPair::generate()?;
+    let mut issuing_params = ca_params("Keyfort Sandbox Issuing CA", Some(0))?;
+    issuing_params.use_authority_key_identifier_extension = true;
+    let issuing = issuing_params.signed_by(&issuing_key, &root, &root_key)?;
+    Ok((
+        Authority { cert_pem: root.pem(), key_pem: root_key.serialize_pem() },
+        Authority { cert_pem: issuing.pem(), key_pem: issuing_key.serialize_pem() },
+    ))
+}
+
+/// Which Open Banking certificate profile to issue.
+pub enum Profile<'a> {
+    /// `C=GB, O=OpenBanking, OU=<org_id>, CN=<software_id>`.
+    LegacyTransport,
+    /// `organizationIdentifier=PSDGB-OB-<org_id>, CN=<software_id>` with PSD2 roles.
+    Obwac { org_name: &'a str, roles: &'a [String] },
+}
+
+/// Issues a transport certificate; returns (certificate chain PEM, key PEM).
+pub fn issue_transport(
+    issuing: &Authority,
+    org_id: &str,
+    software_id: &str,
+    profile: Profile<'_>,
+) -> anyhow::Result<(String, String)> {
+    let (ca, ca_key) = issuing.load()?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CountryName, "GB");
+    match &profile {
+        Profile::LegacyTransport => {
+            params.distinguished_name.push(DnType::OrganizationName, "OpenBanking");
+            params.distinguished_name.push(DnType::OrganizationalUnitName, org_id);
+        }
+        Profile::Obwac { org_name, roles } => {
+            params.distinguished_name.push(DnType::OrganizationName, *org_name);
+            params.distinguished_name.push(DnType::CustomDnType(vec![2, 5, 4, 97]), format!("PSDGB-OB-{org_id}"));
+            let psd2: Vec<&str> = roles.iter().filter_map(|r| psd2_role(r)).collect();
+            params
+                .custom_extensions
+                .push(CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 3], qc_statements(&psd2)));
+        }
+    }
+    params.distinguished_name.push(DnType::CommonName, software_id);
+    let mut serial = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut serial).map_err(|_| anyhow::anyhow!("random serial"))?;
+    serial[0] &= 0x7f;
+    params.serial_number = Some(SerialNumber::from(serial.to_vec()));
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    Ok((format!("{}{}", cert.pem(), issuing.cert_pem), key.serialize_pem()))
+}
+
+/// A TLS server certificate for `localhost` issued by the sandbox CA (for `sandbox serve --https`).
+pub fn issue_server(issuing: &Authority) -> anyhow::Result<(String, String)> {
+    let (ca, ca_key) = issuing.load()?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    params.distinguished_name.push(DnType::CommonName, "localhost");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    Ok((format!("{}{}", cert.pem(), issuing.cert_pem), key.serialize_pem()))
+}
+
+fn psd2_role(ob_role: &str) -> Option<&'static str> {
+    match ob_role {
+        "AISP" => Some("PSP_AI"),
+        "PISP" => Some("PSP_PI"),
+        "CBPII" => Some("PSP_IC"),
+        "ASPSP" => Some("PSP_AS"),
+        _ => None,
+    }
+}
+
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    if content.len() < 0x80 {
+        out.push(content.len() as u8);
+    } else {
+        let len = content.len().to_be_bytes();
+        let significant: Vec<u8> = len.iter().copied().skip_while(|b| *b == 0).collect();
+        out.push(0x80 | significant.len() as u8);
+        out.extend(significant);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// DER of a QCStatements extension value holding a PSD2 statement for `roles`.
+fn qc_statements(roles: &[&str]) -> Vec<u8> {
+    let entries: Vec<u8> = roles
+        .iter()
+        .flat_map(|name| {
+            let number = match *name {
+                "PSP_AS" => 1,
+                "PSP_PI" => 2,
+                "PSP_AI" => 3,
+                _ => 4,
+            };
+            let oid = [0x04, 0x00, 0x81, 0x98, 0x27, 0x01, number];
+            tlv(0x30, &[tlv(0x06, &oid), tlv(0x0c, name.as_bytes())].concat())
+        })
+        .collect();
+    let psd2 =
+        tlv(0x30, &[tlv(0x30, &entries), tlv(0x0c, b"Keyfort Sandbox Authority"), tlv(0x0c, b"GB-SBX")].concat());
+    let statement = tlv(0x30, &[tlv(0x06, &[0x04, 0x00, 0x81, 0x98, 0x27, 0x02]), psd2].concat());
+    tlv(0x30, &statement)
+}

@@ -1,0 +1,180 @@
+//! The offline sandbox directory, the TPP command line and the demo, run as a user would:
+//! the real `keyfort` binary, in separate processes, talking over loopback.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::crash::free_port;
+use crate::helpers::seed_ssa_claims;
+
+fn keyfort(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keyfort")).args(args).output().expect("keyfort runs")
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "keyfort failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn the_demo_runs_every_step() {
+    let output = keyfort(&["demo", "--no-wait"]);
+    let text = ok(&output);
+    for step in 1..=5 {
+        assert!(text.contains(&format!("[{step}/5]")), "step {step} missing:\n{text}");
+    }
+    assert_eq!(text.matches('✔').count(), 5, "each step succeeded:\n{text}");
+    assert!(!text.contains('✘'), "{text}");
+    assert!(text.contains("cnf.x5t#S256 matches"), "{text}");
+}
+
+#[test]
+fn sandbox_software_statements_have_the_open_banking_claim_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = dir.path().join("sb");
+    ok(&keyfort(&["sandbox", "init", path(&sandbox)]));
+    let added = ok(&keyfort(&[
+        "sandbox",
+        "add-software",
+        path(&sandbox),
+        "--org",
+        "Acme Payments Ltd",
+        "--roles",
+        "AISP,PISP",
+        "--redirect-uri",
+        "https://acme.example/cb",
+        "--software-id",
+        "AcmeSoftware01",
+    ]));
+    assert!(added.contains("AcmeSoftware01"), "{added}");
+    let ssa_path = sandbox.join("software/AcmeSoftware01/ssa.jwt");
+    let decoded = ok(&keyfort(&["jwt", "decode", path(&ssa_path)]));
+    let claims: Value = serde_json::from_str(decoded.split("\n\n").nth(1).unwrap()).unwrap();
+    let names = |v: &Value| -> Vec<String> {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(names(&claims), names(&seed_ssa_claims()), "the sandbox SSA has the seed's claim names");
+    assert_eq!(claims["iss"], "OpenBanking Ltd");
+    assert_eq!(claims["software_roles"], serde_json::json!(["AISP", "PISP"]));
+    let header: Value = serde_json::from_str(decoded.split("\n\n").next().unwrap()).unwrap();
+    assert_eq!(header["alg"], "PS256");
+}
+
+#[test]
+fn serve_sandbox_needs_the_development_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = keyfort(&["serve", "--config", "keyfort.example.toml", "--sandbox", path(dir.path())]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--dev"), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_tpp_onboards_with_the_command_line_against_serve_with_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = dir.path().join("sb");
+    let keystore_port = free_port();
+    ok(&keyfort(&["sandbox", "init", path(&sandbox), "--keystore-url", &format!("http://127.0.0.1:{keystore_port}")]));
+    ok(&keyfort(&[
+        "sandbox",
+        "add-software",
+        path(&sandbox),
+        "--org",
+        "Acme Payments Ltd",
+        "--roles",
+        "AISP,PISP,CBPII",
+        "--redirect-uri",
+        "https://acme.example/cb",
+        "--software-id",
+        "AcmeSoftware01",
+    ]));
+    let port = free_port();
+    let config = dir.path().join("keyfort.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n[oauth.dcr]\nssa_jkws = \"https://unused.example/x.jwks\"\n\n[log]\nlevel = \"warn\"\n"
+        ),
+    )
+    .unwrap();
+    let server = Child(
+        Command::new(env!("CARGO_BIN_EXE_keyfort"))
+            .args(["serve", "--config", path(&config), "--sandbox", path(&sandbox), "--dev"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && dir.path().join("data/dev-tls/cert.pem").exists()
+        {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(up, "the server started");
+    let software = sandbox.join("software/AcmeSoftware01");
+    let kid = serde_json::from_str::<Value>(&std::fs::read_to_string(sandbox.join("sandbox.json")).unwrap()).unwrap()
+        ["software"][0]["signing_kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let registration = dir.path().join("registration.json");
+    let cacert = dir.path().join("data/dev-tls/cert.pem");
+    let registered = ok(&keyfort(&[
+        "tpp",
+        "register",
+        "--server",
+        &format!("https://localhost:{port}"),
+        "--ssa",
+        path(&software.join("ssa.jwt")),
+        "--signing-key",
+        path(&software.join("signing.key")),
+        "--kid",
+        &kid,
+        "--cert",
+        path(&software.join("obwac.pem")),
+        "--key",
+        path(&software.join("obwac.key")),
+        "--cacert",
+        path(&cacert),
+        "--out",
+        path(&registration),
+    ]));
+    assert!(registered.contains("HTTP 201"), "{registered}");
+    let token = ok(&keyfort(&["tpp", "token", "--registration", path(&registration), "--scope", "payments"]));
+    assert!(token.contains("access_token") && token.contains("\"scope\": \"payments\""), "{token}");
+    let read = ok(&keyfort(&["tpp", "get", "--registration", path(&registration)]));
+    assert!(read.contains("AcmeSoftware01"), "{read}");
+    let updated = ok(&keyfort(&["tpp", "update", "--registration", path(&registration)]));
+    assert!(updated.contains("HTTP 200"), "{updated}");
+    ok(&keyfort(&["tpp", "delete", "--registration", path(&registration)]));
+    let gone = keyfort(&["tpp", "get", "--registration", path(&registration)]);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("invalid_token"));
+    drop(server);
+}
