@@ -181,6 +181,19 @@ pub(crate) fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// Test helper: `base` with `patch` applied (a `null` in `patch` removes the claim).
+#[cfg(test)]
+pub(crate) fn patched(mut base: Value, patch: Value) -> Claims {
+    for (k, v) in patch.as_object().expect("a patch is an object") {
+        if v.is_null() {
+            base.as_object_mut().expect("an object").remove(k);
+        } else {
+            base[k] = v.clone();
+        }
+    }
+    Claims::from_map(base.as_object().expect("an object").clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

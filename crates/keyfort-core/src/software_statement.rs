@@ -157,21 +157,16 @@ mod tests {
     }
 
     fn ssa(patch: Value) -> Claims {
-        let mut base = json!({
-            "iss": "OpenBanking Ltd", "iat": NOW - 100, "jti": "j1",
-            "software_id": "s1", "software_roles": ["AISP"], "org_id": "o1",
-            "software_redirect_uris": ["https://tpp.example/cb"],
-            "software_jwks_endpoint": "https://keystore.example/o1/s1.jwks",
-            "org_status": "Active", "software_environment": "sandbox"
-        });
-        for (k, v) in patch.as_object().unwrap() {
-            if v.is_null() {
-                base.as_object_mut().unwrap().remove(k);
-            } else {
-                base[k] = v.clone();
-            }
-        }
-        Claims::from_map(base.as_object().unwrap().clone())
+        crate::claims::patched(
+            json!({
+                "iss": "OpenBanking Ltd", "iat": NOW - 100, "jti": "j1",
+                "software_id": "s1", "software_roles": ["AISP"], "org_id": "o1",
+                "software_redirect_uris": ["https://tpp.example/cb"],
+                "software_jwks_endpoint": "https://keystore.example/o1/s1.jwks",
+                "org_status": "Active", "software_environment": "sandbox"
+            }),
+            patch,
+        )
     }
 
     fn code(patch: Value, rules: &SsaRules) -> ErrorCode {

@@ -174,15 +174,10 @@ mod tests {
     }
 
     fn assertion(patch: Value) -> Claims {
-        let mut base = json!({"iss": "c1", "sub": "c1", "aud": "https://as.example/oauth2/token", "exp": NOW + 60, "iat": NOW, "jti": "j"});
-        for (k, v) in patch.as_object().unwrap() {
-            if v.is_null() {
-                base.as_object_mut().unwrap().remove(k);
-            } else {
-                base[k] = v.clone();
-            }
-        }
-        Claims::from_map(base.as_object().unwrap().clone())
+        crate::claims::patched(
+            json!({"iss": "c1", "sub": "c1", "aud": "https://as.example/oauth2/token", "exp": NOW + 60, "iat": NOW, "jti": "j"}),
+            patch,
+        )
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use keyfort_core::jose::{CompactJws, SigningAlg, SigningKey};
+use keyfort_core::jose::{CompactJws, SigningKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -51,14 +51,7 @@ pub struct Exchange {
 }
 
 fn load_signing_key(path: &Path, kid: &str) -> anyhow::Result<SigningKey> {
-    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let der = match rustls_pemfile::private_key(&mut &pem[..])? {
-        Some(rustls::pki_types::PrivateKeyDer::Pkcs8(der)) => der.secret_pkcs8_der().to_vec(),
-        _ => anyhow::bail!("{}: expected a PKCS#8 PRIVATE KEY", path.display()),
-    };
-    SigningKey::from_pkcs8_der(SigningAlg::PS256, kid, &der)
-        .or_else(|_| SigningKey::from_pkcs8_der(SigningAlg::ES256, kid, &der))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    crate::signing::load_pem_key(path, None, kid)
 }
 
 /// The claims of a JWT, without verifying it (the TPP reads its own SSA).

@@ -1,11 +1,10 @@
 //! `GET`, `PUT` and `DELETE` on `/register/{client_id}` (RFC 7592, OBIE DCR).
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use keyfort_core::error::OAuthError;
 use keyfort_core::registration::RegisteredClient;
 use keyfort_core::transport::CertificateIdentity;
 
@@ -96,12 +95,7 @@ async fn update(
 ) -> Result<(Response, RegisteredClient), ApiError> {
     let form = request_form(headers)?;
     let limit = state.config.server.max_body_bytes;
-    let bytes = to_bytes(body, limit).await.map_err(|_| {
-        ApiError::WithStatus(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            OAuthError::invalid_request(format!("the request body is larger than the {limit} bytes accepted")),
-        )
-    })?;
+    let bytes = super::read_body(body, limit).await?;
     let updated = state.registration.update(client, form, &bytes, certificate).await?;
     Ok((registration_response(state, &updated, StatusCode::OK), updated))
 }

@@ -138,3 +138,13 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
             .into_response()
     }
 }
+
+/// Reads a request body of at most `limit` bytes; a larger one is a 413 that says the limit.
+pub(crate) async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::WithStatus(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            OAuthError::invalid_request(format!("the request body is larger than the {limit} bytes accepted")),
+        )
+    })
+}

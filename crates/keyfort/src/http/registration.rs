@@ -1,4 +1,4 @@
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -56,12 +56,7 @@ async fn register_checked(
     }
     let form = request_form(headers)?;
     let limit = state.config.server.max_body_bytes;
-    let bytes = to_bytes(body, limit).await.map_err(|_| {
-        ApiError::WithStatus(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            OAuthError::invalid_request(format!("the request body is larger than the {limit} bytes accepted")),
-        )
-    })?;
+    let bytes = super::read_body(body, limit).await?;
     state.registration.register(form, &bytes, certificate).await
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -37,12 +37,7 @@ async fn read_form(
         return Err(OAuthError::invalid_request("send the parameters as application/x-www-form-urlencoded").into());
     }
     let limit = state.config.server.max_body_bytes;
-    let bytes = to_bytes(body, limit).await.map_err(|_| {
-        ApiError::WithStatus(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            OAuthError::invalid_request(format!("the request body is larger than the {limit} bytes accepted")),
-        )
-    })?;
+    let bytes = super::read_body(body, limit).await?;
     let mut form = HashMap::new();
     for (name, value) in url::form_urlencoded::parse(&bytes) {
         if form.insert(name.to_string(), value.to_string()).is_some() {

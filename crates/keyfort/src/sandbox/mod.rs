@@ -11,7 +11,7 @@
 //! - `software/<software_id>/`: `ssa.jwt`, `signing.key`, `transport.pem`/`.key` (legacy
 //!   OB profile), `obwac.pem`/`.key` (OBWAC profile).
 
-mod pki;
+pub mod pki;
 
 use std::path::{Path, PathBuf};
 
@@ -74,17 +74,6 @@ fn pem(label: &str, der: &[u8]) -> String {
     let body = base64::engine::general_purpose::STANDARD.encode(der);
     let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
     format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
-}
-
-fn load_key(path: &Path, kid: &str) -> anyhow::Result<SigningKey> {
-    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let der = match rustls_pemfile::private_key(&mut &pem[..])? {
-        Some(rustls::pki_types::PrivateKeyDer::Pkcs8(der)) => der.secret_pkcs8_der().to_vec(),
-        _ => anyhow::bail!("{}: expected a PKCS#8 PRIVATE KEY", path.display()),
-    };
-    SigningKey::from_pkcs8_der(SigningAlg::PS256, kid, &der)
-        .or_else(|_| SigningKey::from_pkcs8_der(SigningAlg::ES256, kid, &der))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// A random identifier of `len` characters from `alphabet`-like base64url output.
@@ -276,7 +265,8 @@ impl Sandbox {
     }
 
     fn write_ssa(&self, s: &Software) -> anyhow::Result<()> {
-        let key = load_key(&self.dir.join("directory/signing.key"), &self.manifest.directory_kid)?;
+        let key =
+            crate::signing::load_pem_key(&self.dir.join("directory/signing.key"), None, &self.manifest.directory_kid)?;
         let ssa = key.sign_jwt(&self.ssa_claims(s, crate::cli::now()), "JWT");
         write(&self.dir.join("software").join(&s.software_id).join("ssa.jwt"), ssa)
     }

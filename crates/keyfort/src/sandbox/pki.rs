@@ -132,8 +132,9 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-/// DER of a QCStatements extension value holding a PSD2 statement for `roles`.
-fn qc_statements(roles: &[&str]) -> Vec<u8> {
+/// DER of a QCStatements extension value holding a PSD2 statement for `roles` (ETSI role
+/// names: PSP_AS, PSP_PI, PSP_AI, PSP_IC).
+pub fn qc_statements(roles: &[&str]) -> Vec<u8> {
     let entries: Vec<u8> = roles
         .iter()
         .flat_map(|name| {

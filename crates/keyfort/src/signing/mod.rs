@@ -46,6 +46,22 @@ fn new_kid(now: UnixTime) -> String {
     format!("{now}-{}", keyfort_core::secret::random_b64url(6))
 }
 
+/// Loads a PKCS#8 PEM private key. With `alg` the key must fit it; without, RSA keys are
+/// taken as PS256 and P-256 keys as ES256.
+pub fn load_pem_key(path: &std::path::Path, alg: Option<SigningAlg>, kid: &str) -> anyhow::Result<SigningKey> {
+    let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let der = match rustls_pemfile::private_key(&mut &pem[..])? {
+        Some(rustls::pki_types::PrivateKeyDer::Pkcs8(der)) => der.secret_pkcs8_der().to_vec(),
+        _ => anyhow::bail!("{}: expected a PKCS#8 PRIVATE KEY", path.display()),
+    };
+    let attempt = |alg: SigningAlg| SigningKey::from_pkcs8_der(alg, kid, &der);
+    match alg {
+        Some(alg) => attempt(alg),
+        None => attempt(SigningAlg::PS256).or_else(|_| attempt(SigningAlg::ES256)),
+    }
+    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 /// Creates a signing key that is published now and signs from `now + publish_ahead`.
 pub async fn rotate(store: &dyn Store, alg: SigningAlg, now: UnixTime, publish_ahead: i64) -> anyhow::Result<String> {
     let kid = new_kid(now);
@@ -72,14 +88,8 @@ impl KeyRing {
         retire_after: i64,
     ) -> anyhow::Result<Self> {
         if let Some((path, kid)) = key_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| anyhow::anyhow!("[oauth.token] signing_key_file {}: {e}", path.display()))?;
-            let der = match rustls_pemfile::private_key(&mut &pem[..])? {
-                Some(rustls::pki_types::PrivateKeyDer::Pkcs8(der)) => der.secret_pkcs8_der().to_vec(),
-                _ => anyhow::bail!("[oauth.token] signing_key_file {}: expected a PKCS#8 PRIVATE KEY", path.display()),
-            };
-            let key = SigningKey::from_pkcs8_der(alg, kid, &der)
-                .map_err(|e| anyhow::anyhow!("[oauth.token] signing_key_file {}: {e}", path.display()))?;
+            let key = load_pem_key(path, Some(alg), kid)
+                .map_err(|e| anyhow::anyhow!("[oauth.token] signing_key_file {e}"))?;
             let snapshot =
                 Snapshot { kids: vec![kid.to_owned()], keys: vec![LoadedKey { key: Arc::new(key), activates_at: 0 }] };
             return Ok(Self {

@@ -212,39 +212,8 @@ fn time_now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
 }
 
-/// DER of a QCStatements extension with a PSD2 statement (ETSI TS 119 495) for `roles`.
+/// DER of a QCStatements extension with a PSD2 statement for `roles`. The encoder is the
+/// sandbox's; the server's decoder (transport/certificate.rs) is separate code.
 fn qc_statements(roles: &[&str]) -> Vec<u8> {
-    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        if content.len() < 0x80 {
-            out.push(content.len() as u8);
-        } else {
-            let len = content.len().to_be_bytes();
-            let significant: Vec<u8> = len.iter().copied().skip_while(|b| *b == 0).collect();
-            out.push(0x80 | significant.len() as u8);
-            out.extend(significant);
-        }
-        out.extend_from_slice(content);
-        out
-    }
-    let psd2_oid = [0x04, 0x00, 0x81, 0x98, 0x27, 0x02];
-    let role_entries: Vec<u8> = roles
-        .iter()
-        .flat_map(|name| {
-            let number = match *name {
-                "PSP_AS" => 1,
-                "PSP_PI" => 2,
-                "PSP_AI" => 3,
-                _ => 4,
-            };
-            let oid = [0x04, 0x00, 0x81, 0x98, 0x27, 0x01, number];
-            tlv(0x30, &[tlv(0x06, &oid), tlv(0x0c, name.as_bytes())].concat())
-        })
-        .collect();
-    let psd2 = tlv(
-        0x30,
-        &[tlv(0x30, &role_entries), tlv(0x0c, b"Financial Conduct Authority"), tlv(0x0c, b"GB-FCA")].concat(),
-    );
-    let statement = tlv(0x30, &[tlv(0x06, &psd2_oid), psd2].concat());
-    tlv(0x30, &statement)
+    keyfort::sandbox::pki::qc_statements(roles)
 }
