@@ -136,11 +136,22 @@ impl Claims {
         match self.0.get(claim) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => {
+                // 0 to the end of year 9999: anything else is a mistake, and keeps arithmetic
+                // on dates far from overflow.
+                const LATEST: i64 = 253_402_300_799;
                 if let Some(i) = n.as_i64() {
+                    if !(0..=LATEST).contains(&i) {
+                        return Err(ClaimError::new(
+                            claim,
+                            "is out of range: use seconds since 1970 (0 to 253402300799)",
+                        ));
+                    }
                     return Ok(Some(i));
                 }
                 match n.as_f64() {
-                    Some(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 => Ok(Some(f as i64)),
+                    Some(f) if f.is_finite() && f.fract() == 0.0 && (0.0..=LATEST as f64).contains(&f) => {
+                        Ok(Some(f as i64))
+                    }
                     _ => Err(ClaimError::new(claim, "must be a whole number of seconds since 1970-01-01T00:00:00Z")),
                 }
             }
@@ -232,6 +243,13 @@ mod tests {
         assert!(claims(json!({ "client_name": long })).string("client_name").is_err());
         let many: Vec<String> = (0..=MAX_ARRAY_ENTRIES).map(|i| i.to_string()).collect();
         assert!(claims(json!({ "grant_types": many })).string_list("grant_types").is_err());
+    }
+
+    #[test]
+    fn numeric_dates_out_of_range_are_refused() {
+        assert!(claims(json!({"exp": i64::MIN})).numeric_date("exp").is_err());
+        assert!(claims(json!({"exp": -1})).numeric_date("exp").is_err());
+        assert!(claims(json!({"exp": 1e300})).numeric_date("exp").is_err());
     }
 
     #[test]

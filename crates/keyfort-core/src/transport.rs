@@ -173,7 +173,10 @@ impl CertificateIdentity {
 
     fn check_software(&self, ssa: &BindingSubject<'_>) -> Result<(), BindingMismatch> {
         let Some(cn) = self.subject.attribute(OID_CN) else {
-            return Ok(());
+            return Err(BindingMismatch(format!(
+                "the transport certificate ({}) has no CN, so it names no software; expected CN=<software_id> or CN=<org_id>",
+                self.subject
+            )));
         };
         // A CN equal to the organisation marks an organisation-level certificate.
         let names_organisation = cn.eq_ignore_ascii_case(ssa.org_id)
@@ -264,5 +267,11 @@ mod tests {
         assert!(aisp_only
             .check_binding(&ssa(), BindingRules { level: BindingLevel::Software, check_psd2_roles: false })
             .is_ok());
+    }
+
+    #[test]
+    fn software_binding_needs_a_cn() {
+        let err = cert("OU=org1,O=OpenBanking", None).check_binding(&ssa(), SOFTWARE).unwrap_err();
+        assert!(err.0.contains("no CN"), "{err}");
     }
 }

@@ -45,7 +45,7 @@ impl Auditor {
             cert_thumbprint: attempt.certificate.map(|c| c.thumbprint_s256.clone()),
             cert_subject: attempt.certificate.map(|c| c.subject.to_string()),
             peer: Some(attempt.peer.ip().to_string()),
-            detail: error.map(|e| e.description()),
+            detail: error.map(|e| e.description().chars().take(1000).collect()),
         };
         if let Err(e) = self.store.record_audit(&event).await {
             tracing::error!(error = %e, action = attempt.action, "writing the audit trail failed");

@@ -124,6 +124,9 @@ pub struct DcrConfig {
     pub binding: BindingRules,
     /// Registration needs an administrator's HTTP Basic credentials (WSO2's setting).
     pub authentication_required: bool,
+    /// Accept unsigned JSON registrations without a transport certificate or administrator
+    /// (development only: the SSA alone proves nothing).
+    pub allow_json_without_proof: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -318,6 +321,8 @@ struct FileDcr {
     certificate_binding: String,
     #[serde(default = "yes")]
     check_psd2_roles: bool,
+    #[serde(default)]
+    allow_json_without_proof: bool,
 }
 
 impl Default for FileDcr {
@@ -600,6 +605,17 @@ impl Config {
         let mut crl_sources: Vec<KeySource> = m.crl_files.into_iter().map(|p| KeySource::File(resolve(p))).collect();
         for raw in &m.crl_urls {
             let url = Url::parse(raw).map_err(|e| err("[mtls] crl_urls", format!("\"{raw}\" is not a URL ({e})")))?;
+            let loopback_dev = url.scheme() == "http"
+                && file.http_client.allow_insecure_loopback
+                && crate::directory::is_loopback_url(&url);
+            if url.scheme() != "https" && !loopback_dev {
+                return Err(err(
+                    "[mtls] crl_urls",
+                    format!(
+                        "\"{raw}\" must be https (download http CRLs with a cron job and list the files in crl_files)"
+                    ),
+                ));
+            }
             crl_sources.push(KeySource::Url(url));
         }
         let trusted_proxies = m
@@ -732,6 +748,7 @@ impl Config {
                 require_transport_certificate,
                 binding: BindingRules { level: binding_level, check_psd2_roles: dcr.check_psd2_roles },
                 authentication_required: dcr.authentication_required,
+                allow_json_without_proof: dcr.allow_json_without_proof,
             },
             token_lifetimes: TokenLifetimes {
                 application: l.application_seconds,

@@ -94,7 +94,7 @@ impl FromStr for SigningAlg {
             return Err(UnsupportedAlg::None);
         }
         if s.starts_with("HS") {
-            return Err(UnsupportedAlg::Hmac(s.to_owned()));
+            return Err(UnsupportedAlg::Hmac(s.chars().take(32).collect()));
         }
         Err(UnsupportedAlg::Unknown(s.chars().take(32).collect()))
     }

@@ -87,7 +87,8 @@ impl<'a> CompactJws<'a> {
                 .unwrap_or_default();
             return Err(JwsError::CriticalExtension(names));
         }
-        let kid = header.get("kid").and_then(Value::as_str).map(str::to_owned);
+        // A kid is echoed in error messages and the audit trail: keep it to a sane length.
+        let kid = header.get("kid").and_then(Value::as_str).map(|k| k.chars().take(128).collect::<String>());
         let typ = header.get("typ").and_then(Value::as_str).map(str::to_owned);
         let signing_input = &token[..h.len() + 1 + p.len()];
         Ok(Self { header: JwsHeader { alg, kid, typ }, signing_input, payload, signature })

@@ -32,15 +32,20 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))
 }
 
-#[derive(Default)]
 struct Failures {
     count: u32,
+    last: Instant,
     locked_until: Option<Instant>,
 }
+
+/// Argon2 verifications allowed at once. Each takes ~19 MiB and tens of milliseconds, so a
+/// flood of sign-in attempts must queue rather than exhaust memory and the blocking pool.
+const CONCURRENT_VERIFICATIONS: usize = 4;
 
 pub struct AdminAuthenticator {
     store: Arc<dyn Store>,
     failures: Mutex<HashMap<String, Failures>>,
+    verifications: tokio::sync::Semaphore,
     /// Verified against when the name is unknown, so unknown and known names take as long.
     dummy_hash: String,
 }
@@ -57,6 +62,7 @@ impl AdminAuthenticator {
         Ok(Self {
             store,
             failures: Mutex::default(),
+            verifications: tokio::sync::Semaphore::new(CONCURRENT_VERIFICATIONS),
             dummy_hash: hash_password("not a real password, only for timing")?,
         })
     }
@@ -64,18 +70,10 @@ impl AdminAuthenticator {
     /// Checks `Authorization: Basic` against the administrators; returns the name.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         let (username, password) = basic_credentials(headers)?;
-        if let Some(wait) = self.locked_for(&username) {
-            return Err(ApiError::WithStatus(
-                StatusCode::TOO_MANY_REQUESTS,
-                OAuthError::new(
-                    ErrorCode::InvalidClient,
-                    format!(
-                        "too many failed sign-ins for this administrator; try again in {} seconds",
-                        wait.as_secs().max(1)
-                    ),
-                ),
-            ));
-        }
+        self.refuse_if_locked(&username)?;
+        let _permit = self.verifications.acquire().await.map_err(|e| ApiError::Internal(e.into()))?;
+        // Checked again: attempts that queued behind the permit may have locked the name.
+        self.refuse_if_locked(&username)?;
         let stored = self.store.admin_password_hash(&username).await.map_err(|e| ApiError::Internal(e.into()))?;
         let hash = stored.clone().unwrap_or_else(|| self.dummy_hash.clone());
         let ok = tokio::task::spawn_blocking(move || {
@@ -89,8 +87,29 @@ impl AdminAuthenticator {
             return Ok(username);
         }
         self.record_failure(&username);
-        tracing::warn!(username = %username, "administrator authentication failed");
+        // The attempted name is logged only when it is a real administrator: a password typed
+        // into the name field must not end up in the log.
+        match stored {
+            Some(_) => tracing::warn!(username = %username, "administrator authentication failed"),
+            None => tracing::warn!("administrator authentication failed for an unknown name"),
+        }
         Err(unauthorized("the administrator name or password is wrong"))
+    }
+
+    fn refuse_if_locked(&self, username: &str) -> Result<(), ApiError> {
+        match self.locked_for(username) {
+            None => Ok(()),
+            Some(wait) => Err(ApiError::WithStatus(
+                StatusCode::TOO_MANY_REQUESTS,
+                OAuthError::new(
+                    ErrorCode::InvalidClient,
+                    format!(
+                        "too many failed sign-ins for this administrator; try again in {} seconds",
+                        wait.as_secs().max(1)
+                    ),
+                ),
+            )),
+        }
     }
 
     fn locked_for(&self, username: &str) -> Option<Duration> {
@@ -101,11 +120,17 @@ impl AdminAuthenticator {
 
     fn record_failure(&self, username: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        // Bound the table: an attacker cycling through names must not grow it forever.
+        // Bound the table: an attacker cycling through names must not grow it forever. Only
+        // entries idle longer than the longest lock go, so a targeted name keeps its count.
         if failures.len() > 10_000 {
-            failures.retain(|_, f| f.locked_until.is_some_and(|t| t > Instant::now()));
+            failures.retain(|_, f| f.last.elapsed() < MAX_LOCK);
         }
-        let entry = failures.entry(username.to_owned()).or_default();
+        let entry = failures.entry(username.to_owned()).or_insert(Failures {
+            count: 0,
+            last: Instant::now(),
+            locked_until: None,
+        });
+        entry.last = Instant::now();
         entry.count += 1;
         if entry.count >= FREE_FAILURES {
             let doublings = (entry.count - FREE_FAILURES).min(10);

@@ -55,10 +55,11 @@ impl HttpFetcher {
         // Redirects stay on the original host and scheme rules: a directory must not be able
         // to bounce Keyfort to an internal address.
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
-            let original_host = attempt.previous().first().and_then(|u| u.host_str().map(str::to_owned));
+            let origin = |u: &Url| (u.host_str().map(str::to_owned), u.port_or_known_default());
+            let original = attempt.previous().first().map(origin);
             if attempt.previous().len() > 3 {
                 attempt.error("too many redirects")
-            } else if attempt.url().host_str().map(str::to_owned) != original_host {
+            } else if Some(origin(attempt.url())) != original {
                 attempt.error("redirect to another host refused")
             } else if !scheme_allowed(attempt.url(), allow_insecure_loopback) {
                 attempt.error("redirect to a non-https URL refused")

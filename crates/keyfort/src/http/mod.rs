@@ -125,11 +125,14 @@ async fn record_http_metrics(
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let mut problems = Vec::new();
+    // The causes go to the log; the public answer names only the component.
     if let Err(e) = state.store.ping().await {
-        problems.push(format!("database: {e}"));
+        tracing::warn!(error = %e, "not ready: database");
+        problems.push("database");
     }
     if let Err(e) = state.registration.directory_keys_ready().await {
-        problems.push(format!("directory keys: {e}"));
+        tracing::warn!(error = %e, "not ready: directory keys");
+        problems.push("directory keys");
     }
     if problems.is_empty() {
         (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"}))).into_response()
@@ -141,10 +144,17 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
 
 /// Reads a request body of at most `limit` bytes; a larger one is a 413 that says the limit.
 pub(crate) async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::WithStatus(
+    // A body that trickles in slower than this is abandoned (it would hold a connection).
+    const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+    match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::WithStatus(
             StatusCode::PAYLOAD_TOO_LARGE,
             OAuthError::invalid_request(format!("the request body is larger than the {limit} bytes accepted")),
-        )
-    })
+        )),
+        Err(_) => Err(ApiError::WithStatus(
+            StatusCode::REQUEST_TIMEOUT,
+            OAuthError::invalid_request("the request body was not received within 30 seconds"),
+        )),
+    }
 }

@@ -85,7 +85,9 @@ impl RegistrationService {
         certificate: Option<CertificateIdentity>,
     ) -> Result<Registered, ApiError> {
         let now = self.clock.now();
-        let checked = self.check_request(form, body, certificate.as_ref(), now).await?;
+        // An administrator authenticated the request when the configuration asks for it.
+        let caller_proven = self.config.dcr.authentication_required;
+        let checked = self.check_request(form, body, certificate.as_ref(), caller_proven, now).await?;
         let (mut client, credentials) = RegisteredClient::new(checked.approved, checked.software_statement, now);
         client.transport_certificate = certificate.as_ref().map(bound);
         self.store
@@ -112,7 +114,8 @@ impl RegistrationService {
         certificate: Option<CertificateIdentity>,
     ) -> Result<RegisteredClient, ApiError> {
         let now = self.clock.now();
-        let checked = self.check_request(form, body, certificate.as_ref(), now).await?;
+        // The caller presented this client's registration or access token.
+        let checked = self.check_request(form, body, certificate.as_ref(), true, now).await?;
         if let Some(sent) = &checked.client_id {
             if *sent != current.client_id {
                 return Err(OAuthError::invalid_client_metadata(format!(
@@ -165,9 +168,21 @@ impl RegistrationService {
         form: RequestForm,
         body: &[u8],
         certificate: Option<&CertificateIdentity>,
+        caller_proven: bool,
         now: i64,
     ) -> Result<CheckedRequest, ApiError> {
         let dcr = &self.config.dcr;
+        // A software statement is not a secret (every bank the TPP joins holds a copy), so an
+        // unsigned request carrying one proves nothing about who sends it. It needs the
+        // transport certificate (bound to the SSA below), an administrator, or the request
+        // must be signed with the software's key.
+        if form == RequestForm::Json && certificate.is_none() && !caller_proven && !dcr.allow_json_without_proof {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidClient,
+                "an unsigned (application/json) registration must come over mutual TLS with the software's transport certificate, or with administrator credentials; otherwise send it as a JWT signed with the software's key (application/jose)",
+            )
+            .into());
+        }
         if dcr.require_transport_certificate && certificate.is_none() {
             return Err(OAuthError::new(
                 ErrorCode::InvalidClient,

@@ -12,7 +12,7 @@ use keyfort_core::error::{ErrorCode, OAuthError};
 use keyfort_core::jose::{CompactJws, SigningAlg};
 use keyfort_core::registration::{ClientStatus, GrantType, RegisteredClient};
 use keyfort_core::token::{select_scope, AccessTokenClaims};
-use keyfort_core::transport::CertificateIdentity;
+use keyfort_core::transport::{BindingSubject, CertificateIdentity};
 use serde_json::{json, Value};
 
 pub use client_auth::ClientCredentials;
@@ -109,6 +109,7 @@ impl TokenService {
                     "this client is registered for certificate-bound access tokens: call the token endpoint over mutual TLS with your transport certificate",
                 )
             })?;
+            self.check_certificate_belongs_to(client, cert)?;
             Some(cert.thumbprint_s256.clone())
         } else {
             None
@@ -133,6 +134,39 @@ impl TokenService {
             "expires_in": lifetime,
             "scope": scope.join(" "),
         }))
+    }
+
+    /// A token is bound only to a certificate of the client: the one it registered with, or
+    /// another of its organisation (and software, per `certificate_binding`), so a stolen
+    /// signing key alone cannot get tokens bound to somebody else's certificate.
+    fn check_certificate_belongs_to(
+        &self,
+        client: &RegisteredClient,
+        cert: &CertificateIdentity,
+    ) -> Result<(), ApiError> {
+        if client.transport_certificate.as_ref().is_some_and(|bound| bound.thumbprint_s256 == cert.thumbprint_s256) {
+            return Ok(());
+        }
+        let (Some(org_id), Some(software_id)) = (client.org_id.as_deref(), client.software_id.as_deref()) else {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidClient,
+                "this client has no organisation on record: call with the certificate it registered with",
+            )
+            .into());
+        };
+        let subject = BindingSubject {
+            org_id,
+            software_id,
+            competent_authority_registration_id: None,
+            software_roles: &client.software_roles,
+        };
+        cert.check_binding(subject, self.config.dcr.binding).map_err(|mismatch| {
+            OAuthError::new(
+                ErrorCode::InvalidClient,
+                format!("{mismatch}; call with a transport certificate of this client"),
+            )
+            .into()
+        })
     }
 
     /// Verifies an access token this server issued: signature by a published key, issuer,

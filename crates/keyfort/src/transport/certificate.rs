@@ -14,6 +14,17 @@ const OID_PSD2_QC_TYPE: &str = "0.4.0.19495.2";
 pub fn identity(der: &[u8]) -> Result<CertificateIdentity, CertificateRejected> {
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| CertificateRejected(format!("the client certificate cannot be parsed ({e})")))?;
+    // A certificate without any extended key usage (a QSealC, say) is not a TLS client
+    // certificate here, although RFC 5280 would allow it for any purpose.
+    match cert.extended_key_usage() {
+        Ok(Some(eku)) if eku.value.client_auth => {}
+        _ => {
+            return Err(CertificateRejected(
+                "the client certificate is not for TLS client authentication (extended key usage lacks clientAuth)"
+                    .into(),
+            ))
+        }
+    }
     if let Ok(Some(usage)) = cert.key_usage() {
         if !usage.value.digital_signature() {
             return Err(CertificateRejected(

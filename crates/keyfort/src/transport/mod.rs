@@ -111,6 +111,8 @@ impl TransportTrust {
             &self.anchors,
             &intermediates,
             time,
+            // "If present" because webpki applies this to the CA certificates of the chain
+            // too; the end-entity certificate must have it, checked in `certificate::identity`.
             webpki::KeyUsage::client_auth(),
             revocation,
             None,

@@ -45,8 +45,11 @@ async fn unacceptable_certificates_get_401_and_create_nothing() {
     expired.expired = true;
     let mut server_only = legacy.clone().serial(12);
     server_only.eku = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let mut no_eku = legacy.clone().serial(14);
+    no_eku.eku = vec![];
     let cases = [
         ("expired", app.pki.issue(&expired), "expired"),
+        ("no extended key usage", app.pki.issue(&no_eku), "clientAuth"),
         ("revoked", app.pki.issue(&legacy.clone().serial(REVOKED_SERIAL)), "revoked"),
         ("untrusted CA", app.pki.issue_untrusted(&legacy.clone().serial(13)), "not issued by a CA this bank trusts"),
         ("server certificate", app.pki.issue(&server_only), "clientAuth"),

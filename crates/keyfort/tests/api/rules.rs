@@ -537,3 +537,19 @@ async fn without_a_mandated_ssa_the_request_alone_is_judged() {
     let bad = patch(claims, json!({"jti": "other", "redirect_uris": ["http://tpp.example/cb"]}));
     app.register_json(&bad).await.assert_error(400, BAD_REDIRECT, "https");
 }
+
+#[tokio::test]
+async fn an_unsigned_request_without_proof_of_the_sender_is_refused() {
+    let mut options = Options::default();
+    options.dcr.clear();
+    let app = spawn_app_with(options).await;
+    // Anyone may hold a software statement: sent as bare JSON it proves nothing.
+    app.register_json(&app.request_claims()).await.assert_error(
+        401,
+        "invalid_client",
+        "signed with the software's key",
+    );
+    // Signed with the software's key, the same request is accepted.
+    let reply = app.register_jws(&app.sign_request(&app.request_claims())).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+}

@@ -300,6 +300,23 @@ async fn token_endpoint_refusals() {
         .await
         .assert_error(400, "invalid_scope", "fundsconfirmations");
 
+    // A bound token only for a certificate of this client's organisation and software.
+    let stranger_cert = app.pki.issue(&Subject::legacy_ob("0015800001OTHERORG", SOFTWARE_ID).serial(93));
+    let stranger_http = app.client_presenting(&stranger_cert);
+    let foreign = app
+        .form_post(
+            &stranger_http,
+            TOKEN,
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", &app.assertion(&id, json!({}))),
+            ]),
+            &[],
+        )
+        .await;
+    foreign.assert_error(401, "invalid_client", "organisation");
+
     // FAPI: a client registered for bound tokens must call over mutual TLS.
     let no_cert = app
         .post(
