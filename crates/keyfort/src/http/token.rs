@@ -111,17 +111,28 @@ pub async fn token(
     Ok(no_store(outcome?))
 }
 
+/// The authenticated caller and the `token` parameter of an introspection or revocation.
+async fn caller_and_token(
+    state: &AppState,
+    connection: &ConnectionInfo,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(RegisteredClient, String), ApiError> {
+    let mut request = read_form(state, connection, headers, body).await?;
+    let client = authenticated(state, &request).await?;
+    let token =
+        request.form.remove("token").ok_or_else(|| OAuthError::invalid_request("the token parameter is required"))?;
+    Ok((client, token))
+}
+
 pub async fn introspect(
     State(state): State<AppState>,
     Extension(connection): Extension<ConnectionInfo>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let request = read_form(&state, &connection, &headers, body).await?;
-    let client = authenticated(&state, &request).await?;
-    let token =
-        request.form.get("token").ok_or_else(|| OAuthError::invalid_request("the token parameter is required"))?;
-    Ok(no_store(state.tokens.introspect(&client, token).await))
+    let (client, token) = caller_and_token(&state, &connection, &headers, body).await?;
+    Ok(no_store(state.tokens.introspect(&client, &token).await))
 }
 
 pub async fn revoke(
@@ -130,11 +141,8 @@ pub async fn revoke(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let request = read_form(&state, &connection, &headers, body).await?;
-    let client = authenticated(&state, &request).await?;
-    let token =
-        request.form.get("token").ok_or_else(|| OAuthError::invalid_request("the token parameter is required"))?;
-    state.tokens.revoke(&client, token).await?;
+    let (client, token) = caller_and_token(&state, &connection, &headers, body).await?;
+    state.tokens.revoke(&client, &token).await?;
     Ok(StatusCode::OK.into_response())
 }
 
