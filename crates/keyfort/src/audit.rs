@@ -31,11 +31,25 @@ impl Auditor {
     /// Records the outcome of `attempt` (`error` is `None` on success). A failure to write is logged, not returned: the
     /// registration itself is already durable or already refused.
     pub async fn record(&self, attempt: Attempt<'_>, error: Option<&ApiError>, client: Option<&RegisteredClient>) {
+        let event = self.event(attempt, error, client);
+        if let Err(e) = self.store.record_audit(&event).await {
+            tracing::error!(error = %e, action = event.action, "writing the audit trail failed");
+        }
+    }
+
+    /// The audit line for `attempt`, for callers that write it themselves (a successful
+    /// registration writes it in the same transaction as the client).
+    pub fn event(
+        &self,
+        attempt: Attempt<'_>,
+        error: Option<&ApiError>,
+        client: Option<&RegisteredClient>,
+    ) -> AuditEvent {
         let outcome = match error {
             None => "success".to_owned(),
             Some(e) => e.code().as_str().to_owned(),
         };
-        let event = AuditEvent {
+        AuditEvent {
             at: self.clock.now(),
             action: attempt.action.to_owned(),
             outcome,
@@ -46,9 +60,6 @@ impl Auditor {
             cert_subject: attempt.certificate.map(|c| c.subject.to_string()),
             peer: Some(attempt.peer.ip().to_string()),
             detail: error.map(|e| e.description().chars().take(1000).collect()),
-        };
-        if let Err(e) = self.store.record_audit(&event).await {
-            tracing::error!(error = %e, action = attempt.action, "writing the audit trail failed");
         }
     }
 }

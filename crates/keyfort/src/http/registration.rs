@@ -23,15 +23,24 @@ pub async fn register(
     let (certificate, outcome) = match transport_certificate(&state, &connection, &headers) {
         Err(e) => (None, Err(e)),
         Ok(certificate) => {
-            let outcome = register_checked(&state, &headers, body, certificate.clone()).await;
+            let attempt = Attempt {
+                action: "register",
+                client_id: None,
+                certificate: certificate.as_ref(),
+                peer: connection.peer,
+            };
+            let audit = state.audit.event(attempt, None, None);
+            let outcome = register_checked(&state, &headers, body, certificate.clone(), audit).await;
             (certificate, outcome)
         }
     };
-    let attempt =
-        Attempt { action: "register", client_id: None, certificate: certificate.as_ref(), peer: connection.peer };
     state.metrics.outcome("keyfort_registrations_total", outcome.as_ref().err().map(|e| e.code().as_str()));
-    let client = outcome.as_ref().ok().map(|r| r.client.clone());
-    state.audit.record(attempt, outcome.as_ref().err(), client.as_ref()).await;
+    // A success was audited in the registration's own transaction; a refusal is audited here.
+    if let Err(error) = &outcome {
+        let attempt =
+            Attempt { action: "register", client_id: None, certificate: certificate.as_ref(), peer: connection.peer };
+        state.audit.record(attempt, Some(error), None).await;
+    }
     let registered = outcome?;
     let uri = state.registration.registration_client_uri(&registered.client.client_id);
     let body = registered.client.response_body(Some(&registered.credentials), &state.config.token_lifetimes, &uri);
@@ -50,6 +59,7 @@ async fn register_checked(
     headers: &HeaderMap,
     body: Body,
     certificate: Option<CertificateIdentity>,
+    audit: crate::storage::AuditEvent,
 ) -> Result<Registered, ApiError> {
     if state.config.dcr.authentication_required {
         state.admins.authenticate(headers).await?;
@@ -57,7 +67,7 @@ async fn register_checked(
     let form = request_form(headers)?;
     let limit = state.config.server.max_body_bytes;
     let bytes = super::read_body(body, limit).await?;
-    state.registration.register(form, &bytes, certificate).await
+    state.registration.register(form, &bytes, certificate, audit).await
 }
 
 pub(super) fn request_form(headers: &HeaderMap) -> Result<RequestForm, ApiError> {

@@ -20,7 +20,7 @@ mod management;
 use crate::config::{Config, KeySource};
 use crate::directory::JwksCache;
 use crate::http::ApiError;
-use crate::storage::{CreateClientError, ReplayRecord, Store};
+use crate::storage::{AuditEvent, CreateClientError, ReplayRecord, Store};
 
 /// The path of the registration endpoint, as in WSO2 Identity Server.
 pub const REGISTRATION_PATH: &str = "/api/identity/oauth2/dcr/v1.1/register";
@@ -78,11 +78,14 @@ impl RegistrationService {
 
     /// Registers a client from a request body. `certificate` is the caller's validated
     /// transport certificate, if any.
+    /// `audit` is the attempt's audit line; it is completed with the client and stored in
+    /// the same transaction.
     pub async fn register(
         &self,
         form: RequestForm,
         body: &[u8],
         certificate: Option<CertificateIdentity>,
+        mut audit: AuditEvent,
     ) -> Result<Registered, ApiError> {
         let now = self.clock.now();
         // An administrator authenticated the request when the configuration asks for it.
@@ -90,8 +93,11 @@ impl RegistrationService {
         let checked = self.check_request(form, body, certificate.as_ref(), caller_proven, now).await?;
         let (mut client, credentials) = RegisteredClient::new(checked.approved, checked.software_statement, now);
         client.transport_certificate = certificate.as_ref().map(bound);
+        audit.client_id = Some(client.client_id.clone());
+        audit.software_id = client.software_id.clone();
+        audit.org_id = client.org_id.clone();
         self.store
-            .create_client(&client, &checked.replay, self.config.dcr.one_registration_per_software)
+            .create_client(&client, &checked.replay, self.config.dcr.one_registration_per_software, &audit)
             .await
             .map_err(|e| storage_refusal(e, &checked.replay, client.software_id.as_deref()))?;
         tracing::info!(

@@ -97,13 +97,15 @@ pub enum CreateAdminError {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Records the request's jti and creates the client in one transaction: either both are
-    /// durable when this returns `Ok`, or neither happened.
+    /// Records the request's jti, creates the client and writes its audit line in one
+    /// transaction (one commit, one fsync): all are durable when this returns `Ok`, or none
+    /// happened.
     async fn create_client(
         &self,
         client: &RegisteredClient,
         replay: &ReplayRecord,
         one_per_software: bool,
+        audit: &AuditEvent,
     ) -> Result<(), CreateClientError>;
 
     async fn find_client(&self, client_id: &str) -> Result<Option<RegisteredClient>, StoreError>;

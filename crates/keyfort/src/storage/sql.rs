@@ -82,6 +82,30 @@ macro_rules! insert_jti {
     };
 }
 
+/// Inserts an audit line (a macro for the same reason as `insert_jti`).
+macro_rules! insert_audit {
+    ($executor:expr, $e:expr) => {
+        sqlx::query(
+            "INSERT INTO audit_events (at, action, outcome, client_id, software_id, org_id, cert_thumbprint, \
+             cert_subject, peer, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind($e.at)
+        .bind(&$e.action)
+        .bind(&$e.outcome)
+        .bind(&$e.client_id)
+        .bind(&$e.software_id)
+        .bind(&$e.org_id)
+        .bind(&$e.cert_thumbprint)
+        .bind(&$e.cert_subject)
+        .bind(&$e.peer)
+        .bind(&$e.detail)
+        .execute($executor)
+        .await
+        .map(|_| ())
+        .map_err(StoreError::from)
+    };
+}
+
 macro_rules! sql_store {
     ($store:ident, $pool:ty) => {
         impl $store {
@@ -97,6 +121,7 @@ macro_rules! sql_store {
                 client: &RegisteredClient,
                 replay: &ReplayRecord,
                 one_per_software: bool,
+                audit: &AuditEvent,
             ) -> Result<(), CreateClientError> {
                 let metadata = serde_json::to_string(&client.metadata).map_err(|e| StoreError(e.to_string()))?;
                 let roles = serde_json::to_string(&client.software_roles).map_err(|e| StoreError(e.to_string()))?;
@@ -132,6 +157,7 @@ macro_rules! sql_store {
                         StoreError::from(e).into()
                     }
                 })?;
+                insert_audit!(&mut *tx, audit)?;
                 tx.commit().await.map_err(StoreError::from)?;
                 Ok(())
             }
@@ -280,23 +306,7 @@ macro_rules! sql_store {
             }
 
             async fn record_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO audit_events (at, action, outcome, client_id, software_id, org_id, cert_thumbprint, \
-                     cert_subject, peer, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(e.at)
-                .bind(&e.action)
-                .bind(&e.outcome)
-                .bind(&e.client_id)
-                .bind(&e.software_id)
-                .bind(&e.org_id)
-                .bind(&e.cert_thumbprint)
-                .bind(&e.cert_subject)
-                .bind(&e.peer)
-                .bind(&e.detail)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                insert_audit!(&self.pool, e)
             }
 
             async fn audit_events(&self, client_id: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {

@@ -69,6 +69,10 @@ fn client(software_id: &str) -> RegisteredClient {
     RegisteredClient::new(approved, Some("ssa.jwt.here".into()), 1_800_000_000).0
 }
 
+fn audit() -> keyfort::storage::AuditEvent {
+    keyfort::storage::AuditEvent { at: 1, action: "register".into(), outcome: "success".into(), ..Default::default() }
+}
+
 fn replay(issuer: &str, jti: &str, expires_at: Option<i64>) -> ReplayRecord {
     ReplayRecord { issuer: issuer.into(), jti: jti.into(), expires_at, recorded_at: 1_800_000_000 }
 }
@@ -77,7 +81,7 @@ fn replay(issuer: &str, jti: &str, expires_at: Option<i64>) -> ReplayRecord {
 async fn a_created_client_reads_back_identically() {
     for b in backends().await {
         let c = client("s1");
-        b.store.create_client(&c, &replay("s1", "j1", Some(1)), true).await.unwrap();
+        b.store.create_client(&c, &replay("s1", "j1", Some(1)), true, &audit()).await.unwrap();
         let read = b.store.find_client(&c.client_id).await.unwrap().expect(b.name);
         assert_eq!(read, c, "{}", b.name);
         assert_eq!(read.status, ClientStatus::Active);
@@ -90,27 +94,27 @@ async fn a_created_client_reads_back_identically() {
 async fn a_jti_is_accepted_once_per_issuer_and_a_refusal_stores_nothing() {
     for b in backends().await {
         let first = client("s1");
-        b.store.create_client(&first, &replay("s1", "j1", None), false).await.unwrap();
+        b.store.create_client(&first, &replay("s1", "j1", None), false, &audit()).await.unwrap();
         let second = client("s1");
-        let err = b.store.create_client(&second, &replay("s1", "j1", None), false).await.unwrap_err();
+        let err = b.store.create_client(&second, &replay("s1", "j1", None), false, &audit()).await.unwrap_err();
         assert!(matches!(err, CreateClientError::JtiReplayed), "{}: {err}", b.name);
         assert!(b.store.find_client(&second.client_id).await.unwrap().is_none(), "{}", b.name);
         // The same jti from another issuer is a different request.
-        b.store.create_client(&second, &replay("s2", "j1", None), false).await.unwrap();
+        b.store.create_client(&second, &replay("s2", "j1", None), false, &audit()).await.unwrap();
     }
 }
 
 #[tokio::test]
 async fn one_active_registration_per_software_when_asked() {
     for b in backends().await {
-        b.store.create_client(&client("s1"), &replay("s1", "a", None), true).await.unwrap();
-        let err = b.store.create_client(&client("s1"), &replay("s1", "b", None), true).await.unwrap_err();
+        b.store.create_client(&client("s1"), &replay("s1", "a", None), true, &audit()).await.unwrap();
+        let err = b.store.create_client(&client("s1"), &replay("s1", "b", None), true, &audit()).await.unwrap_err();
         assert!(matches!(err, CreateClientError::SoftwareAlreadyRegistered), "{}: {err}", b.name);
         // The refused attempt did not consume its jti.
-        b.store.create_client(&client("s2"), &replay("s1", "b", None), true).await.unwrap();
+        b.store.create_client(&client("s2"), &replay("s1", "b", None), true, &audit()).await.unwrap();
         // Without the rule, the same software may register again.
-        b.store.create_client(&client("s3"), &replay("s3", "a", None), false).await.unwrap();
-        b.store.create_client(&client("s3"), &replay("s3", "b", None), false).await.unwrap();
+        b.store.create_client(&client("s3"), &replay("s3", "a", None), false, &audit()).await.unwrap();
+        b.store.create_client(&client("s3"), &replay("s3", "b", None), false, &audit()).await.unwrap();
     }
 }
 
@@ -121,7 +125,7 @@ async fn concurrent_registrations_of_one_software_yield_exactly_one_client() {
         for n in 0..8 {
             let store = b.store.clone();
             tasks.push(tokio::spawn(async move {
-                store.create_client(&client("race"), &replay("race", &format!("j{n}"), None), true).await
+                store.create_client(&client("race"), &replay("race", &format!("j{n}"), None), true, &audit()).await
             }));
         }
         let mut created = 0;
@@ -139,14 +143,14 @@ async fn concurrent_registrations_of_one_software_yield_exactly_one_client() {
 #[tokio::test]
 async fn expired_replay_records_are_purged() {
     for b in backends().await {
-        b.store.create_client(&client("p1"), &replay("p1", "old", Some(100)), false).await.unwrap();
-        b.store.create_client(&client("p2"), &replay("p2", "new", Some(10_000)), false).await.unwrap();
-        b.store.create_client(&client("p3"), &replay("p3", "forever", None), false).await.unwrap();
+        b.store.create_client(&client("p1"), &replay("p1", "old", Some(100)), false, &audit()).await.unwrap();
+        b.store.create_client(&client("p2"), &replay("p2", "new", Some(10_000)), false, &audit()).await.unwrap();
+        b.store.create_client(&client("p3"), &replay("p3", "forever", None), false, &audit()).await.unwrap();
         assert_eq!(b.store.purge_expired_jtis(5_000).await.unwrap(), 1, "{}", b.name);
         // The purged jti may be used again; the others may not.
-        b.store.create_client(&client("p1"), &replay("p1", "old", Some(100)), false).await.unwrap();
-        assert!(b.store.create_client(&client("p2"), &replay("p2", "new", None), false).await.is_err());
-        assert!(b.store.create_client(&client("p3"), &replay("p3", "forever", None), false).await.is_err());
+        b.store.create_client(&client("p1"), &replay("p1", "old", Some(100)), false, &audit()).await.unwrap();
+        assert!(b.store.create_client(&client("p2"), &replay("p2", "new", None), false, &audit()).await.is_err());
+        assert!(b.store.create_client(&client("p3"), &replay("p3", "forever", None), false, &audit()).await.is_err());
     }
 }
 
@@ -172,5 +176,23 @@ async fn administrators_are_stored_by_name_once() {
         assert_eq!(b.store.admin_password_hash("ann").await.unwrap().as_deref(), Some("$argon2id$hash"));
         let again = b.store.create_admin("ann", "other", 2).await.unwrap_err();
         assert!(matches!(again, keyfort::storage::CreateAdminError::AdminExists), "{}: {again}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn a_registration_and_its_audit_line_commit_together() {
+    for b in backends().await {
+        let c = client("audited");
+        let line = keyfort::storage::AuditEvent { client_id: Some(c.client_id.clone()), ..audit() };
+        b.store.create_client(&c, &replay("audited", "a", None), true, &line).await.unwrap();
+        let refused = client("audited");
+        let refused_line = keyfort::storage::AuditEvent { client_id: Some(refused.client_id.clone()), ..audit() };
+        assert!(b.store.create_client(&refused, &replay("audited", "b", None), true, &refused_line).await.is_err());
+        assert_eq!(b.store.audit_events(Some(&c.client_id), 10).await.unwrap(), vec![line], "{}", b.name);
+        assert!(
+            b.store.audit_events(Some(&refused.client_id), 10).await.unwrap().is_empty(),
+            "{}: rolled back",
+            b.name
+        );
     }
 }
