@@ -97,12 +97,17 @@ enum SandboxCommand {
         #[arg(long = "redirect-uri", required = true)]
         redirect_uris: Vec<String>,
     },
-    /// Publish the keystore (JWKS) over HTTP on a loopback address.
+    /// Publish the keystore (JWKS): over HTTP on a loopback address, or over HTTPS with a
+    /// certificate from the sandbox CA (--https).
     Serve {
         dir: PathBuf,
-        /// Address to listen on; must be loopback. Default: the host and port of the keystore URL.
+        /// Address to listen on. Default: the host and port of the keystore URL. Plain HTTP
+        /// only on loopback.
         #[arg(long)]
         listen: Option<String>,
+        /// Serve HTTPS (trust ca/bundle.pem); needed for any non-loopback address.
+        #[arg(long)]
+        https: bool,
     },
 }
 
@@ -382,20 +387,34 @@ fn sandbox(command: SandboxCommand) -> anyhow::Result<String> {
                 f.obwac_key.display()
             ))
         }
-        SandboxCommand::Serve { dir, listen } => {
+        SandboxCommand::Serve { dir, listen, https } => {
             let sandbox = Sandbox::open(&dir)?;
-            let listen =
-                listen.unwrap_or_else(|| sandbox.manifest.keystore_url.trim_start_matches("http://").to_owned());
+            let default = sandbox.manifest.keystore_url.split("://").nth(1).unwrap_or_default().to_owned();
+            let listen = listen.unwrap_or(default);
             let addr: std::net::SocketAddr =
                 listen.parse().map_err(|_| anyhow::anyhow!("--listen {listen} is not an address:port"))?;
-            if !addr.ip().is_loopback() {
-                anyhow::bail!("the sandbox keystore serves plain HTTP and only on a loopback address");
+            if !https && !addr.ip().is_loopback() {
+                anyhow::bail!("plain HTTP is served only on a loopback address; use --https for {addr}");
             }
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let listener = tokio::net::TcpListener::bind(addr).await?;
-                println!("sandbox keystore at http://{addr} (Ctrl-C to stop)");
-                axum::serve(listener, sandbox.keystore_router()).with_graceful_shutdown(shutdown_signal()).await?;
+                if https {
+                    println!(
+                        "sandbox keystore at https://{addr} (trust {}; Ctrl-C to stop)",
+                        sandbox.ca_bundle().display()
+                    );
+                    keyfort::http::serve(
+                        listener,
+                        sandbox.keystore_tls()?,
+                        sandbox.keystore_router(),
+                        shutdown_signal(),
+                    )
+                    .await;
+                } else {
+                    println!("sandbox keystore at http://{addr} (Ctrl-C to stop)");
+                    axum::serve(listener, sandbox.keystore_router()).with_graceful_shutdown(shutdown_signal()).await?;
+                }
                 Ok(String::new())
             })
         }

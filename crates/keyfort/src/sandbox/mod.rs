@@ -271,6 +271,20 @@ impl Sandbox {
         write(&self.dir.join("software").join(&s.software_id).join("ssa.jwt"), ssa)
     }
 
+    /// TLS for serving the keystore over HTTPS, with the certificate `init` issued for
+    /// localhost from the sandbox CA (clients trust `ca/bundle.pem`).
+    pub fn keystore_tls(&self) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
+        let cert_pem = std::fs::read(self.dir.join("ca/keystore-server.pem"))?;
+        let key_pem = std::fs::read(self.dir.join("ca/keystore-server.key"))?;
+        let chain = rustls_pemfile::certs(&mut &cert_pem[..]).collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pemfile::private_key(&mut &key_pem[..])?.ok_or_else(|| anyhow::anyhow!("no keystore key"))?;
+        let config = rustls::ServerConfig::builder_with_provider(crate::tls::crypto_provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        Ok(std::sync::Arc::new(config))
+    }
+
     /// The keystore as routes: every file under `keystore/` at its relative path.
     pub fn keystore_router(&self) -> axum::Router {
         let root = self.dir.join("keystore");

@@ -178,3 +178,32 @@ fn a_tpp_onboards_with_the_command_line_against_serve_with_sandbox() {
     assert!(String::from_utf8_lossy(&gone.stderr).contains("invalid_token"));
     drop(server);
 }
+
+#[test]
+fn the_keystore_is_served_over_https_with_the_sandbox_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = dir.path().join("sb");
+    let port = free_port();
+    ok(&keyfort(&["sandbox", "init", path(&sandbox), "--keystore-url", &format!("https://localhost:{port}")]));
+    let _server = Child(
+        Command::new(env!("CARGO_BIN_EXE_keyfort"))
+            .args(["sandbox", "serve", path(&sandbox), "--https", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = keyfort::cli::https_client(Some(&sandbox.join("ca/bundle.pem")), None).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let jwks: Value = runtime.block_on(async {
+        for _ in 0..100 {
+            if let Ok(response) = client.get(format!("https://localhost:{port}/openbanking.jwks")).send().await {
+                return serde_json::from_str(&response.text().await.unwrap()).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the keystore did not answer over https");
+    });
+    assert_eq!(jwks["keys"][0]["alg"], "PS256");
+    let plain_elsewhere = keyfort(&["sandbox", "serve", path(&sandbox), "--listen", "0.0.0.0:0"]);
+    assert!(!plain_elsewhere.status.success(), "plain HTTP off loopback is refused");
+}
