@@ -126,17 +126,7 @@ async fn run(seconds: u64, concurrency: usize) {
     tokio::spawn(app.run_until(std::future::pending()));
     let cacert = dir.join("data/dev-tls/cert.pem");
 
-    let options = RegisterOptions {
-        server: server.clone(),
-        ssa: files.ssa.clone(),
-        signing_key: files.signing_key.clone(),
-        kid: files.kid.clone(),
-        cert: files.transport_cert.clone(),
-        key: files.transport_key.clone(),
-        cacert: Some(cacert.clone()),
-        json: false,
-        auth_method: "private_key_jwt".into(),
-    };
+    let options = RegisterOptions::for_sandbox_software(&server, &files, &cacert);
     let key = keyfort::signing::load_pem_key(&files.signing_key, None, &files.kid).unwrap();
     let ssa = std::fs::read_to_string(&files.ssa).unwrap();
     let plain = keyfort::cli::https_client(Some(&cacert), None).unwrap();

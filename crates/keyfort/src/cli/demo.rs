@@ -163,17 +163,7 @@ pub async fn run(wait: bool) -> anyhow::Result<()> {
     out.detail("database", data.join("keyfort.db").display());
 
     out.step("The TPP registers: signed request with its SSA, over mutual TLS");
-    let options = RegisterOptions {
-        server: server.clone(),
-        ssa: files.ssa.clone(),
-        signing_key: files.signing_key.clone(),
-        kid: files.kid.clone(),
-        cert: files.transport_cert.clone(),
-        key: files.transport_key.clone(),
-        cacert: Some(cacert.clone()),
-        json: false,
-        auth_method: "private_key_jwt".into(),
-    };
+    let options = RegisterOptions::for_sandbox_software(&server, &files, &cacert);
     let (exchange, registration) = tpp::register(&options).await?;
     out.exchange(
         "registration",

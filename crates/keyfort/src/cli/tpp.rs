@@ -43,6 +43,24 @@ pub struct RegisterOptions {
     pub auth_method: String,
 }
 
+impl RegisterOptions {
+    /// A signed private_key_jwt registration of a sandbox software, with its legacy OB
+    /// transport certificate, against `server` (trusting `cacert`).
+    pub fn for_sandbox_software(server: &str, files: &crate::sandbox::SoftwareFiles, cacert: &Path) -> Self {
+        Self {
+            server: server.to_owned(),
+            ssa: files.ssa.clone(),
+            signing_key: files.signing_key.clone(),
+            kid: files.kid.clone(),
+            cert: files.transport_cert.clone(),
+            key: files.transport_key.clone(),
+            cacert: Some(cacert.to_path_buf()),
+            json: false,
+            auth_method: "private_key_jwt".into(),
+        }
+    }
+}
+
 /// One HTTP exchange, for printing.
 pub struct Exchange {
     pub request: Value,
