@@ -71,9 +71,22 @@ pub fn random_b64url(bytes: usize) -> String {
     b64url_encode(buf)
 }
 
-/// A new client identifier: 24 random bytes, 32 URL-safe characters (OBIE allows up to 36).
+/// A new client identifier: 32 random letters and digits (about 190 bits; OBIE allows up to
+/// 36 characters). Letters and digits only, so an identifier never starts with `-` (which a
+/// command line would take for an option) nor needs escaping anywhere.
 pub fn new_client_id() -> String {
-    random_b64url(24)
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    const LENGTH: usize = 32;
+    let mut id = String::with_capacity(LENGTH);
+    let mut buf = [0u8; 64];
+    while id.len() < LENGTH {
+        rand::fill(&mut buf).expect("the system random number generator failed");
+        // Rejection sampling keeps every character equally likely: 248 = 4 × 62.
+        id.extend(
+            buf.iter().filter(|b| **b < 248).map(|b| ALPHABET[(*b % 62) as usize] as char).take(LENGTH - id.len()),
+        );
+    }
+    id
 }
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {
@@ -106,10 +119,13 @@ mod tests {
     }
 
     #[test]
-    fn client_ids_are_url_safe_and_short() {
-        let id = new_client_id();
-        assert!(id.len() <= 36);
-        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-        assert_ne!(id, new_client_id());
+    fn client_ids_are_letters_and_digits_and_short() {
+        // Enough draws that a leading '-' or '_' of the old base64url ids would show up.
+        for _ in 0..2000 {
+            let id = new_client_id();
+            assert_eq!(id.len(), 32);
+            assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+        }
+        assert_ne!(new_client_id(), new_client_id());
     }
 }

@@ -14,8 +14,10 @@ use crate::admin::AdminAuthenticator;
 use crate::audit::Auditor;
 use crate::config::{ClientAuthMode, Config};
 use crate::directory::{HttpFetcher, JwksCache};
+use crate::health::Readiness;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::operator::OperatorService;
 use crate::registration::RegistrationService;
 use crate::signing::KeyRing;
 use crate::storage::{self, Store};
@@ -75,9 +77,6 @@ impl Application {
             Duration::from_secs(config.http_client.jwks_min_refresh_seconds),
             metrics.clone(),
         ));
-        let registration =
-            Arc::new(RegistrationService::new(config.clone(), store.clone(), keys.clone(), clock.clone()));
-        let jwks = keys;
         let admins = Arc::new(AdminAuthenticator::new(store.clone())?);
         let longest_token = config.token_lifetimes.application.max(config.token_lifetimes.user);
         let ring = Arc::new(
@@ -90,16 +89,25 @@ impl Application {
             )
             .await?,
         );
-        let tokens = Arc::new(TokenService::new(config.clone(), store.clone(), jwks, ring.clone(), clock.clone()));
-        let audit = Arc::new(Auditor::new(store.clone(), clock.clone()));
+        let tokens =
+            Arc::new(TokenService::new(config.clone(), store.clone(), keys.clone(), ring.clone(), clock.clone()));
+        let auditor = Arc::new(Auditor::new(store.clone(), clock.clone()));
+        let registration = Arc::new(RegistrationService::new(
+            config.clone(),
+            store.clone(),
+            keys,
+            clock.clone(),
+            auditor.clone(),
+            tokens.clone(),
+        ));
         let router = http::router(AppState {
             config: config.clone(),
+            operator: Arc::new(OperatorService::new(store.clone(), auditor, clock.clone())),
+            readiness: Arc::new(Readiness::new(store.clone(), registration.clone())),
             registration,
-            transport,
-            admins,
             tokens,
-            audit,
-            store: store.clone(),
+            admins,
+            transport,
             metrics: metrics.clone(),
             clock: clock.clone(),
         });

@@ -1,26 +1,49 @@
 //! The audit trail of registrations: who (client, software, organisation), from which
-//! certificate and address, did what, when, and how it ended, stored in the database.
+//! certificate and address, did what, when, and how it ended.
+//!
+//! Services build the lines; a line that records a change is committed in the same
+//! transaction as the change (the store takes it with the change), and a refusal is written
+//! on its own where the service refuses.
 
 use std::sync::Arc;
 
 use keyfort_core::clock::Clock;
 use keyfort_core::registration::RegisteredClient;
-use keyfort_core::transport::CertificateIdentity;
 
-use crate::http::ApiError;
+use crate::caller::Caller;
+use crate::error::ServiceError;
 use crate::storage::{AuditEvent, Store};
+
+/// What was attempted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    Register,
+    Read,
+    Update,
+    Delete,
+    Suspend,
+    Reactivate,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Register => "register",
+            AuditAction::Read => "read",
+            AuditAction::Update => "update",
+            AuditAction::Delete => "delete",
+            AuditAction::Suspend => "suspend",
+            AuditAction::Reactivate => "reactivate",
+        }
+    }
+}
+
+/// The longest error description kept in an audit line.
+const MAX_DETAIL_CHARS: usize = 1000;
 
 pub struct Auditor {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-}
-
-/// The facts of one attempt, gathered by the handler.
-pub struct Attempt<'a> {
-    pub action: &'static str,
-    pub client_id: Option<&'a str>,
-    pub certificate: Option<&'a CertificateIdentity>,
-    pub peer: std::net::SocketAddr,
 }
 
 impl Auditor {
@@ -28,38 +51,48 @@ impl Auditor {
         Self { store, clock }
     }
 
-    /// Records the outcome of `attempt` (`error` is `None` on success). A failure to write is logged, not returned: the
-    /// registration itself is already durable or already refused.
-    pub async fn record(&self, attempt: Attempt<'_>, error: Option<&ApiError>, client: Option<&RegisteredClient>) {
-        let event = self.event(attempt, error, client);
-        if let Err(e) = self.store.record_audit(&event).await {
-            tracing::error!(error = %e, action = event.action, "writing the audit trail failed");
+    /// The line of a successful `action` on `client`, for the store to commit with the change.
+    pub fn success(&self, action: AuditAction, caller: &Caller, client: &RegisteredClient) -> AuditEvent {
+        let mut event = self.line(action, caller, Some(&client.client_id));
+        event.software_id = client.software_id.clone();
+        event.org_id = client.org_id.clone();
+        event
+    }
+
+    /// Writes the line of a refused `action` (on `client_id`, when one was named). A failure
+    /// to write is logged, not returned: the caller's answer is already decided.
+    pub async fn refusal(&self, action: AuditAction, caller: &Caller, client_id: Option<&str>, error: &ServiceError) {
+        let mut event = self.line(action, caller, client_id);
+        event.outcome = error.code().as_str().to_owned();
+        let description = error.description();
+        event.detail = Some(match &caller.administrator {
+            Some(admin) => format!("by administrator {admin}: {description}"),
+            None => description,
+        });
+        event.detail = event.detail.map(|d| d.chars().take(MAX_DETAIL_CHARS).collect());
+        self.write(&event).await;
+    }
+
+    /// Writes a line that records no change (a read), on its own.
+    pub async fn write(&self, event: &AuditEvent) {
+        if let Err(e) = self.store.record_audit(event).await {
+            tracing::error!(error = %e, action = %event.action, "writing the audit trail failed");
         }
     }
 
-    /// The audit line for `attempt`, for callers that write it themselves (a successful
-    /// registration writes it in the same transaction as the client).
-    pub fn event(
-        &self,
-        attempt: Attempt<'_>,
-        error: Option<&ApiError>,
-        client: Option<&RegisteredClient>,
-    ) -> AuditEvent {
-        let outcome = match error {
-            None => "success".to_owned(),
-            Some(e) => e.code().as_str().to_owned(),
-        };
+    fn line(&self, action: AuditAction, caller: &Caller, client_id: Option<&str>) -> AuditEvent {
+        let certificate = caller.audited_certificate();
         AuditEvent {
             at: self.clock.now(),
-            action: attempt.action.to_owned(),
-            outcome,
-            client_id: client.map(|c| c.client_id.clone()).or_else(|| attempt.client_id.map(str::to_owned)),
-            software_id: client.and_then(|c| c.software_id.clone()),
-            org_id: client.and_then(|c| c.org_id.clone()),
-            cert_thumbprint: attempt.certificate.map(|c| c.thumbprint_s256.clone()),
-            cert_subject: attempt.certificate.map(|c| c.subject.to_string()),
-            peer: Some(attempt.peer.ip().to_string()),
-            detail: error.map(|e| e.description().chars().take(1000).collect()),
+            action: action.as_str().to_owned(),
+            outcome: "success".to_owned(),
+            client_id: client_id.map(str::to_owned),
+            software_id: None,
+            org_id: None,
+            cert_thumbprint: certificate.map(|c| c.thumbprint_s256.clone()),
+            cert_subject: certificate.map(|c| c.subject.to_string()),
+            peer: Some(caller.peer.to_string()),
+            detail: caller.administrator.as_ref().map(|admin| format!("by administrator {admin}")),
         }
     }
 }

@@ -14,11 +14,15 @@
 pub mod admin;
 pub mod app;
 pub mod audit;
+pub mod caller;
 pub mod cli;
 pub mod config;
 pub mod directory;
+pub mod error;
+pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod operator;
 pub mod registration;
 pub mod sandbox;
 pub mod signing;

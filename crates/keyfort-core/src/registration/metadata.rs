@@ -54,20 +54,21 @@ macro_rules! string_enum {
 }
 
 string_enum!(
-    /// How a client authenticates at the token endpoint.
+    /// How a client authenticates at the token endpoint. `client_secret_jwt` is deliberately
+    /// absent: FAPI forbids it, and an HMAC assertion keyed with a secret the bank also
+    /// holds proves less than `private_key_jwt`.
     AuthMethod {
         PrivateKeyJwt => "private_key_jwt",
         TlsClientAuth => "tls_client_auth",
         ClientSecretBasic => "client_secret_basic",
         ClientSecretPost => "client_secret_post",
-        ClientSecretJwt => "client_secret_jwt",
     }
 );
 
 impl AuthMethod {
     /// Methods that authenticate with a shared secret the server must issue.
     pub fn uses_client_secret(self) -> bool {
-        matches!(self, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost | AuthMethod::ClientSecretJwt)
+        matches!(self, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
     }
 }
 

@@ -9,11 +9,9 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::http::{header, HeaderMap, StatusCode};
-use base64::Engine;
 use keyfort_core::error::{ErrorCode, OAuthError};
 
-use crate::http::ApiError;
+use crate::error::{Challenge, ServiceError};
 use crate::storage::Store;
 
 /// Failures allowed before a name is locked.
@@ -50,11 +48,40 @@ pub struct AdminAuthenticator {
     dummy_hash: String,
 }
 
-fn unauthorized(description: impl Into<String>) -> ApiError {
-    ApiError::Challenge(
-        OAuthError::new(ErrorCode::InvalidClient, description),
-        "Basic realm=\"keyfort\", charset=\"UTF-8\"".into(),
-    )
+/// An administrator whose credentials the edge has checked. Only [`AdminAuthenticator`]
+/// makes one, so holding one is proof of a successful sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Administrator {
+    name: String,
+}
+
+impl Administrator {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Display for Administrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// A name and password from `Authorization: Basic`, not yet checked.
+pub struct BasicCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicCredentials").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+/// The refusal of a sign-in: the caller must authenticate with Basic.
+pub fn unauthorized(description: impl Into<String>) -> ServiceError {
+    ServiceError::Unauthenticated(OAuthError::new(ErrorCode::InvalidClient, description), Challenge::Basic)
 }
 
 impl AdminAuthenticator {
@@ -67,24 +94,25 @@ impl AdminAuthenticator {
         })
     }
 
-    /// Checks `Authorization: Basic` against the administrators; returns the name.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
-        let (username, password) = basic_credentials(headers)?;
+    /// Checks an administrator's name and password.
+    #[tracing::instrument(skip_all)]
+    pub async fn authenticate(&self, credentials: BasicCredentials) -> Result<Administrator, ServiceError> {
+        let BasicCredentials { username, password } = credentials;
         self.refuse_if_locked(&username)?;
-        let _permit = self.verifications.acquire().await.map_err(|e| ApiError::Internal(e.into()))?;
+        let _permit = self.verifications.acquire().await.map_err(|e| ServiceError::Internal(e.into()))?;
         // Checked again: attempts that queued behind the permit may have locked the name.
         self.refuse_if_locked(&username)?;
-        let stored = self.store.admin_password_hash(&username).await.map_err(|e| ApiError::Internal(e.into()))?;
+        let stored = self.store.admin_password_hash(&username).await?;
         let hash = stored.clone().unwrap_or_else(|| self.dummy_hash.clone());
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
                 .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
         })
         .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+        .map_err(|e| ServiceError::Internal(e.into()))?;
         if ok && stored.is_some() {
             self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&username);
-            return Ok(username);
+            return Ok(Administrator { name: username });
         }
         self.record_failure(&username);
         // The attempted name is logged only when it is a real administrator: a password typed
@@ -96,19 +124,22 @@ impl AdminAuthenticator {
         Err(unauthorized("the administrator name or password is wrong"))
     }
 
-    fn refuse_if_locked(&self, username: &str) -> Result<(), ApiError> {
+    fn refuse_if_locked(&self, username: &str) -> Result<(), ServiceError> {
         match self.locked_for(username) {
             None => Ok(()),
-            Some(wait) => Err(ApiError::WithStatus(
-                StatusCode::TOO_MANY_REQUESTS,
-                OAuthError::new(
-                    ErrorCode::InvalidClient,
-                    format!(
-                        "too many failed sign-ins for this administrator; try again in {} seconds",
-                        wait.as_secs().max(1)
+            Some(wait) => {
+                let retry_after = Duration::from_secs(wait.as_secs().max(1));
+                Err(ServiceError::Throttled {
+                    error: OAuthError::new(
+                        ErrorCode::InvalidClient,
+                        format!(
+                            "too many failed sign-ins for this administrator; try again in {} seconds",
+                            retry_after.as_secs()
+                        ),
                     ),
-                ),
-            )),
+                    retry_after,
+                })
+            }
         }
     }
 
@@ -138,25 +169,4 @@ impl AdminAuthenticator {
             entry.locked_until = Some(Instant::now() + lock);
         }
     }
-}
-
-fn basic_credentials(headers: &HeaderMap) -> Result<(String, String), ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized("administrator credentials are required: send Authorization: Basic"));
-    };
-    let value = value.to_str().map_err(|_| unauthorized("the Authorization header is not ASCII"))?;
-    let Some((scheme, encoded)) = value.split_once(' ') else {
-        return Err(unauthorized("the Authorization header must be \"Basic <base64(name:password)>\""));
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(unauthorized(format!("the Authorization scheme must be Basic, not {scheme}")));
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| unauthorized("the Basic credentials are not base64 of UTF-8 \"name:password\""))?;
-    let (name, password) =
-        decoded.split_once(':').ok_or_else(|| unauthorized("the Basic credentials must be \"name:password\""))?;
-    Ok((name.to_owned(), password.to_owned()))
 }

@@ -1,28 +1,35 @@
-//! The one place where errors become HTTP responses: status, RFC 6749/7591 JSON body, and
-//! `WWW-Authenticate` where RFC 6750 asks for it.
+//! The one place where errors become HTTP responses: status, RFC 6749/7591 JSON body,
+//! `WWW-Authenticate` where RFC 6750 and 7235 ask for it, and `Retry-After`.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyfort_core::error::{ErrorCode, OAuthError};
 use serde_json::json;
 
+use crate::error::{Challenge, ServiceError};
+
+/// How long a caller is asked to wait when a dependency is unavailable.
+const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 30;
+
 #[derive(Debug)]
 pub enum ApiError {
-    /// A client error whose status follows from its code.
-    OAuth(OAuthError),
-    /// A client error with a status its code does not imply (404, 405, 413, 415).
-    WithStatus(StatusCode, OAuthError),
-    /// A client error answered with a `WWW-Authenticate` challenge (RFC 7235).
-    Challenge(OAuthError, String),
-    /// A dependency (the directory, a TPP's key server) cannot be reached: retry later.
-    Unavailable(String),
-    /// A fault of this server. The cause is logged; the client gets a reference to quote.
-    Internal(anyhow::Error),
+    /// A service's answer.
+    Service(ServiceError),
+    /// Refused by the HTTP edge before any service ran, with a status the code does not
+    /// imply: unknown path (404), wrong method (405), a body too slow (408) or too large
+    /// (413), a wrong content type (415).
+    Edge(StatusCode, OAuthError),
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError::Service(e)
+    }
 }
 
 impl From<OAuthError> for ApiError {
     fn from(e: OAuthError) -> Self {
-        ApiError::OAuth(e)
+        ApiError::Service(ServiceError::Refused(e))
     }
 }
 
@@ -30,22 +37,22 @@ impl ApiError {
     /// The OAuth error code the client will see.
     pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::OAuth(e) | ApiError::WithStatus(_, e) | ApiError::Challenge(e, _) => e.code,
-            ApiError::Unavailable(_) => ErrorCode::TemporarilyUnavailable,
-            ApiError::Internal(_) => ErrorCode::ServerError,
+            ApiError::Service(e) => e.code(),
+            ApiError::Edge(_, e) => e.code,
         }
     }
 
-    /// The description the client will see (internal causes are not repeated).
-    pub fn description(&self) -> String {
+    /// The refusal as a service would have phrased it, for the audit trail of requests the
+    /// edge refused before a service saw them.
+    pub fn as_refusal(&self) -> Option<ServiceError> {
         match self {
-            ApiError::OAuth(e) | ApiError::WithStatus(_, e) | ApiError::Challenge(e, _) => e.description.clone(),
-            ApiError::Unavailable(why) => why.clone(),
-            ApiError::Internal(_) => "internal error".to_owned(),
+            ApiError::Edge(_, e) => Some(ServiceError::Refused(e.clone())),
+            ApiError::Service(_) => None,
         }
     }
 }
 
+/// The status an OAuth error code implies when nothing more specific is known.
 pub fn status_for(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
@@ -56,24 +63,38 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
     }
 }
 
+fn challenge_header(challenge: Challenge) -> HeaderValue {
+    match challenge {
+        Challenge::Basic => HeaderValue::from_static("Basic realm=\"keyfort\", charset=\"UTF-8\""),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut challenge = None;
+        let mut retry_after = None;
         let (status, error) = match self {
-            ApiError::OAuth(e) => (status_for(e.code), e),
-            ApiError::Challenge(e, c) => {
-                challenge = Some(c);
+            ApiError::Edge(status, e) => (status, e),
+            ApiError::Service(ServiceError::Refused(e)) => (status_for(e.code), e),
+            ApiError::Service(ServiceError::Forbidden(e)) => (StatusCode::FORBIDDEN, e),
+            ApiError::Service(ServiceError::NotFound(e)) => (StatusCode::NOT_FOUND, e),
+            ApiError::Service(ServiceError::Unauthenticated(e, scheme)) => {
+                challenge = Some(challenge_header(scheme));
                 (StatusCode::UNAUTHORIZED, e)
             }
-            ApiError::WithStatus(status, e) => (status, e),
-            ApiError::Unavailable(why) => {
-                tracing::warn!(error = %why, "dependency unavailable");
+            ApiError::Service(ServiceError::Throttled { error, retry_after: wait }) => {
+                retry_after = Some(wait.as_secs().max(1));
+                (StatusCode::TOO_MANY_REQUESTS, error)
+            }
+            ApiError::Service(unavailable @ ServiceError::Unavailable(_)) => {
+                tracing::warn!(error = %unavailable, "dependency unavailable");
+                retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECONDS);
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    OAuthError::new(ErrorCode::TemporarilyUnavailable, format!("{why}; try again later")),
+                    OAuthError::new(ErrorCode::TemporarilyUnavailable, unavailable.description()),
                 )
             }
-            ApiError::Internal(cause) => {
+            ApiError::Service(ServiceError::Internal(cause)) => {
                 let reference = keyfort_core::secret::random_b64url(9);
                 tracing::error!(reference = %reference, error = format!("{cause:#}"), "internal error");
                 (
@@ -90,10 +111,11 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        if let Some(value) = challenge {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
         if error.code == ErrorCode::InvalidToken {
+            // RFC 6750 §3: the Bearer challenge carries the error.
             let challenge = format!(
                 "Bearer error=\"invalid_token\", error_description=\"{}\"",
                 error.description.replace(['"', '\\'], "'")
@@ -102,8 +124,8 @@ impl IntoResponse for ApiError {
                 headers.insert(header::WWW_AUTHENTICATE, value);
             }
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

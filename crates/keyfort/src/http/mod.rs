@@ -1,9 +1,11 @@
-//! The HTTP edge: routes, thin handlers, and the TLS listener. Handlers read the request,
-//! call a service, and turn its result into a response; errors go through [`ApiError`].
+//! The HTTP edge: routes, thin handlers, and the TLS listener. Handlers establish who the
+//! caller is ([`extract`]), read the request into typed values, call a service, and turn
+//! its result into a response; every error goes through [`ApiError`], mapped in one place.
 
 mod admin;
 mod discovery;
 mod error;
+mod extract;
 mod listener;
 mod management;
 mod openapi;
@@ -23,26 +25,28 @@ pub use error::{status_for, ApiError};
 pub use listener::{serve, ConnectionInfo};
 
 use crate::admin::AdminAuthenticator;
-use crate::audit::Auditor;
 use crate::config::Config;
+use crate::health::Readiness;
 use crate::metrics::Metrics;
+use crate::operator::OperatorService;
 use crate::registration::{RegistrationService, REGISTRATION_PATH};
-use crate::storage::Store;
 use crate::token::{TokenService, INTROSPECTION_PATH, JWKS_PATH, REVOCATION_PATH, TOKEN_PATH};
 use crate::transport::TransportTrust;
 use keyfort_core::clock::Clock;
 
-/// What every handler may use. Built once from the configuration; no globals.
+/// What every handler may use: the services and what the edge itself needs. Built once
+/// from the configuration; no globals. The store is deliberately not here: handlers reach
+/// data only through services, which audit what they change.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub registration: Arc<RegistrationService>,
+    pub tokens: Arc<TokenService>,
+    pub operator: Arc<OperatorService>,
+    pub admins: Arc<AdminAuthenticator>,
+    pub readiness: Arc<Readiness>,
     /// Transport certificate checks; `None` when no client CA is configured.
     pub transport: Option<Arc<TransportTrust>>,
-    pub admins: Arc<AdminAuthenticator>,
-    pub tokens: Arc<TokenService>,
-    pub audit: Arc<Auditor>,
-    pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
 }
@@ -84,7 +88,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::WithStatus(
+    ApiError::Edge(
         StatusCode::NOT_FOUND,
         OAuthError::invalid_request(
             "no such endpoint; see GET /.well-known/openid-configuration for this server's endpoints",
@@ -93,7 +97,7 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed(method: Method) -> ApiError {
-    ApiError::WithStatus(
+    ApiError::Edge(
         StatusCode::METHOD_NOT_ALLOWED,
         OAuthError::invalid_request(format!("method {method} is not allowed on this endpoint")),
     )
@@ -124,16 +128,7 @@ async fn record_http_metrics(
 /// Ready when the database answers and the directory keys can be had.
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let mut problems = Vec::new();
-    // The causes go to the log; the public answer names only the component.
-    if let Err(e) = state.store.ping().await {
-        tracing::warn!(error = %e, "not ready: database");
-        problems.push("database");
-    }
-    if let Err(e) = state.registration.directory_keys_ready().await {
-        tracing::warn!(error = %e, "not ready: directory keys");
-        problems.push("directory keys");
-    }
+    let problems = state.readiness.problems().await;
     if problems.is_empty() {
         (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"}))).into_response()
     } else {
@@ -148,11 +143,11 @@ pub(crate) async fn read_body(body: axum::body::Body, limit: usize) -> Result<by
     const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
     match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(ApiError::WithStatus(
+        Ok(Err(_)) => Err(ApiError::Edge(
             StatusCode::PAYLOAD_TOO_LARGE,
             OAuthError::invalid_request(format!("the request body is larger than the {limit} bytes accepted")),
         )),
-        Err(_) => Err(ApiError::WithStatus(
+        Err(_) => Err(ApiError::Edge(
             StatusCode::REQUEST_TIMEOUT,
             OAuthError::invalid_request("the request body was not received within 30 seconds"),
         )),

@@ -1,3 +1,6 @@
+//! `POST /register` (and WSO2's path): the body is the registration request as JSON, or as
+//! a compact JWS (`application/jose` or `application/jwt`, the OBIE form).
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -5,42 +8,20 @@ use axum::response::{IntoResponse, Response};
 use keyfort_core::error::OAuthError;
 use keyfort_core::registration::RequestForm;
 
-use super::{ApiError, AppState, ConnectionInfo};
-use crate::audit::Attempt;
-use crate::registration::Registered;
-use axum::Extension;
-use keyfort_core::error::ErrorCode;
-use keyfort_core::transport::CertificateIdentity;
+use super::extract::{authenticate_administrator, RequestCaller};
+use super::{ApiError, AppState};
+use crate::audit::AuditAction;
+use crate::caller::Caller;
+use crate::registration::Submission;
 
-/// `POST /register`: the body is the registration request as JSON, or as a compact JWS
-/// (`application/jose` or `application/jwt`, the OBIE form).
 pub async fn register(
     State(state): State<AppState>,
-    Extension(connection): Extension<ConnectionInfo>,
+    RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (certificate, outcome) = match transport_certificate(&state, &connection, &headers) {
-        Err(e) => (None, Err(e)),
-        Ok(certificate) => {
-            let attempt = Attempt {
-                action: "register",
-                client_id: None,
-                certificate: certificate.as_ref(),
-                peer: connection.peer,
-            };
-            let audit = state.audit.event(attempt, None, None);
-            let outcome = register_checked(&state, &headers, body, certificate.clone(), audit).await;
-            (certificate, outcome)
-        }
-    };
+    let outcome = register_checked(&state, caller, &headers, body).await;
     state.metrics.outcome("keyfort_registrations_total", outcome.as_ref().err().map(|e| e.code().as_str()));
-    // A success was audited in the registration's own transaction; a refusal is audited here.
-    if let Err(error) = &outcome {
-        let attempt =
-            Attempt { action: "register", client_id: None, certificate: certificate.as_ref(), peer: connection.peer };
-        state.audit.record(attempt, Some(error), None).await;
-    }
     let registered = outcome?;
     let uri = state.registration.registration_client_uri(&registered.client.client_id);
     let body = registered.client.response_body(Some(&registered.credentials), &state.config.token_lifetimes, &uri);
@@ -56,23 +37,60 @@ pub async fn register(
 
 async fn register_checked(
     state: &AppState,
+    caller: Caller,
     headers: &HeaderMap,
     body: Body,
-    certificate: Option<CertificateIdentity>,
-    audit: crate::storage::AuditEvent,
-) -> Result<Registered, ApiError> {
-    if state.config.dcr.authentication_required {
-        state.admins.authenticate(headers).await?;
-    }
-    let form = request_form(headers)?;
-    let limit = state.config.server.max_body_bytes;
-    let bytes = super::read_body(body, limit).await?;
-    state.registration.register(form, &bytes, certificate, audit).await
+) -> Result<crate::registration::Registered, ApiError> {
+    // WSO2's `authentication_required`: the administrator is part of who the caller is.
+    let caller = if state.config.dcr.authentication_required {
+        match authenticate_administrator(state, headers).await {
+            Ok(administrator) => caller.with_administrator(administrator),
+            Err(error) => return Err(refused_at_edge(state, AuditAction::Register, &caller, None, error).await),
+        }
+    } else {
+        caller
+    };
+    let bytes = match read_submission(state, headers, body).await {
+        Ok(read) => read,
+        Err(error) => return Err(refused_at_edge(state, AuditAction::Register, &caller, None, error).await),
+    };
+    let submission = Submission { form: bytes.0, body: &bytes.1 };
+    Ok(state.registration.register(&caller, submission).await?)
 }
 
-pub(super) fn request_form(headers: &HeaderMap) -> Result<RequestForm, ApiError> {
+/// Has the registration service audit a request the edge refused, and returns the refusal.
+pub(super) async fn refused_at_edge(
+    state: &AppState,
+    action: AuditAction,
+    caller: &Caller,
+    client_id: Option<&str>,
+    error: ApiError,
+) -> ApiError {
+    match &error {
+        ApiError::Service(service) => state.registration.refused_at_edge(action, caller, client_id, service).await,
+        edge => {
+            if let Some(refusal) = edge.as_refusal() {
+                state.registration.refused_at_edge(action, caller, client_id, &refusal).await;
+            }
+        }
+    }
+    error
+}
+
+/// The request's form (from `Content-Type`) and its body, at most `max_body_bytes`.
+pub(super) async fn read_submission(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(RequestForm, bytes::Bytes), ApiError> {
+    let form = request_form(headers)?;
+    let bytes = super::read_body(body, state.config.server.max_body_bytes).await?;
+    Ok((form, bytes))
+}
+
+fn request_form(headers: &HeaderMap) -> Result<RequestForm, ApiError> {
     let unsupported = |what: String| {
-        ApiError::WithStatus(
+        ApiError::Edge(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             OAuthError::invalid_request(format!(
                 "{what}; send the request as application/json (a JSON object) or application/jose (a signed JWT)"
@@ -90,20 +108,4 @@ pub(super) fn request_form(headers: &HeaderMap) -> Result<RequestForm, ApiError>
             Err(unsupported(format!("Content-Type \"{}\" is not accepted", other.chars().take(64).collect::<String>())))
         }
     }
-}
-
-/// The caller's validated transport certificate, if it presented one. A certificate that is
-/// presented but fails the checks is refused here, whether or not the endpoint needs one.
-pub fn transport_certificate(
-    state: &AppState,
-    connection: &ConnectionInfo,
-    headers: &HeaderMap,
-) -> Result<Option<CertificateIdentity>, ApiError> {
-    let Some(trust) = &state.transport else { return Ok(None) };
-    trust
-        .identify(connection.peer, connection.client_chain.as_deref().map(Vec::as_slice), headers, state.clock.now())
-        .map_err(|rejected| {
-            tracing::info!(peer = %connection.peer, reason = %rejected, "transport certificate refused");
-            ApiError::OAuth(OAuthError::new(ErrorCode::InvalidClient, rejected.0))
-        })
 }

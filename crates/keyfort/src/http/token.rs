@@ -1,4 +1,7 @@
 //! `POST /oauth2/token`, `/oauth2/introspect`, `/oauth2/revoke` and `GET /oauth2/jwks`.
+//!
+//! The form is decoded here into typed values (the client's credentials, the grant), so the
+//! token service never sees form fields.
 
 use std::collections::HashMap;
 
@@ -6,63 +9,86 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use base64::Engine;
 use keyfort_core::error::{ErrorCode, OAuthError};
-use keyfort_core::registration::RegisteredClient;
-use keyfort_core::transport::CertificateIdentity;
-use serde_json::Value;
 
-use super::registration::transport_certificate;
-use super::{ApiError, AppState, ConnectionInfo};
-use crate::token::ClientCredentials;
+use super::extract::RequestCaller;
+use super::{ApiError, AppState};
+use crate::caller::Caller;
+use crate::error::{Challenge, ServiceError};
+use crate::token::{AuthenticatedClient, ClientCredentials, Grant};
 
-/// A parsed `application/x-www-form-urlencoded` request with its client's credentials.
-struct FormRequest {
-    form: HashMap<String, String>,
-    basic: Option<(String, String)>,
-    certificate: Option<CertificateIdentity>,
+/// An `application/x-www-form-urlencoded` body in which every parameter appears once.
+struct Form(HashMap<String, String>);
+
+impl Form {
+    fn take(&mut self, name: &str) -> Option<String> {
+        self.0.remove(name)
+    }
 }
 
-async fn read_form(
-    state: &AppState,
-    connection: &ConnectionInfo,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<FormRequest, ApiError> {
+async fn read_form(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Form, ApiError> {
     let is_form = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
         ct.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")
     });
     if !is_form {
         return Err(OAuthError::invalid_request("send the parameters as application/x-www-form-urlencoded").into());
     }
-    let limit = state.config.server.max_body_bytes;
-    let bytes = super::read_body(body, limit).await?;
+    let bytes = super::read_body(body, state.config.server.max_body_bytes).await?;
     let mut form = HashMap::new();
     for (name, value) in url::form_urlencoded::parse(&bytes) {
         if form.insert(name.to_string(), value.to_string()).is_some() {
+            let name: String = name.chars().take(64).collect();
             return Err(OAuthError::invalid_request(format!(
                 "parameter \"{name}\" is repeated; send each parameter once"
             ))
             .into());
         }
     }
+    Ok(Form(form))
+}
+
+/// The client authentication of a request: exactly one of a JWT assertion, HTTP Basic, a
+/// posted secret, or a bare `client_id` (for `tls_client_auth`).
+fn client_credentials(form: &mut Form, headers: &HeaderMap) -> Result<ClientCredentials, ServiceError> {
     let basic = basic_client_credentials(headers)?;
-    let certificate = transport_certificate(state, connection, headers)?;
-    Ok(FormRequest { form, basic, certificate })
+    let assertion = form.take("client_assertion");
+    let secret = form.take("client_secret");
+    let used = [assertion.is_some(), basic.is_some(), secret.is_some()];
+    if used.iter().filter(|used| **used).count() > 1 {
+        return Err(OAuthError::invalid_request(
+            "more than one client authentication method was used; use exactly one",
+        )
+        .into());
+    }
+    let client_id = form.take("client_id");
+    Ok(if let Some(assertion) = assertion {
+        ClientCredentials::Assertion { assertion_type: form.take("client_assertion_type"), assertion, client_id }
+    } else if let Some((client_id, secret)) = basic {
+        ClientCredentials::SecretBasic { client_id, secret }
+    } else if let Some(secret) = secret {
+        let client_id = client_id
+            .ok_or_else(|| ServiceError::refused(ErrorCode::InvalidClient, "client_secret needs client_id"))?;
+        ClientCredentials::SecretPost { client_id, secret }
+    } else if let Some(client_id) = client_id {
+        ClientCredentials::ClientId(client_id)
+    } else {
+        ClientCredentials::None
+    })
 }
 
 /// `Authorization: Basic` with a client_id and secret, each form-urlencoded (RFC 6749 §2.3.1).
-fn basic_client_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, ApiError> {
+fn basic_client_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, ServiceError> {
     let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return Ok(None) };
     let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else { return Ok(None) };
     let bad = || {
-        ApiError::Challenge(
+        ServiceError::Unauthenticated(
             OAuthError::new(
                 ErrorCode::InvalidClient,
                 "the Basic credentials are not base64 of \"client_id:client_secret\"",
             ),
-            "Basic realm=\"keyfort\"".into(),
+            Challenge::Basic,
         )
     };
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
@@ -73,22 +99,41 @@ fn basic_client_credentials(headers: &HeaderMap) -> Result<Option<(String, Strin
     Ok(Some((unescape(id), unescape(secret))))
 }
 
-async fn authenticated(state: &AppState, request: &FormRequest) -> Result<RegisteredClient, ApiError> {
-    let credentials = ClientCredentials {
-        form: &request.form,
-        basic: request.basic.clone(),
-        certificate: request.certificate.as_ref(),
-    };
-    state.tokens.authenticate(&credentials).await.map_err(|e| match e {
-        // RFC 6749 §5.2: a client that tried Authorization gets a matching challenge.
-        ApiError::OAuth(err) if err.code == ErrorCode::InvalidClient && request.basic.is_some() => {
-            ApiError::Challenge(err, "Basic realm=\"keyfort\"".into())
+/// The grant the form asks for.
+fn grant(form: &mut Form) -> Result<Grant, OAuthError> {
+    match form.take("grant_type").as_deref() {
+        Some("client_credentials") => Ok(Grant::ClientCredentials { scope: form.take("scope") }),
+        Some(other) => Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!(
+                "grant_type \"{}\" is not supported here; use client_credentials",
+                other.chars().take(64).collect::<String>()
+            ),
+        )),
+        None => Err(OAuthError::invalid_request("grant_type is required")),
+    }
+}
+
+/// Authenticates the client of a form request. RFC 6749 §5.2: a client that tried
+/// `Authorization` and failed gets a matching challenge.
+async fn authenticate(
+    state: &AppState,
+    caller: &Caller,
+    form: &mut Form,
+    headers: &HeaderMap,
+) -> Result<AuthenticatedClient, ApiError> {
+    let credentials = client_credentials(form, headers)?;
+    let certificate = caller.certificate()?;
+    let used_basic = matches!(credentials, ClientCredentials::SecretBasic { .. });
+    state.tokens.authenticate(&credentials, certificate).await.map_err(|e| match e {
+        ServiceError::Refused(error) if error.code == ErrorCode::InvalidClient && used_basic => {
+            ServiceError::Unauthenticated(error, Challenge::Basic).into()
         }
-        other => other,
+        other => other.into(),
     })
 }
 
-fn no_store(body: Value) -> Response {
+fn no_store(body: impl serde::Serialize) -> Response {
     let mut response = Json(body).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -97,14 +142,17 @@ fn no_store(body: Value) -> Response {
 
 pub async fn token(
     State(state): State<AppState>,
-    Extension(connection): Extension<ConnectionInfo>,
+    RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let outcome = async {
-        let request = read_form(&state, &connection, &headers, body).await?;
-        let client = authenticated(&state, &request).await?;
-        state.tokens.client_credentials(&client, &request.form, request.certificate.as_ref()).await
+        let mut form = read_form(&state, &headers, body).await?;
+        // The client is authenticated before its grant is judged, so an unauthenticated
+        // caller learns nothing about what the server supports beyond discovery.
+        let grant = grant(&mut form);
+        let client = authenticate(&state, &caller, &mut form, &headers).await?;
+        Ok::<_, ApiError>(state.tokens.issue(&client, grant?).await?)
     }
     .await;
     state.metrics.outcome("keyfort_token_requests_total", outcome.as_ref().err().map(|e| e.code().as_str()));
@@ -114,34 +162,33 @@ pub async fn token(
 /// The authenticated caller and the `token` parameter of an introspection or revocation.
 async fn caller_and_token(
     state: &AppState,
-    connection: &ConnectionInfo,
+    caller: &Caller,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(RegisteredClient, String), ApiError> {
-    let mut request = read_form(state, connection, headers, body).await?;
-    let client = authenticated(state, &request).await?;
-    let token =
-        request.form.remove("token").ok_or_else(|| OAuthError::invalid_request("the token parameter is required"))?;
+) -> Result<(AuthenticatedClient, String), ApiError> {
+    let mut form = read_form(state, headers, body).await?;
+    let client = authenticate(state, caller, &mut form, headers).await?;
+    let token = form.take("token").ok_or_else(|| OAuthError::invalid_request("the token parameter is required"))?;
     Ok((client, token))
 }
 
 pub async fn introspect(
     State(state): State<AppState>,
-    Extension(connection): Extension<ConnectionInfo>,
+    RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (client, token) = caller_and_token(&state, &connection, &headers, body).await?;
+    let (client, token) = caller_and_token(&state, &caller, &headers, body).await?;
     Ok(no_store(state.tokens.introspect(&client, &token).await))
 }
 
 pub async fn revoke(
     State(state): State<AppState>,
-    Extension(connection): Extension<ConnectionInfo>,
+    RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (client, token) = caller_and_token(&state, &connection, &headers, body).await?;
+    let (client, token) = caller_and_token(&state, &caller, &headers, body).await?;
     state.tokens.revoke(&client, &token).await?;
     Ok(StatusCode::OK.into_response())
 }

@@ -1,10 +1,9 @@
 //! Dynamic Client Registration as a service: verify the software statement and the signed
-//! request against the right keys, apply the policy, and store the client durably. The HTTP
-//! handler only reads the body and hands it here.
+//! request against the right keys, apply the policy, and store the client durably with its
+//! audit line. The HTTP handler only reads the body and hands it here with the caller.
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use keyfort_core::claims::Claims;
 use keyfort_core::clock::Clock;
 use keyfort_core::error::{ErrorCode, OAuthError};
@@ -17,10 +16,15 @@ use url::Url;
 
 mod management;
 
+pub use management::ManagedClient;
+
+use crate::audit::{AuditAction, Auditor};
+use crate::caller::Caller;
 use crate::config::{Config, KeySource};
 use crate::directory::JwksCache;
-use crate::http::ApiError;
-use crate::storage::{AuditEvent, CreateClientError, ReplayRecord, Store};
+use crate::error::ServiceError;
+use crate::storage::{CreateClientError, ReplayRecord, Store};
+use crate::token::TokenService;
 
 /// The path of the registration endpoint, as in WSO2 Identity Server.
 pub const REGISTRATION_PATH: &str = "/api/identity/oauth2/dcr/v1.1/register";
@@ -30,6 +34,15 @@ pub struct RegistrationService {
     store: Arc<dyn Store>,
     keys: Arc<JwksCache>,
     clock: Arc<dyn Clock>,
+    auditor: Arc<Auditor>,
+    /// Checks the client access tokens presented to manage a registration (OBIE).
+    tokens: Arc<TokenService>,
+}
+
+/// A registration request as it arrived: its form (from `Content-Type`) and its body.
+pub struct Submission<'a> {
+    pub form: RequestForm,
+    pub body: &'a [u8],
 }
 
 /// A request that passed every check, ready to store.
@@ -45,7 +58,7 @@ fn bound(cert: &CertificateIdentity) -> BoundCertificate {
     BoundCertificate { thumbprint_s256: cert.thumbprint_s256.clone(), subject: cert.subject.to_string() }
 }
 
-fn storage_refusal(e: CreateClientError, replay: &ReplayRecord, software_id: Option<&str>) -> ApiError {
+fn storage_refusal(e: CreateClientError, replay: &ReplayRecord, software_id: Option<&str>) -> ServiceError {
     match e {
         CreateClientError::JtiReplayed => OAuthError::invalid_client_metadata(format!(
             "jti \"{}\" has already been used by {}; every registration request needs a new jti",
@@ -57,7 +70,7 @@ fn storage_refusal(e: CreateClientError, replay: &ReplayRecord, software_id: Opt
             software_id.unwrap_or_default()
         ))
         .into(),
-        CreateClientError::Store(e) => ApiError::Internal(e.into()),
+        CreateClientError::Store(e) => e.into(),
     }
 }
 
@@ -68,60 +81,98 @@ pub struct Registered {
 }
 
 impl RegistrationService {
-    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, keys: Arc<JwksCache>, clock: Arc<dyn Clock>) -> Self {
-        Self { config, store, keys, clock }
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        keys: Arc<JwksCache>,
+        clock: Arc<dyn Clock>,
+        auditor: Arc<Auditor>,
+        tokens: Arc<TokenService>,
+    ) -> Self {
+        Self { config, store, keys, clock, auditor, tokens }
     }
 
     pub fn registration_client_uri(&self, client_id: &str) -> String {
         format!("{}{REGISTRATION_PATH}/{client_id}", self.config.server.public_url)
     }
 
-    /// Registers a client from a request body. `certificate` is the caller's validated
-    /// transport certificate, if any.
-    /// `audit` is the attempt's audit line; it is completed with the client and stored in
-    /// the same transaction.
-    pub async fn register(
+    /// Records a request the edge refused before the service could look at it (a body that
+    /// is too large, the wrong content type, failed administrator credentials).
+    pub async fn refused_at_edge(
         &self,
-        form: RequestForm,
-        body: &[u8],
-        certificate: Option<CertificateIdentity>,
-        mut audit: AuditEvent,
-    ) -> Result<Registered, ApiError> {
+        action: AuditAction,
+        caller: &Caller,
+        client_id: Option<&str>,
+        error: &ServiceError,
+    ) {
+        self.auditor.refusal(action, caller, client_id, error).await;
+    }
+
+    /// Registers a client. The registration, its `jti` and its audit line commit together;
+    /// a refusal is audited on its own.
+    #[tracing::instrument(skip_all, fields(client_id, software_id, org_id))]
+    pub async fn register(&self, caller: &Caller, submission: Submission<'_>) -> Result<Registered, ServiceError> {
+        let outcome = self.register_checked(caller, submission).await;
+        if let Err(error) = &outcome {
+            self.auditor.refusal(AuditAction::Register, caller, None, error).await;
+        }
+        outcome
+    }
+
+    async fn register_checked(&self, caller: &Caller, submission: Submission<'_>) -> Result<Registered, ServiceError> {
+        let certificate = caller.certificate()?;
+        // The edge checks administrator credentials when the configuration asks for them; a
+        // caller that reaches here without them is refused, whatever the edge did.
+        if self.config.dcr.authentication_required && caller.administrator.is_none() {
+            return Err(crate::admin::unauthorized(
+                "administrator credentials are required: send Authorization: Basic",
+            ));
+        }
         let now = self.clock.now();
-        // An administrator authenticated the request when the configuration asks for it.
-        let caller_proven = self.config.dcr.authentication_required;
-        let checked = self.check_request(form, body, certificate.as_ref(), caller_proven, now).await?;
+        let checked = self
+            .check_request(submission.form, submission.body, certificate, caller.administrator.is_some(), now)
+            .await?;
         let (mut client, credentials) = RegisteredClient::new(checked.approved, checked.software_statement, now);
-        client.transport_certificate = certificate.as_ref().map(bound);
-        audit.client_id = Some(client.client_id.clone());
-        audit.software_id = client.software_id.clone();
-        audit.org_id = client.org_id.clone();
+        client.transport_certificate = certificate.map(bound);
+        record_client_fields(&client);
+        let audit = self.auditor.success(AuditAction::Register, caller, &client);
         self.store
             .create_client(&client, &checked.replay, self.config.dcr.one_registration_per_software, &audit)
             .await
             .map_err(|e| storage_refusal(e, &checked.replay, client.software_id.as_deref()))?;
-        tracing::info!(
-            client_id = %client.client_id,
-            software_id = client.software_id.as_deref().unwrap_or("-"),
-            org_id = client.org_id.as_deref().unwrap_or("-"),
-            auth_method = %client.metadata.token_endpoint_auth_method,
-            "client registered"
-        );
+        tracing::info!(auth_method = %client.metadata.token_endpoint_auth_method, "client registered");
         Ok(Registered { client, credentials })
     }
 
     /// RFC 7592 / OBIE PUT: the whole request again, held to every registration rule. The
-    /// client keeps its identifier, secrets and registration access token.
+    /// client keeps its identifier, secrets and registration access token. The change and
+    /// its audit line commit together; a refusal is audited on its own.
+    #[tracing::instrument(skip_all, fields(client_id, software_id, org_id))]
     pub async fn update(
         &self,
+        caller: &Caller,
+        managed: ManagedClient,
+        submission: Submission<'_>,
+    ) -> Result<RegisteredClient, ServiceError> {
+        let current = managed.client();
+        record_client_fields(current);
+        let outcome = self.update_checked(caller, current, submission).await;
+        if let Err(error) = &outcome {
+            self.auditor.refusal(AuditAction::Update, caller, Some(&current.client_id), error).await;
+        }
+        outcome
+    }
+
+    async fn update_checked(
+        &self,
+        caller: &Caller,
         current: &RegisteredClient,
-        form: RequestForm,
-        body: &[u8],
-        certificate: Option<CertificateIdentity>,
-    ) -> Result<RegisteredClient, ApiError> {
+        submission: Submission<'_>,
+    ) -> Result<RegisteredClient, ServiceError> {
+        let certificate = caller.certificate()?;
         let now = self.clock.now();
-        // The caller presented this client's registration or access token.
-        let checked = self.check_request(form, body, certificate.as_ref(), true, now).await?;
+        // The caller proved itself with this client's registration or access token.
+        let checked = self.check_request(submission.form, submission.body, certificate, true, now).await?;
         if let Some(sent) = &checked.client_id {
             if *sent != current.client_id {
                 return Err(OAuthError::invalid_client_metadata(format!(
@@ -143,7 +194,7 @@ impl RegistrationService {
         updated.metadata = checked.approved.metadata;
         updated.software_roles = checked.approved.software_roles;
         updated.software_statement = checked.software_statement;
-        if let Some(cert) = &certificate {
+        if let Some(cert) = certificate {
             updated.transport_certificate = Some(bound(cert));
         }
         if updated.metadata.token_endpoint_auth_method.uses_client_secret() != current.client_secret_hash.is_some() {
@@ -152,20 +203,13 @@ impl RegistrationService {
             )
             .into());
         }
+        let audit = self.auditor.success(AuditAction::Update, caller, &updated);
         self.store
-            .update_client(&updated, &checked.replay, now)
+            .update_client(&updated, &checked.replay, now, &audit)
             .await
             .map_err(|e| storage_refusal(e, &checked.replay, updated.software_id.as_deref()))?;
-        tracing::info!(client_id = %updated.client_id, "registration updated");
+        tracing::info!("registration updated");
         Ok(updated)
-    }
-
-    /// RFC 7592 DELETE. The client's tokens and registration access token stop working
-    /// because every check of them requires an active client.
-    pub async fn delete(&self, client_id: &str) -> Result<(), ApiError> {
-        self.store.delete_client(client_id, self.clock.now()).await.map_err(|e| ApiError::Internal(e.into()))?;
-        tracing::info!(client_id = %client_id, "registration deleted");
-        Ok(())
     }
 
     /// Everything a registration or update must pass before it is stored.
@@ -176,7 +220,7 @@ impl RegistrationService {
         certificate: Option<&CertificateIdentity>,
         caller_proven: bool,
         now: i64,
-    ) -> Result<CheckedRequest, ApiError> {
+    ) -> Result<CheckedRequest, ServiceError> {
         let dcr = &self.config.dcr;
         // A software statement is not a secret (every bank the TPP joins holds a copy), so an
         // unsigned request carrying one proves nothing about who sends it. It needs the
@@ -240,12 +284,9 @@ impl RegistrationService {
 
         if let (Some(cert), Some(ssa)) = (certificate, &ssa) {
             cert.check_binding(ssa, dcr.binding).map_err(|mismatch| {
-                ApiError::WithStatus(
-                    StatusCode::FORBIDDEN,
-                    OAuthError::unapproved_software_statement(format!(
-                        "{mismatch}; register with the transport certificate of the software statement's organisation and software"
-                    )),
-                )
+                ServiceError::Forbidden(OAuthError::unapproved_software_statement(format!(
+                    "{mismatch}; register with the transport certificate of the software statement's organisation and software"
+                )))
             })?;
         }
 
@@ -268,7 +309,7 @@ impl RegistrationService {
     }
 
     /// Verifies the SSA's signature with the directory key named by its `kid`, then its claims.
-    async fn verify_software_statement(&self, raw: &str, now: i64) -> Result<SoftwareStatement, ApiError> {
+    async fn verify_software_statement(&self, raw: &str, now: i64) -> Result<SoftwareStatement, ServiceError> {
         let ssa_error = |e: JwsError| OAuthError::invalid_software_statement(format!("software_statement {e}"));
         let jws = CompactJws::parse(raw).map_err(ssa_error)?;
         let dcr = &self.config.dcr;
@@ -283,7 +324,7 @@ impl RegistrationService {
     /// The directory JWKS that holds `kid`, refreshing (rate-limited) when none does. When
     /// no source holds it, the first source's keys are returned so verification reports an
     /// unknown kid.
-    async fn directory_keys_with_kid(&self, kid: &str) -> Result<Arc<keyfort_core::jose::JwkSet>, ApiError> {
+    async fn directory_keys_with_kid(&self, kid: &str) -> Result<Arc<keyfort_core::jose::JwkSet>, ServiceError> {
         let mut first = None;
         let mut failures = Vec::new();
         for source in &self.config.dcr.ssa_jwks {
@@ -296,7 +337,7 @@ impl RegistrationService {
             }
         }
         first.ok_or_else(|| {
-            ApiError::Unavailable(format!(
+            ServiceError::Unavailable(format!(
                 "the directory keys that verify software statements are unavailable ({})",
                 failures.join("; ")
             ))
@@ -304,7 +345,11 @@ impl RegistrationService {
     }
 
     /// Verifies a signed registration request with the key its SSA's software JWKS names.
-    async fn verify_request_signature(&self, jws: &CompactJws<'_>, ssa: &SoftwareStatement) -> Result<(), ApiError> {
+    async fn verify_request_signature(
+        &self,
+        jws: &CompactJws<'_>,
+        ssa: &SoftwareStatement,
+    ) -> Result<(), ServiceError> {
         let request_error =
             |e: JwsError| OAuthError::invalid_client_metadata(format!("the registration request JWT {e}"));
         let policy = &self.config.dcr.policy;
@@ -316,12 +361,12 @@ impl RegistrationService {
             .keys
             .keys(&KeySource::Url(url.clone()), Some(&kid))
             .await
-            .map_err(|e| ApiError::Unavailable(format!("the software JWKS could not be loaded: {e}")))?;
+            .map_err(|e| ServiceError::Unavailable(format!("the software JWKS could not be loaded: {e}")))?;
         jws.verify(&keys, &policy.allowed_algs, true).map_err(request_error)?;
         Ok(())
     }
 
-    fn check_software_jwks_host(&self, url: &Url) -> Result<(), ApiError> {
+    fn check_software_jwks_host(&self, url: &Url) -> Result<(), ServiceError> {
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
         if !self.config.dcr.software_jwks_hosts.contains(&host) {
             return Err(OAuthError::invalid_software_statement(format!(
@@ -335,4 +380,13 @@ impl RegistrationService {
         })?;
         Ok(())
     }
+}
+
+/// Puts the client's identifiers on the current span, so every log line of the request
+/// carries them.
+fn record_client_fields(client: &RegisteredClient) {
+    let span = tracing::Span::current();
+    span.record("client_id", client.client_id.as_str());
+    span.record("software_id", client.software_id.as_deref().unwrap_or("-"));
+    span.record("org_id", client.org_id.as_deref().unwrap_or("-"));
 }

@@ -66,7 +66,7 @@ pub struct ClientFilter {
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct AuditEvent {
     pub at: UnixTime,
-    /// `register`, `read`, `update`, `delete`.
+    /// `register`, `read`, `update`, `delete`, `suspend`, `reactivate`.
     pub action: String,
     /// `success`, or the error code of a refusal.
     pub outcome: String,
@@ -110,29 +110,33 @@ pub trait Store: Send + Sync + 'static {
 
     async fn find_client(&self, client_id: &str) -> Result<Option<RegisteredClient>, StoreError>;
 
-    /// Records the request's jti and replaces the client's metadata, statement and bound
-    /// certificate in one transaction. The client must be active.
+    /// Records the request's jti, replaces the client's metadata, statement and bound
+    /// certificate, and writes `audit`, in one transaction. The client must be active.
     async fn update_client(
         &self,
         client: &RegisteredClient,
         replay: &ReplayRecord,
         now: UnixTime,
+        audit: &AuditEvent,
     ) -> Result<(), CreateClientError>;
 
-    /// Moves a client from status `from` to `to`; returns whether it was in `from`.
+    /// Moves a client from status `from` to `to` and writes `audit`, in one transaction;
+    /// returns whether it was in `from` (when it was not, nothing is written).
     async fn set_client_status(
         &self,
         client_id: &str,
         from: ClientStatus,
         to: ClientStatus,
         now: UnixTime,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError>;
 
     /// Clients matching `filter`, newest first.
     async fn list_clients(&self, filter: &ClientFilter) -> Result<Vec<RegisteredClient>, StoreError>;
 
-    /// Marks an active or suspended client deleted; returns whether there was one.
-    async fn delete_client(&self, client_id: &str, now: UnixTime) -> Result<bool, StoreError>;
+    /// Marks an active or suspended client deleted and writes `audit`, in one transaction;
+    /// returns whether there was one (when there was not, nothing is written).
+    async fn delete_client(&self, client_id: &str, now: UnixTime, audit: &AuditEvent) -> Result<bool, StoreError>;
 
     /// Records a jti outside a registration (client assertions); refuses one seen before.
     async fn record_jti(&self, replay: &ReplayRecord) -> Result<(), JtiError>;

@@ -175,6 +175,7 @@ macro_rules! sql_store {
                 client: &RegisteredClient,
                 replay: &ReplayRecord,
                 now: UnixTime,
+                audit: &AuditEvent,
             ) -> Result<(), CreateClientError> {
                 let metadata = serde_json::to_string(&client.metadata).map_err(|e| StoreError(e.to_string()))?;
                 let roles = serde_json::to_string(&client.software_roles).map_err(|e| StoreError(e.to_string()))?;
@@ -197,20 +198,27 @@ macro_rules! sql_store {
                 if updated.rows_affected() != 1 {
                     return Err(StoreError(format!("client {} is not active", client.client_id)).into());
                 }
+                insert_audit!(&mut *tx, audit)?;
                 tx.commit().await.map_err(StoreError::from)?;
                 Ok(())
             }
 
-            async fn delete_client(&self, client_id: &str, now: UnixTime) -> Result<bool, StoreError> {
+            async fn delete_client(&self, client_id: &str, now: UnixTime, audit: &AuditEvent) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE clients SET status = 'deleted', active_software_id = NULL, updated_at = $2 \
                      WHERE client_id = $1 AND status IN ('active', 'suspended')",
                 )
                 .bind(client_id)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                insert_audit!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn set_client_status(
@@ -219,15 +227,22 @@ macro_rules! sql_store {
                 from: ClientStatus,
                 to: ClientStatus,
                 now: UnixTime,
+                audit: &AuditEvent,
             ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query("UPDATE clients SET status = $3, updated_at = $4 WHERE client_id = $1 AND status = $2")
                     .bind(client_id)
                     .bind(from.as_str())
                     .bind(to.as_str())
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                insert_audit!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn list_clients(&self, f: &ClientFilter) -> Result<Vec<RegisteredClient>, StoreError> {

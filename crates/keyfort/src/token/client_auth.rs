@@ -2,66 +2,54 @@
 //! `private_key_jwt` (RFC 7523), `tls_client_auth` (RFC 8705), and the shared-secret methods
 //! for clients registered with them where FAPI enforcement is off.
 
-use std::collections::HashMap;
-
-use keyfort_core::error::{ErrorCode, OAuthError};
+use keyfort_core::error::ErrorCode;
 use keyfort_core::jose::CompactJws;
 use keyfort_core::registration::{AuthMethod, ClientStatus, RegisteredClient};
 use keyfort_core::subject_dn::SubjectDn;
 use keyfort_core::token::{check_client_assertion, AssertionRules, JWT_BEARER_ASSERTION};
 use keyfort_core::transport::CertificateIdentity;
 
-use super::TokenService;
+use super::{AuthenticatedClient, ClientCredentials, TokenService};
 use crate::config::KeySource;
-use crate::http::ApiError;
+use crate::error::ServiceError;
 use crate::storage::{JtiError, ReplayRecord};
 
-/// The credentials a request carries, before they are checked.
-pub struct ClientCredentials<'a> {
-    pub form: &'a HashMap<String, String>,
-    /// `Authorization: Basic` name and password, if sent.
-    pub basic: Option<(String, String)>,
-    /// The validated transport certificate, if one was presented.
-    pub certificate: Option<&'a CertificateIdentity>,
-}
-
-fn invalid_client(description: impl Into<String>) -> ApiError {
-    OAuthError::new(ErrorCode::InvalidClient, description).into()
+fn invalid_client(description: impl Into<String>) -> ServiceError {
+    ServiceError::refused(ErrorCode::InvalidClient, description)
 }
 
 impl TokenService {
-    /// Authenticates the calling client by exactly one method and returns its registration.
-    pub async fn authenticate(&self, credentials: &ClientCredentials<'_>) -> Result<RegisteredClient, ApiError> {
-        let form = credentials.form;
-        let assertion = form.get("client_assertion");
-        let secret_post = form.get("client_secret");
-        let methods = [assertion.is_some(), credentials.basic.is_some(), secret_post.is_some()];
-        if methods.iter().filter(|m| **m).count() > 1 {
-            return Err(OAuthError::invalid_request(
-                "more than one client authentication method was used; use exactly one",
-            )
-            .into());
-        }
-        if let Some(assertion) = assertion {
-            return self.authenticate_private_key_jwt(form, assertion).await;
-        }
-        if let Some((client_id, secret)) = &credentials.basic {
-            return self.authenticate_secret(client_id, secret, AuthMethod::ClientSecretBasic).await;
-        }
-        if let Some(secret) = secret_post {
-            let client_id = form.get("client_id").ok_or_else(|| invalid_client("client_secret needs client_id"))?;
-            return self.authenticate_secret(client_id, secret, AuthMethod::ClientSecretPost).await;
-        }
-        if let Some(client_id) = form.get("client_id") {
-            return self.authenticate_tls_client(client_id, credentials.certificate).await;
-        }
-        Err(invalid_client(
-            "no client authentication: send a private_key_jwt client_assertion, or client_id over mutual TLS for tls_client_auth",
-        ))
+    /// Authenticates the calling client by the one method its request uses, and returns it
+    /// with the certificate of the call.
+    #[tracing::instrument(skip_all, fields(client_id))]
+    pub async fn authenticate(
+        &self,
+        credentials: &ClientCredentials,
+        certificate: Option<&CertificateIdentity>,
+    ) -> Result<AuthenticatedClient, ServiceError> {
+        let client = match credentials {
+            ClientCredentials::Assertion { assertion_type, assertion, client_id } => {
+                self.authenticate_private_key_jwt(assertion_type.as_deref(), assertion, client_id.as_deref()).await?
+            }
+            ClientCredentials::SecretBasic { client_id, secret } => {
+                self.authenticate_secret(client_id, secret, AuthMethod::ClientSecretBasic).await?
+            }
+            ClientCredentials::SecretPost { client_id, secret } => {
+                self.authenticate_secret(client_id, secret, AuthMethod::ClientSecretPost).await?
+            }
+            ClientCredentials::ClientId(client_id) => self.authenticate_tls_client(client_id, certificate).await?,
+            ClientCredentials::None => {
+                return Err(invalid_client(
+                    "no client authentication: send a private_key_jwt client_assertion, or client_id over mutual TLS for tls_client_auth",
+                ))
+            }
+        };
+        tracing::Span::current().record("client_id", client.client_id.as_str());
+        Ok(AuthenticatedClient { client, certificate: certificate.cloned() })
     }
 
-    async fn active_client(&self, client_id: &str) -> Result<RegisteredClient, ApiError> {
-        match self.store.find_client(client_id).await.map_err(|e| ApiError::Internal(e.into()))? {
+    async fn active_client(&self, client_id: &str) -> Result<RegisteredClient, ServiceError> {
+        match self.store.find_client(client_id).await? {
             Some(client) if client.status == ClientStatus::Active => Ok(client),
             Some(client) if client.status == ClientStatus::Suspended => Err(invalid_client(format!(
                 "client \"{client_id}\" is suspended by the bank; contact the bank's Open Banking support"
@@ -70,7 +58,7 @@ impl TokenService {
         }
     }
 
-    fn require_method(client: &RegisteredClient, method: AuthMethod) -> Result<(), ApiError> {
+    fn require_method(client: &RegisteredClient, method: AuthMethod) -> Result<(), ServiceError> {
         let registered = client.metadata.token_endpoint_auth_method;
         if registered != method {
             return Err(invalid_client(format!(
@@ -83,10 +71,11 @@ impl TokenService {
 
     async fn authenticate_private_key_jwt(
         &self,
-        form: &HashMap<String, String>,
+        assertion_type: Option<&str>,
         assertion: &str,
-    ) -> Result<RegisteredClient, ApiError> {
-        match form.get("client_assertion_type").map(String::as_str) {
+        sent_client_id: Option<&str>,
+    ) -> Result<RegisteredClient, ServiceError> {
+        match assertion_type {
             Some(JWT_BEARER_ASSERTION) => {}
             other => {
                 return Err(invalid_client(format!(
@@ -102,8 +91,8 @@ impl TokenService {
             .ok()
             .flatten()
             .ok_or_else(|| invalid_client("client_assertion has no iss; set iss and sub to your client_id"))?;
-        if let Some(sent) = form.get("client_id") {
-            if *sent != client_id {
+        if let Some(sent) = sent_client_id {
+            if sent != client_id {
                 return Err(invalid_client("client_id differs from the client_assertion's iss"));
             }
         }
@@ -130,7 +119,7 @@ impl TokenService {
             .jwks
             .keys(&KeySource::Url(jwks_uri), jws.header().kid.as_deref())
             .await
-            .map_err(|e| ApiError::Unavailable(format!("the client's JWKS could not be loaded: {e}")))?;
+            .map_err(|e| ServiceError::Unavailable(format!("the client's JWKS could not be loaded: {e}")))?;
         let claims = jws.verify(&keys, &[alg], false).map_err(|e| invalid_client(format!("client_assertion {e}")))?;
         let rules = AssertionRules {
             audiences: self.assertion_audiences(),
@@ -151,7 +140,7 @@ impl TokenService {
                 "client_assertion jti \"{}\" was already used; sign a new assertion for every request",
                 accepted.jti
             ))),
-            Err(JtiError::Store(e)) => Err(ApiError::Internal(e.into())),
+            Err(JtiError::Store(e)) => Err(e.into()),
         }
     }
 
@@ -159,7 +148,7 @@ impl TokenService {
         &self,
         client_id: &str,
         certificate: Option<&CertificateIdentity>,
-    ) -> Result<RegisteredClient, ApiError> {
+    ) -> Result<RegisteredClient, ServiceError> {
         let client = self.active_client(client_id).await?;
         Self::require_method(&client, AuthMethod::TlsClientAuth)?;
         let certificate = certificate.ok_or_else(|| {
@@ -186,7 +175,7 @@ impl TokenService {
         client_id: &str,
         secret: &str,
         method: AuthMethod,
-    ) -> Result<RegisteredClient, ApiError> {
+    ) -> Result<RegisteredClient, ServiceError> {
         if self.config.dcr.policy.fapi {
             return Err(invalid_client(format!(
                 "{method} is not allowed under this server's FAPI profile; use private_key_jwt or tls_client_auth"

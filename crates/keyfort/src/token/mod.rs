@@ -3,23 +3,24 @@
 //! their introspection (RFC 7662) and revocation (RFC 7009).
 
 mod client_auth;
+mod client_credentials;
+mod request;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use keyfort_core::clock::Clock;
 use keyfort_core::error::{ErrorCode, OAuthError};
 use keyfort_core::jose::{CompactJws, SigningAlg};
-use keyfort_core::registration::{ClientStatus, GrantType, RegisteredClient};
-use keyfort_core::token::{select_scope, AccessTokenClaims};
+use keyfort_core::registration::{ClientStatus, RegisteredClient};
+use keyfort_core::token::AccessTokenClaims;
 use keyfort_core::transport::{BindingSubject, CertificateIdentity};
 use serde_json::{json, Value};
 
-pub use client_auth::ClientCredentials;
+pub use request::{AuthenticatedClient, ClientCredentials, Grant, TokenResponse};
 
 use crate::config::Config;
 use crate::directory::JwksCache;
-use crate::http::ApiError;
+use crate::error::ServiceError;
 use crate::signing::KeyRing;
 use crate::storage::Store;
 
@@ -77,63 +78,12 @@ impl TokenService {
         vec![self.token_endpoint(), issuer.clone(), format!("{issuer}/")]
     }
 
-    /// `grant_type=client_credentials` for an authenticated client.
-    pub async fn client_credentials(
-        &self,
-        client: &RegisteredClient,
-        form: &HashMap<String, String>,
-        certificate: Option<&CertificateIdentity>,
-    ) -> Result<Value, ApiError> {
-        match form.get("grant_type").map(String::as_str) {
-            Some("client_credentials") => {}
-            Some(other) => {
-                return Err(OAuthError::new(
-                    ErrorCode::UnsupportedGrantType,
-                    format!("grant_type \"{other}\" is not supported here; use client_credentials"),
-                )
-                .into())
-            }
-            None => return Err(OAuthError::invalid_request("grant_type is required").into()),
+    /// Issues what `grant` asks for to an authenticated client.
+    #[tracing::instrument(skip_all, fields(client_id = %client.client().client_id))]
+    pub async fn issue(&self, client: &AuthenticatedClient, grant: Grant) -> Result<TokenResponse, ServiceError> {
+        match grant {
+            Grant::ClientCredentials { scope } => self.client_credentials(client, scope.as_deref()),
         }
-        if !client.metadata.grant_types.contains(&GrantType::ClientCredentials) {
-            return Err(OAuthError::new(
-                ErrorCode::UnauthorizedClient,
-                "this client did not register the client_credentials grant; update its registration's grant_types",
-            )
-            .into());
-        }
-        let scope = select_scope(form.get("scope").map(String::as_str), &client.metadata.scope)?;
-        let certificate_thumbprint = if client.metadata.tls_client_certificate_bound_access_tokens {
-            let cert = certificate.ok_or_else(|| {
-                OAuthError::invalid_request(
-                    "this client is registered for certificate-bound access tokens: call the token endpoint over mutual TLS with your transport certificate",
-                )
-            })?;
-            self.check_certificate_belongs_to(client, cert)?;
-            Some(cert.thumbprint_s256.clone())
-        } else {
-            None
-        };
-        let now = self.clock.now();
-        let lifetime = self.config.token_lifetimes.application;
-        let claims = AccessTokenClaims {
-            issuer: self.config.server.public_url.clone(),
-            audience: self.config.token.access_token_audience.clone(),
-            client_id: client.client_id.clone(),
-            scope: scope.clone(),
-            issued_at: now,
-            expires_at: now + lifetime,
-            jti: keyfort_core::secret::random_b64url(16),
-            certificate_thumbprint,
-        };
-        let token = self.ring.signing_key().sign_jwt(&claims.to_json(), "at+jwt");
-        tracing::info!(client_id = %client.client_id, bound = claims.certificate_thumbprint.is_some(), "access token issued");
-        Ok(json!({
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": lifetime,
-            "scope": scope.join(" "),
-        }))
     }
 
     /// A token is bound only to a certificate of the client: the one it registered with, or
@@ -143,7 +93,7 @@ impl TokenService {
         &self,
         client: &RegisteredClient,
         cert: &CertificateIdentity,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         if client.transport_certificate.as_ref().is_some_and(|bound| bound.thumbprint_s256 == cert.thumbprint_s256) {
             return Ok(());
         }
@@ -161,11 +111,10 @@ impl TokenService {
             software_roles: &client.software_roles,
         };
         cert.check_binding(subject, self.config.dcr.binding).map_err(|mismatch| {
-            OAuthError::new(
+            ServiceError::refused(
                 ErrorCode::InvalidClient,
                 format!("{mismatch}; call with a transport certificate of this client"),
             )
-            .into()
         })
     }
 
@@ -195,9 +144,10 @@ impl TokenService {
 
     /// RFC 7662: what `caller` may know about `token`. Tokens of other clients are reported
     /// inactive, so a client learns nothing about another's tokens.
-    pub async fn introspect(&self, caller: &RegisteredClient, token: &str) -> Value {
+    #[tracing::instrument(skip_all, fields(client_id = %caller.client().client_id))]
+    pub async fn introspect(&self, caller: &AuthenticatedClient, token: &str) -> Value {
         match self.verify_access_token(token).await {
-            Ok(claims) if claims.client_id == caller.client_id => {
+            Ok(claims) if claims.client_id == caller.client().client_id => {
                 let mut body = json!({
                     "active": true,
                     "token_type": "Bearer",
@@ -221,12 +171,14 @@ impl TokenService {
 
     /// RFC 7009: revokes `token` if it is `caller`'s. Unknown and invalid tokens are not an
     /// error (§2.2); another client's token is refused.
-    pub async fn revoke(&self, caller: &RegisteredClient, token: &str) -> Result<(), ApiError> {
+    #[tracing::instrument(skip_all, fields(client_id = %caller.client().client_id))]
+    pub async fn revoke(&self, caller: &AuthenticatedClient, token: &str) -> Result<(), ServiceError> {
         let Some(claims) = self.signed_claims(token) else { return Ok(()) };
-        if claims.client_id != caller.client_id {
-            return Err(
-                OAuthError::new(ErrorCode::UnauthorizedClient, "the token was not issued to this client").into()
-            );
+        if claims.client_id != caller.client().client_id {
+            return Err(ServiceError::Refused(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "the token was not issued to this client",
+            )));
         }
         self.revoke_claims(&claims).await
     }
@@ -241,11 +193,8 @@ impl TokenService {
         }
     }
 
-    async fn revoke_claims(&self, claims: &AccessTokenClaims) -> Result<(), ApiError> {
-        self.store
-            .revoke_token(&claims.jti, &claims.client_id, claims.expires_at)
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))
+    async fn revoke_claims(&self, claims: &AccessTokenClaims) -> Result<(), ServiceError> {
+        Ok(self.store.revoke_token(&claims.jti, &claims.client_id, claims.expires_at).await?)
     }
 
     /// The claims of a token signed by one of this server's published keys, without the

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 
-use axum::http::HeaderMap;
 use base64::Engine;
 use rustls::pki_types::CertificateDer;
 
@@ -30,15 +29,22 @@ impl Gateway {
             .map(|header| Self { header: header.clone(), trusted: config.trusted_proxies.clone() })
     }
 
-    pub fn forwarded_chain(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<Forwarded, CertificateRejected> {
-        let Some(value) = headers.get(&self.header) else { return Ok(Forwarded::None) };
+    pub fn header(&self) -> &str {
+        &self.header
+    }
+
+    /// The chain in the gateway header's `value`, if the request came from a trusted proxy.
+    pub fn forwarded_chain(&self, peer: SocketAddr, value: Option<&[u8]>) -> Result<Forwarded, CertificateRejected> {
+        let Some(value) = value else { return Ok(Forwarded::None) };
         let ip = canonical(peer.ip());
         if !self.trusted.iter().any(|net| net.contains(&ip)) {
             tracing::warn!(%peer, header = %self.header, "ignored a forwarded client certificate from a peer that is not a trusted proxy");
             return Ok(Forwarded::None);
         }
-        let text =
-            value.to_str().map_err(|_| CertificateRejected(format!("the {} header is not ASCII", self.header)))?;
+        let text = std::str::from_utf8(value)
+            .ok()
+            .filter(|text| text.is_ascii())
+            .ok_or_else(|| CertificateRejected(format!("the {} header is not ASCII", self.header)))?;
         parse_forwarded(text).map(Forwarded::Chain).map_err(|why| {
             CertificateRejected(format!("the {} header does not hold a certificate: {why}", self.header))
         })

@@ -15,7 +15,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::http::HeaderMap;
 use keyfort_core::clock::UnixTime;
 use keyfort_core::transport::CertificateIdentity;
 use rustls::pki_types::{CertificateDer, TrustAnchor};
@@ -85,6 +84,11 @@ impl TransportTrust {
         &self.anchor_subjects
     }
 
+    /// The request header a trusted gateway forwards client certificates in, if configured.
+    pub fn gateway_header(&self) -> Option<&str> {
+        self.gateway.as_ref().map(gateway::Gateway::header)
+    }
+
     /// Checks a presented chain (end-entity first) at time `now`.
     pub fn validate(
         &self,
@@ -128,17 +132,18 @@ impl TransportTrust {
         certificate::identity(end_entity)
     }
 
-    /// The client certificate of a request: forwarded by a trusted gateway, or presented in
-    /// this connection's TLS handshake. `Ok(None)` when there is none.
+    /// The client certificate of a request: forwarded by a trusted gateway (`forwarded` is
+    /// the value of [`Self::gateway_header`], if the request has one), or presented in this
+    /// connection's TLS handshake. `Ok(None)` when there is none.
     pub fn identify(
         &self,
         peer: SocketAddr,
         tls_chain: Option<&[CertificateDer<'static>]>,
-        headers: &HeaderMap,
+        forwarded: Option<&[u8]>,
         now: UnixTime,
     ) -> Result<Option<CertificateIdentity>, CertificateRejected> {
         if let Some(gateway) = &self.gateway {
-            match gateway.forwarded_chain(peer, headers)? {
+            match gateway.forwarded_chain(peer, forwarded)? {
                 gateway::Forwarded::Chain(chain) => return self.validate(&chain, now).map(Some),
                 gateway::Forwarded::None => {}
             }

@@ -88,11 +88,26 @@ async fn an_admin_can_suspend_a_client_and_its_next_token_request_is_refused() {
         .unwrap();
     assert_eq!(managed.status(), 401);
 
+    // Suspending again is refused, and the refusal is audited like the change was.
+    admin_call(&app, reqwest::Method::POST, &format!("/admin/clients/{client_id}/suspend")).await.assert_error(
+        400,
+        "invalid_request",
+        "is suspended, not active",
+    );
+
     let shown = admin_call(&app, reqwest::Method::GET, &format!("/admin/clients/{client_id}")).await;
     assert_eq!(shown.body["client"]["status"], "suspended");
-    let actions: Vec<&str> =
-        shown.body["audit"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let audit = shown.body["audit"].as_array().unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert!(actions.contains(&"suspend") && actions.contains(&"register"), "{actions:?}");
+    let suspensions: Vec<(&str, &str)> = audit
+        .iter()
+        .filter(|e| e["action"] == "suspend")
+        .map(|e| (e["outcome"].as_str().unwrap(), e["detail"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(suspensions.len(), 2, "{suspensions:?}");
+    assert!(suspensions.iter().any(|(outcome, detail)| *outcome == "success" && detail.contains(ADMIN)));
+    assert!(suspensions.iter().any(|(outcome, detail)| *outcome == "invalid_request" && detail.contains(ADMIN)));
 
     let listed = admin_call(&app, reqwest::Method::GET, "/admin/clients?status=suspended").await;
     assert_eq!(listed.body["clients"].as_array().unwrap().len(), 1);

@@ -156,3 +156,15 @@ async fn discovery_advertises_issuer_and_registration_endpoint() {
     let algs: Vec<Value> = reply.body["token_endpoint_auth_signing_alg_values_supported"].as_array().unwrap().clone();
     assert_eq!(algs, vec![json!("PS256"), json!("ES256")]);
 }
+
+#[tokio::test]
+async fn client_secret_jwt_cannot_be_registered_even_without_fapi() {
+    // FAPI forbids it and no code would ever verify its assertions: such a client could
+    // never get a token, so it must not be registered at all.
+    let app = spawn_app_with(Options::default().dcr("enable_fapi_enforcement = false")).await;
+    let claims = patch(
+        app.request_claims(),
+        json!({"token_endpoint_auth_method": "client_secret_jwt", "tls_client_certificate_bound_access_tokens": false}),
+    );
+    app.register_json(&claims).await.assert_error(400, "invalid_client_metadata", "client_secret_jwt");
+}

@@ -196,3 +196,99 @@ async fn a_registration_and_its_audit_line_commit_together() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_update_and_its_audit_line_commit_together() {
+    for b in backends().await {
+        let c = client("updated");
+        b.store.create_client(&c, &replay("updated", "a", None), true, &audit()).await.unwrap();
+        let mut changed = c.clone();
+        changed.metadata.client_name = "Renamed".into();
+        let line =
+            keyfort::storage::AuditEvent { action: "update".into(), client_id: Some(c.client_id.clone()), ..audit() };
+        b.store.update_client(&changed, &replay("updated", "b", None), 2, &line).await.unwrap();
+        assert_eq!(b.store.find_client(&c.client_id).await.unwrap().unwrap().metadata.client_name, "Renamed");
+        assert_eq!(b.store.audit_events(Some(&c.client_id), 10).await.unwrap(), vec![line.clone()], "{}", b.name);
+
+        // A replayed jti changes nothing and writes no audit line.
+        let mut again = changed.clone();
+        again.metadata.client_name = "Replayed".into();
+        let err = b.store.update_client(&again, &replay("updated", "b", None), 3, &line).await.unwrap_err();
+        assert!(matches!(err, CreateClientError::JtiReplayed), "{}: {err}", b.name);
+        assert_eq!(b.store.find_client(&c.client_id).await.unwrap().unwrap().metadata.client_name, "Renamed");
+        assert_eq!(b.store.audit_events(Some(&c.client_id), 10).await.unwrap().len(), 1, "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn a_status_change_and_its_audit_line_commit_together() {
+    for b in backends().await {
+        let c = client("suspended");
+        b.store.create_client(&c, &replay("suspended", "a", None), true, &audit()).await.unwrap();
+        let line =
+            keyfort::storage::AuditEvent { action: "suspend".into(), client_id: Some(c.client_id.clone()), ..audit() };
+        let changed =
+            b.store.set_client_status(&c.client_id, ClientStatus::Active, ClientStatus::Suspended, 2, &line).await;
+        assert!(changed.unwrap(), "{}", b.name);
+        assert_eq!(b.store.find_client(&c.client_id).await.unwrap().unwrap().status, ClientStatus::Suspended);
+        // From a status the client is not in: no change, no audit line.
+        let unchanged =
+            b.store.set_client_status(&c.client_id, ClientStatus::Active, ClientStatus::Suspended, 3, &line).await;
+        assert!(!unchanged.unwrap(), "{}", b.name);
+        assert_eq!(b.store.audit_events(Some(&c.client_id), 10).await.unwrap(), vec![line], "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn a_deletion_and_its_audit_line_commit_together() {
+    for b in backends().await {
+        let c = client("deleted");
+        b.store.create_client(&c, &replay("deleted", "a", None), true, &audit()).await.unwrap();
+        let line =
+            keyfort::storage::AuditEvent { action: "delete".into(), client_id: Some(c.client_id.clone()), ..audit() };
+        assert!(b.store.delete_client(&c.client_id, 2, &line).await.unwrap(), "{}", b.name);
+        assert_eq!(b.store.find_client(&c.client_id).await.unwrap().unwrap().status, ClientStatus::Deleted);
+        assert!(!b.store.delete_client(&c.client_id, 3, &line).await.unwrap(), "{}: already deleted", b.name);
+        assert!(!b.store.delete_client("nobody", 3, &line).await.unwrap(), "{}", b.name);
+        assert_eq!(b.store.audit_events(Some(&c.client_id), 10).await.unwrap(), vec![line], "{}", b.name);
+        // The software may register again once its registration is deleted.
+        b.store.create_client(&client("deleted"), &replay("deleted", "b", None), true, &audit()).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn stored_client_secret_jwt_clients_are_retired_by_the_migration() {
+    // A database from before client_secret_jwt was withdrawn: migrated up to 0003, holding
+    // one such client and one ordinary client.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let options =
+        <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url).unwrap().create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let mut before = sqlx::migrate!("./migrations/sqlite");
+    before.migrations = std::borrow::Cow::Owned(before.migrations[..3].to_vec());
+    before.run(&pool).await.unwrap();
+    let ordinary = client("ordinary");
+    let metadata = serde_json::to_string(&ordinary.metadata).unwrap();
+    let withdrawn = metadata.replace("\"private_key_jwt\"", "\"client_secret_jwt\"");
+    assert_ne!(metadata, withdrawn);
+    for (id, software, metadata) in [("jwt-client", "sw-jwt", &withdrawn), ("ordinary", "sw-ok", &metadata)] {
+        sqlx::query(
+            "INSERT INTO clients (client_id, status, issued_at, updated_at, software_id, active_software_id, \
+             software_roles, metadata, registration_token_hash) VALUES ($1, 'active', 1, 1, $2, $2, '[]', $3, 'x')",
+        )
+        .bind(id)
+        .bind(software)
+        .bind(metadata)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let store = SqliteStore::open(&url).await.unwrap();
+    let retired = store.find_client("jwt-client").await.unwrap().expect("still readable");
+    assert_eq!(retired.status, ClientStatus::Deleted);
+    assert_eq!(retired.metadata.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
+    assert_eq!(store.find_client("ordinary").await.unwrap().unwrap().status, ClientStatus::Active);
+}

@@ -1,0 +1,91 @@
+//! What a service answers when it does not do what was asked.
+//!
+//! Services speak in these terms only: an OAuth refusal, a caller who must authenticate, a
+//! certificate of the wrong organisation, a dependency that is down, a fault of ours. They
+//! know nothing of HTTP; `http/error.rs` is the one place that turns each kind into a status,
+//! a JSON body and the headers RFC 6749, 6750 and 7235 ask for.
+
+use std::time::Duration;
+
+use keyfort_core::error::{ErrorCode, OAuthError};
+
+use crate::storage::StoreError;
+
+/// The authentication scheme a caller is asked to use when it must authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// HTTP Basic: an administrator, or a client with a secret (RFC 6749 §2.3.1).
+    Basic,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is refused; the code says why and decides the answer (RFC 6749 §5.2,
+    /// RFC 7591 §3.2.2, RFC 6750 §3.1).
+    #[error("{0}")]
+    Refused(OAuthError),
+    /// The caller is known and its proof valid, but it is not the party this action belongs
+    /// to (a transport certificate of another organisation or software).
+    #[error("{0}")]
+    Forbidden(OAuthError),
+    /// The caller must prove who it is with `Challenge` before anything else is considered.
+    #[error("{0}")]
+    Unauthenticated(OAuthError, Challenge),
+    /// Too many failed attempts: the caller may try again after `retry_after`.
+    #[error("{error}")]
+    Throttled { error: OAuthError, retry_after: Duration },
+    /// The named thing does not exist (operator API).
+    #[error("{0}")]
+    NotFound(OAuthError),
+    /// A dependency (the directory, a TPP's key server) cannot be reached: retry later. The
+    /// text says what is unavailable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A fault of this server; the cause is logged, never shown.
+    #[error("{0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl From<OAuthError> for ServiceError {
+    fn from(e: OAuthError) -> Self {
+        ServiceError::Refused(e)
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        ServiceError::Internal(e.into())
+    }
+}
+
+impl ServiceError {
+    pub fn refused(code: ErrorCode, description: impl Into<String>) -> Self {
+        ServiceError::Refused(OAuthError::new(code, description))
+    }
+
+    /// The OAuth error code the caller will see.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ServiceError::Refused(e)
+            | ServiceError::Forbidden(e)
+            | ServiceError::Unauthenticated(e, _)
+            | ServiceError::Throttled { error: e, .. }
+            | ServiceError::NotFound(e) => e.code,
+            ServiceError::Unavailable(_) => ErrorCode::TemporarilyUnavailable,
+            ServiceError::Internal(_) => ErrorCode::ServerError,
+        }
+    }
+
+    /// The description the caller will see; internal causes are not repeated.
+    pub fn description(&self) -> String {
+        match self {
+            ServiceError::Refused(e)
+            | ServiceError::Forbidden(e)
+            | ServiceError::Unauthenticated(e, _)
+            | ServiceError::Throttled { error: e, .. }
+            | ServiceError::NotFound(e) => e.description.clone(),
+            ServiceError::Unavailable(what) => format!("{what}; try again later"),
+            ServiceError::Internal(_) => "internal error".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The client-credentials grant (RFC 6749 §4.4): an access token for the client itself,
+//! bound to its certificate where it registered for that (RFC 8705).
+
+use keyfort_core::error::{ErrorCode, OAuthError};
+use keyfort_core::registration::GrantType;
+use keyfort_core::token::{select_scope, AccessTokenClaims};
+
+use super::{AuthenticatedClient, TokenResponse, TokenService};
+use crate::error::ServiceError;
+
+impl TokenService {
+    pub(super) fn client_credentials(
+        &self,
+        authenticated: &AuthenticatedClient,
+        requested_scope: Option<&str>,
+    ) -> Result<TokenResponse, ServiceError> {
+        let client = authenticated.client();
+        if !client.metadata.grant_types.contains(&GrantType::ClientCredentials) {
+            return Err(ServiceError::refused(
+                ErrorCode::UnauthorizedClient,
+                "this client did not register the client_credentials grant; update its registration's grant_types",
+            ));
+        }
+        let scope = select_scope(requested_scope, &client.metadata.scope)?;
+        let certificate_thumbprint = if client.metadata.tls_client_certificate_bound_access_tokens {
+            let cert = authenticated.certificate().ok_or_else(|| {
+                OAuthError::invalid_request(
+                    "this client is registered for certificate-bound access tokens: call the token endpoint over mutual TLS with your transport certificate",
+                )
+            })?;
+            self.check_certificate_belongs_to(client, cert)?;
+            Some(cert.thumbprint_s256.clone())
+        } else {
+            None
+        };
+        let now = self.clock.now();
+        let lifetime = self.config.token_lifetimes.application;
+        let claims = AccessTokenClaims {
+            issuer: self.config.server.public_url.clone(),
+            audience: self.config.token.access_token_audience.clone(),
+            client_id: client.client_id.clone(),
+            scope: scope.clone(),
+            issued_at: now,
+            expires_at: now + lifetime,
+            jti: keyfort_core::secret::random_b64url(16),
+            certificate_thumbprint,
+        };
+        let token = self.ring.signing_key().sign_jwt(&claims.to_json(), "at+jwt");
+        tracing::info!(bound = claims.certificate_thumbprint.is_some(), "access token issued");
+        Ok(TokenResponse { access_token: token, token_type: "Bearer", expires_in: lifetime, scope: scope.join(" ") })
+    }
+}
