@@ -10,7 +10,7 @@ use std::time::Duration;
 use keyfort_core::clock::{Clock, SystemClock};
 use tokio::net::TcpListener;
 
-use crate::admin::AdminAuthenticator;
+use crate::admin::{AdminAuthenticator, SignInLimits};
 use crate::audit::Auditor;
 use crate::config::{ClientAuthMode, Config};
 use crate::directory::{HttpFetcher, JwksCache};
@@ -43,6 +43,7 @@ pub struct Application {
     ring: Arc<KeyRing>,
     metrics: Arc<Metrics>,
     metrics_listener: Option<TcpListener>,
+    connection_limits: http::ConnectionLimits,
 }
 
 impl Application {
@@ -77,7 +78,8 @@ impl Application {
             Duration::from_secs(config.http_client.jwks_min_refresh_seconds),
             metrics.clone(),
         ));
-        let admins = Arc::new(AdminAuthenticator::new(store.clone())?);
+        let sign_in = SignInLimits { exempt: config.mtls.trusted_proxies.clone(), ..SignInLimits::default() };
+        let admins = Arc::new(AdminAuthenticator::new(store.clone(), sign_in));
         let longest_token = config.token_lifetimes.application.max(config.token_lifetimes.user);
         let ring = Arc::new(
             KeyRing::open(
@@ -100,17 +102,31 @@ impl Application {
             auditor.clone(),
             tokens.clone(),
         ));
-        let router = http::router(AppState {
-            config: config.clone(),
-            operator: Arc::new(OperatorService::new(store.clone(), auditor, clock.clone())),
-            readiness: Arc::new(Readiness::new(store.clone(), registration.clone())),
-            registration,
-            tokens,
-            admins,
-            transport,
-            metrics: metrics.clone(),
-            clock: clock.clone(),
-        });
+        let request_limits = http::RequestLimits {
+            max_header_bytes: http::ConnectionLimits::default().max_header_bytes,
+            max_body_bytes: config.server.max_body_bytes,
+        };
+        let router = http::router(
+            AppState {
+                config: config.clone(),
+                operator: Arc::new(OperatorService::new(store.clone(), auditor, clock.clone())),
+                readiness: Arc::new(Readiness::new(store.clone(), registration.clone())),
+                registration,
+                tokens,
+                admins,
+                transport,
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+            },
+            request_limits,
+        );
+        let descriptors = http::raise_descriptor_limit();
+        let defaults = http::ConnectionLimits::default();
+        let connection_limits = http::ConnectionLimits {
+            max_connections: http::connections_that_fit(defaults.max_connections, descriptors),
+            per_ip_exempt: config.mtls.trusted_proxies.clone(),
+            ..defaults
+        };
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| anyhow::anyhow!("[server] listen {}: cannot bind: {e}", config.server.listen))?;
@@ -137,6 +153,7 @@ impl Application {
             ring,
             metrics,
             metrics_listener,
+            connection_limits,
         })
     }
 
@@ -195,7 +212,13 @@ impl Application {
             })
         });
         tracing::info!(address = %self.local_addr, "Keyfort is listening (HTTPS)");
-        http::serve(self.listener, self.tls, self.router, shutdown).await;
+        tracing::info!(
+            max_connections = self.connection_limits.max_connections,
+            max_connections_per_ip = self.connection_limits.max_connections_per_ip,
+            "connection limits"
+        );
+        http::serve_with(self.listener, self.tls, self.router, self.connection_limits, self.metrics.clone(), shutdown)
+            .await;
         purge.abort();
         key_reload.abort();
         if let Some(task) = metrics_server {

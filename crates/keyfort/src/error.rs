@@ -37,6 +37,9 @@ pub enum ServiceError {
     /// The named thing does not exist (operator API).
     #[error("{0}")]
     NotFound(OAuthError),
+    /// This server has as much of this work queued as it takes (`what`): retry later.
+    #[error("{what} is busy")]
+    Overloaded { what: String, retry_after: Duration },
     /// A dependency (the directory, a TPP's key server) cannot be reached: retry later. The
     /// text says what is unavailable.
     #[error("{0}")]
@@ -71,7 +74,7 @@ impl ServiceError {
             | ServiceError::Unauthenticated(e, _)
             | ServiceError::Throttled { error: e, .. }
             | ServiceError::NotFound(e) => e.code,
-            ServiceError::Unavailable(_) => ErrorCode::TemporarilyUnavailable,
+            ServiceError::Unavailable(_) | ServiceError::Overloaded { .. } => ErrorCode::TemporarilyUnavailable,
             ServiceError::Internal(_) => ErrorCode::ServerError,
         }
     }
@@ -85,6 +88,9 @@ impl ServiceError {
             | ServiceError::Throttled { error: e, .. }
             | ServiceError::NotFound(e) => e.description.clone(),
             ServiceError::Unavailable(what) => format!("{what}; try again later"),
+            ServiceError::Overloaded { what, retry_after } => {
+                format!("{what} is busy; try again in {} seconds", retry_after.as_secs().max(1))
+            }
             ServiceError::Internal(_) => "internal error".to_owned(),
         }
     }

@@ -86,6 +86,15 @@ impl IntoResponse for ApiError {
                 retry_after = Some(wait.as_secs().max(1));
                 (StatusCode::TOO_MANY_REQUESTS, error)
             }
+            ApiError::Service(overloaded @ ServiceError::Overloaded { .. }) => {
+                if let ServiceError::Overloaded { retry_after: wait, .. } = &overloaded {
+                    retry_after = Some(wait.as_secs().max(1));
+                }
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    OAuthError::new(ErrorCode::TemporarilyUnavailable, overloaded.description()),
+                )
+            }
             ApiError::Service(unavailable @ ServiceError::Unavailable(_)) => {
                 tracing::warn!(error = %unavailable, "dependency unavailable");
                 retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECONDS);

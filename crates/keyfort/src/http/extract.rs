@@ -34,7 +34,7 @@ impl FromRequestParts<AppState> for AdminCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let caller = caller(state, parts);
-        let administrator = authenticate_administrator(state, &parts.headers).await?;
+        let administrator = authenticate_administrator(state, caller.peer, &parts.headers).await?;
         Ok(Self(caller.with_administrator(administrator)))
     }
 }
@@ -68,11 +68,16 @@ fn caller(state: &AppState, parts: &Parts) -> Caller {
 /// Checks `Authorization: Basic` against the administrators.
 pub async fn authenticate_administrator(
     state: &AppState,
+    peer: std::net::IpAddr,
     headers: &HeaderMap,
 ) -> Result<crate::admin::Administrator, ApiError> {
     let credentials = administrator_credentials(headers)?;
-    Ok(state.admins.authenticate(credentials).await?)
+    Ok(state.admins.authenticate(credentials, peer).await?)
 }
+
+/// The longest `Authorization` header worth decoding: a 256-character name and a
+/// 1024-byte password in base64, with room to spare.
+const MAX_AUTHORIZATION_BYTES: usize = 2048;
 
 /// An administrator's name and password from `Authorization: Basic` (RFC 7617: the
 /// decoded text is `name:password`, UTF-8).
@@ -80,6 +85,10 @@ fn administrator_credentials(headers: &HeaderMap) -> Result<BasicCredentials, Se
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(unauthorized("administrator credentials are required: send Authorization: Basic"));
     };
+    // Refused before decoding: nothing about an absurd header is worth computing.
+    if value.len() > MAX_AUTHORIZATION_BYTES {
+        return Err(unauthorized(format!("the Authorization header is longer than {MAX_AUTHORIZATION_BYTES} bytes")));
+    }
     let value = value.to_str().map_err(|_| unauthorized("the Authorization header is not ASCII"))?;
     let Some((scheme, encoded)) = value.split_once(' ') else {
         return Err(unauthorized("the Authorization header must be \"Basic <base64(name:password)>\""));

@@ -1,13 +1,12 @@
 //! `GET`, `PUT` and `DELETE` on `/register/{client_id}` (RFC 7592, OBIE DCR).
 
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyfort_core::registration::RegisteredClient;
 
 use super::extract::{bearer, RequestCaller};
-use super::registration::{read_submission, refused_at_edge};
+use super::registration::{refused_at_edge, request_form};
 use super::{ApiError, AppState};
 use crate::audit::AuditAction;
 use crate::registration::Submission;
@@ -35,14 +34,14 @@ pub async fn put_registration(
     RequestCaller(caller): RequestCaller,
     Path(client_id): Path<String>,
     headers: HeaderMap,
-    body: Body,
+    body: bytes::Bytes,
 ) -> Result<Response, ApiError> {
     let managed = state.registration.authorize(AuditAction::Update, &caller, &client_id, bearer(&headers)).await?;
-    let (form, bytes) = match read_submission(&state, &headers, body).await {
-        Ok(read) => read,
+    let form = match request_form(&headers) {
+        Ok(form) => form,
         Err(error) => return Err(refused_at_edge(&state, AuditAction::Update, &caller, Some(&client_id), error).await),
     };
-    let updated = state.registration.update(&caller, managed, Submission { form, body: &bytes }).await?;
+    let updated = state.registration.update(&caller, managed, Submission { form, body: &body }).await?;
     Ok(registration_response(&state, &updated))
 }
 

@@ -6,6 +6,7 @@ mod admin;
 mod discovery;
 mod error;
 mod extract;
+mod limits;
 mod listener;
 mod management;
 mod openapi;
@@ -22,7 +23,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use error::{status_for, ApiError};
-pub use listener::{serve, ConnectionInfo};
+pub use limits::RequestLimits;
+pub use listener::{connections_that_fit, raise_descriptor_limit, serve, serve_with, ConnectionInfo, ConnectionLimits};
 
 use crate::admin::AdminAuthenticator;
 use crate::config::Config;
@@ -52,7 +54,7 @@ pub struct AppState {
 }
 
 /// The application's routes, without a socket, so tests can also drive it in-process.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, limits: RequestLimits) -> Router {
     let register = post(registration::register);
     let manage =
         get(management::get_registration).put(management::put_registration).delete(management::delete_registration);
@@ -77,6 +79,10 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // The limits middleware reads every body, bounded; the extractors' own limit would
+        // only refuse what it already accepted.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(move |request, next| limits::enforce(limits, request, next)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), record_http_metrics))
         .with_state(state)
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
@@ -134,22 +140,5 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "not ready", "problems": problems})))
             .into_response()
-    }
-}
-
-/// Reads a request body of at most `limit` bytes; a larger one is a 413 that says the limit.
-pub(crate) async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    // A body that trickles in slower than this is abandoned (it would hold a connection).
-    const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-    match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(ApiError::Edge(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            OAuthError::invalid_request(format!("the request body is larger than the {limit} bytes accepted")),
-        )),
-        Err(_) => Err(ApiError::Edge(
-            StatusCode::REQUEST_TIMEOUT,
-            OAuthError::invalid_request("the request body was not received within 30 seconds"),
-        )),
     }
 }

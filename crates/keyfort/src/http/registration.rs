@@ -1,7 +1,6 @@
 //! `POST /register` (and WSO2's path): the body is the registration request as JSON, or as
 //! a compact JWS (`application/jose` or `application/jwt`, the OBIE form).
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,9 +17,9 @@ pub async fn register(
     State(state): State<AppState>,
     RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
-    body: Body,
+    body: bytes::Bytes,
 ) -> Result<Response, ApiError> {
-    let outcome = register_checked(&state, caller, &headers, body).await;
+    let outcome = register_checked(&state, caller, &headers, &body).await;
     state.metrics.outcome("keyfort_registrations_total", outcome.as_ref().err().map(|e| e.code().as_str()));
     let registered = outcome?;
     let uri = state.registration.registration_client_uri(&registered.client.client_id);
@@ -39,23 +38,22 @@ async fn register_checked(
     state: &AppState,
     caller: Caller,
     headers: &HeaderMap,
-    body: Body,
+    body: &[u8],
 ) -> Result<crate::registration::Registered, ApiError> {
     // WSO2's `authentication_required`: the administrator is part of who the caller is.
     let caller = if state.config.dcr.authentication_required {
-        match authenticate_administrator(state, headers).await {
+        match authenticate_administrator(state, caller.peer, headers).await {
             Ok(administrator) => caller.with_administrator(administrator),
             Err(error) => return Err(refused_at_edge(state, AuditAction::Register, &caller, None, error).await),
         }
     } else {
         caller
     };
-    let bytes = match read_submission(state, headers, body).await {
-        Ok(read) => read,
+    let form = match request_form(headers) {
+        Ok(form) => form,
         Err(error) => return Err(refused_at_edge(state, AuditAction::Register, &caller, None, error).await),
     };
-    let submission = Submission { form: bytes.0, body: &bytes.1 };
-    Ok(state.registration.register(&caller, submission).await?)
+    Ok(state.registration.register(&caller, Submission { form, body }).await?)
 }
 
 /// Has the registration service audit a request the edge refused, and returns the refusal.
@@ -77,18 +75,8 @@ pub(super) async fn refused_at_edge(
     error
 }
 
-/// The request's form (from `Content-Type`) and its body, at most `max_body_bytes`.
-pub(super) async fn read_submission(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<(RequestForm, bytes::Bytes), ApiError> {
-    let form = request_form(headers)?;
-    let bytes = super::read_body(body, state.config.server.max_body_bytes).await?;
-    Ok((form, bytes))
-}
-
-fn request_form(headers: &HeaderMap) -> Result<RequestForm, ApiError> {
+/// The request's form, from `Content-Type`.
+pub(super) fn request_form(headers: &HeaderMap) -> Result<RequestForm, ApiError> {
     let unsupported = |what: String| {
         ApiError::Edge(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

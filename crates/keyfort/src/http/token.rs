@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -28,16 +27,15 @@ impl Form {
     }
 }
 
-async fn read_form(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Form, ApiError> {
+fn read_form(headers: &HeaderMap, body: &[u8]) -> Result<Form, ApiError> {
     let is_form = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
         ct.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")
     });
     if !is_form {
         return Err(OAuthError::invalid_request("send the parameters as application/x-www-form-urlencoded").into());
     }
-    let bytes = super::read_body(body, state.config.server.max_body_bytes).await?;
     let mut form = HashMap::new();
-    for (name, value) in url::form_urlencoded::parse(&bytes) {
+    for (name, value) in url::form_urlencoded::parse(body) {
         if form.insert(name.to_string(), value.to_string()).is_some() {
             let name: String = name.chars().take(64).collect();
             return Err(OAuthError::invalid_request(format!(
@@ -144,10 +142,10 @@ pub async fn token(
     State(state): State<AppState>,
     RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
-    body: Body,
+    body: bytes::Bytes,
 ) -> Result<Response, ApiError> {
     let outcome = async {
-        let mut form = read_form(&state, &headers, body).await?;
+        let mut form = read_form(&headers, &body)?;
         // The client is authenticated before its grant is judged, so an unauthenticated
         // caller learns nothing about what the server supports beyond discovery.
         let grant = grant(&mut form);
@@ -164,9 +162,9 @@ async fn caller_and_token(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
-    body: Body,
+    body: &[u8],
 ) -> Result<(AuthenticatedClient, String), ApiError> {
-    let mut form = read_form(state, headers, body).await?;
+    let mut form = read_form(headers, body)?;
     let client = authenticate(state, caller, &mut form, headers).await?;
     let token = form.take("token").ok_or_else(|| OAuthError::invalid_request("the token parameter is required"))?;
     Ok((client, token))
@@ -176,9 +174,9 @@ pub async fn introspect(
     State(state): State<AppState>,
     RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
-    body: Body,
+    body: bytes::Bytes,
 ) -> Result<Response, ApiError> {
-    let (client, token) = caller_and_token(&state, &caller, &headers, body).await?;
+    let (client, token) = caller_and_token(&state, &caller, &headers, &body).await?;
     Ok(no_store(state.tokens.introspect(&client, &token).await))
 }
 
@@ -186,9 +184,9 @@ pub async fn revoke(
     State(state): State<AppState>,
     RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
-    body: Body,
+    body: bytes::Bytes,
 ) -> Result<Response, ApiError> {
-    let (client, token) = caller_and_token(&state, &caller, &headers, body).await?;
+    let (client, token) = caller_and_token(&state, &caller, &headers, &body).await?;
     state.tokens.revoke(&client, &token).await?;
     Ok(StatusCode::OK.into_response())
 }
