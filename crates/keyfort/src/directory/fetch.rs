@@ -15,7 +15,7 @@ pub enum FetchError {
     Failed { url: String, why: String },
 }
 
-/// An HTTP client for keys (and, later, revocation lists) that a bank can run.
+/// An HTTP client for keys and revocation lists that a bank can run.
 #[derive(Clone)]
 pub struct HttpFetcher {
     client: reqwest::Client,

@@ -1,6 +1,6 @@
 //! The TLS listener: accepts TCP, completes the TLS handshake with a deadline, and serves
 //! HTTP/1.1 or HTTP/2 on the connection. Each request carries a [`ConnectionInfo`] so that
-//! handlers can see the peer (and, later, its client certificate) without global state.
+//! handlers can see the peer and its client certificate chain without global state.
 
 use std::future::Future;
 use std::net::SocketAddr;

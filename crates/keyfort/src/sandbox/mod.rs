@@ -125,17 +125,6 @@ impl Sandbox {
         format!("{}/openbanking.jwks", self.manifest.keystore_url)
     }
 
-    /// Changes where the keystore is published (the demo serves it on a free port).
-    pub fn set_keystore_url(&mut self, url: &str) -> anyhow::Result<()> {
-        self.manifest.keystore_url = url.trim_end_matches('/').to_owned();
-        self.save()?;
-        let software = self.manifest.software.clone();
-        for s in &software {
-            self.write_ssa(s)?;
-        }
-        Ok(())
-    }
-
     fn save(&self) -> anyhow::Result<()> {
         write(&self.dir.join("sandbox.json"), serde_json::to_string_pretty(&self.manifest)?)
     }
