@@ -8,6 +8,7 @@
 //! - [`directory`]: fetching and caching the directory's and TPPs' JWKS.
 //! - [`storage`]: the storage interface and its SQLite and PostgreSQL implementations.
 //! - [`tls`]: the server certificate, configured or generated for development.
+//! - [`pem`]: reading certificates, private keys and CRLs from PEM, with errors naming the file.
 //! - [`transport`]: mutual TLS: client certificate checks, CRLs, gateway-forwarded certificates.
 //! - [`admin`]: administrator accounts and HTTP Basic authentication.
 
@@ -24,6 +25,7 @@ pub mod http;
 pub mod metrics;
 pub mod operator;
 pub mod password;
+pub mod pem;
 pub mod registration;
 pub mod sandbox;
 pub mod signing;

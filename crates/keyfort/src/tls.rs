@@ -9,6 +9,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::ServerConfig;
+use crate::pem;
 
 /// The one crypto provider Keyfort uses for TLS, in and out.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
@@ -25,8 +26,8 @@ pub fn server_config(
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let (certs, key) = match (&server.cert_file, &server.key_file) {
         (Some(cert), Some(key)) => (
-            read_certs(cert).with_context(|| format!("[server.tls] cert_file {}", cert.display()))?,
-            read_key(key).with_context(|| format!("[server.tls] key_file {}", key.display()))?,
+            pem::read_certificates(cert).map_err(|e| anyhow!("[server.tls] cert_file {e}"))?,
+            pem::read_private_key(key).map_err(|e| anyhow!("[server.tls] key_file {e}"))?,
         ),
         _ => development_certificate(server)?,
     };
@@ -41,20 +42,6 @@ pub fn server_config(
         .context("[server.tls] the certificate and key do not form a usable pair")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let pem = std::fs::read(path).map_err(|e| anyhow!("cannot read: {e}"))?;
-    let certs = rustls_pemfile::certs(&mut &pem[..]).collect::<Result<Vec<_>, _>>()?;
-    if certs.is_empty() {
-        return Err(anyhow!("holds no PEM CERTIFICATE block"));
-    }
-    Ok(certs)
-}
-
-fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    let pem = std::fs::read(path).map_err(|e| anyhow!("cannot read: {e}"))?;
-    rustls_pemfile::private_key(&mut &pem[..])?.ok_or_else(|| anyhow!("holds no PEM private key"))
 }
 
 /// Loads, or creates on first start, `<data_dir>/dev-tls/{cert,key}.pem`: a self-signed
@@ -86,7 +73,7 @@ fn development_certificate(
         "!!! DEVELOPMENT TLS CERTIFICATE: no [server.tls] cert_file/key_file configured, so Keyfort is serving a \
          self-signed certificate. Clients will not trust it. Configure [server.tls] before any real use. !!!"
     );
-    Ok((read_certs(&cert_path)?, read_key(&key_path)?))
+    Ok((pem::read_certificates(&cert_path)?, pem::read_private_key(&key_path)?))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

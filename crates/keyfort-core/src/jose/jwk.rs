@@ -191,10 +191,6 @@ impl JwkSet {
     pub fn with_kid<'a>(&'a self, kid: &'a str) -> impl Iterator<Item = &'a PublicJwk> + 'a {
         self.keys.iter().filter(move |k| k.kid() == Some(kid))
     }
-
-    pub fn merge(sets: impl IntoIterator<Item = JwkSet>) -> JwkSet {
-        JwkSet { keys: sets.into_iter().flat_map(|s| s.keys).collect() }
-    }
 }
 
 #[cfg(test)]

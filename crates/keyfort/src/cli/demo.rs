@@ -210,9 +210,7 @@ pub async fn run(wait: bool) -> anyhow::Result<()> {
         .as_str()
         .ok_or_else(|| out.fail(&format!("token refused: {}", exchange.response)))?;
     let claims = tpp::decode_claims(access_token)?;
-    let cert_pem = std::fs::read(&files.transport_cert)?;
-    let cert_der =
-        rustls_pemfile::certs(&mut &cert_pem[..]).next().ok_or_else(|| anyhow::anyhow!("no certificate"))??;
+    let cert_der = crate::pem::read_certificate(&files.transport_cert)?;
     let thumbprint = keyfort_core::jose::b64url_encode(keyfort_core::secret::sha256(&cert_der));
     if claims["cnf"]["x5t#S256"] != json!(thumbprint) {
         return Err(out.fail("the access token is not bound to the transport certificate"));

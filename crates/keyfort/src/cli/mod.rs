@@ -44,9 +44,8 @@ pub fn https_client(ca_file: Option<&Path>, identity: Option<(&Path, &Path)>) ->
         let _ = roots.add(cert);
     }
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        for cert in rustls_pemfile::certs(&mut &pem[..]) {
-            roots.add(cert?)?;
+        for cert in crate::pem::read_certificates(path)? {
+            roots.add(cert).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         }
     }
     let builder = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
@@ -54,11 +53,8 @@ pub fn https_client(ca_file: Option<&Path>, identity: Option<(&Path, &Path)>) ->
         .with_root_certificates(roots);
     let tls = match identity {
         Some((cert_path, key_path)) => {
-            let cert_pem = std::fs::read(cert_path).map_err(|e| anyhow::anyhow!("{}: {e}", cert_path.display()))?;
-            let key_pem = std::fs::read(key_path).map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?;
-            let chain = rustls_pemfile::certs(&mut &cert_pem[..]).collect::<Result<Vec<_>, _>>()?;
-            let key = rustls_pemfile::private_key(&mut &key_pem[..])?
-                .ok_or_else(|| anyhow::anyhow!("{}: no private key", key_path.display()))?;
+            let chain = crate::pem::read_certificates(cert_path)?;
+            let key = crate::pem::read_private_key(key_path)?;
             builder.with_client_auth_cert(chain, key)?
         }
         None => builder.with_no_client_auth(),

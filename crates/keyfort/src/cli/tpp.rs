@@ -95,9 +95,9 @@ fn scopes_for(roles: &[Value]) -> String {
 }
 
 fn subject_dn(cert_pem: &Path) -> anyhow::Result<String> {
-    let pem = std::fs::read(cert_pem)?;
-    let der = rustls_pemfile::certs(&mut &pem[..]).next().ok_or_else(|| anyhow::anyhow!("no certificate"))??;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let der = crate::pem::read_certificate(cert_pem)?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| anyhow::anyhow!("{}: {e}", cert_pem.display()))?;
     let rdns: Vec<String> = cert
         .subject()
         .iter()

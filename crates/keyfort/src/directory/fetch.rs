@@ -15,7 +15,7 @@ pub enum FetchError {
     Failed { url: String, why: String },
 }
 
-/// An HTTP client for keys (and, later, revocation lists) that a bank can run.
+/// An HTTP client for keys and revocation lists that a bank can run.
 #[derive(Clone)]
 pub struct HttpFetcher {
     client: reqwest::Client,
@@ -40,10 +40,10 @@ impl HttpFetcher {
             let _ = roots.add(cert);
         }
         if let Some(path) = &config.ca_file {
-            let pem =
-                std::fs::read(path).map_err(|e| anyhow::anyhow!("[http_client] ca_file {}: {e}", path.display()))?;
-            for cert in rustls_pemfile::certs(&mut &pem[..]) {
-                roots.add(cert?)?;
+            let certs =
+                crate::pem::read_certificates(path).map_err(|e| anyhow::anyhow!("[http_client] ca_file {e}"))?;
+            for cert in certs {
+                roots.add(cert).map_err(|e| anyhow::anyhow!("[http_client] ca_file {}: {e}", path.display()))?;
             }
         }
         let tls = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())

@@ -385,7 +385,7 @@ pub fn raise_descriptor_limit() -> Option<u64> {
     let hard = limit.maximum;
     if limit.current != hard {
         limit.current = hard;
-        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
             tracing::warn!(error = %e, "could not raise the open-file limit to its hard limit");
         }
     }

@@ -125,17 +125,6 @@ impl Sandbox {
         format!("{}/openbanking.jwks", self.manifest.keystore_url)
     }
 
-    /// Changes where the keystore is published (the demo serves it on a free port).
-    pub fn set_keystore_url(&mut self, url: &str) -> anyhow::Result<()> {
-        self.manifest.keystore_url = url.trim_end_matches('/').to_owned();
-        self.save()?;
-        let software = self.manifest.software.clone();
-        for s in &software {
-            self.write_ssa(s)?;
-        }
-        Ok(())
-    }
-
     fn save(&self) -> anyhow::Result<()> {
         write(&self.dir.join("sandbox.json"), serde_json::to_string_pretty(&self.manifest)?)
     }
@@ -274,10 +263,8 @@ impl Sandbox {
     /// TLS for serving the keystore over HTTPS, with the certificate `init` issued for
     /// localhost from the sandbox CA (clients trust `ca/bundle.pem`).
     pub fn keystore_tls(&self) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
-        let cert_pem = std::fs::read(self.dir.join("ca/keystore-server.pem"))?;
-        let key_pem = std::fs::read(self.dir.join("ca/keystore-server.key"))?;
-        let chain = rustls_pemfile::certs(&mut &cert_pem[..]).collect::<Result<Vec<_>, _>>()?;
-        let key = rustls_pemfile::private_key(&mut &key_pem[..])?.ok_or_else(|| anyhow::anyhow!("no keystore key"))?;
+        let chain = crate::pem::read_certificates(&self.dir.join("ca/keystore-server.pem"))?;
+        let key = crate::pem::read_private_key(&self.dir.join("ca/keystore-server.key"))?;
         let config = rustls::ServerConfig::builder_with_provider(crate::tls::crypto_provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()

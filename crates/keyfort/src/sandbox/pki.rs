@@ -6,6 +6,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SerialNumber,
 };
+use yasna::models::ObjectIdentifier;
 
 /// A CA: its certificate and key, as PEM.
 pub struct Authority {
@@ -81,7 +82,7 @@ pub fn issue_transport(
             let psd2: Vec<&str> = roles.iter().filter_map(|r| psd2_role(r)).collect();
             params
                 .custom_extensions
-                .push(CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 3], qc_statements(&psd2)));
+                .push(CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 3], qc_statements(&psd2)?));
         }
     }
     params.distinguished_name.push(DnType::CommonName, software_id);
@@ -108,48 +109,59 @@ pub fn issue_server(issuing: &Authority) -> anyhow::Result<(String, String)> {
     Ok((format!("{}{}", cert.pem(), issuing.cert_pem), key.serialize_pem()))
 }
 
-fn psd2_role(ob_role: &str) -> Option<&'static str> {
-    match ob_role {
-        "AISP" => Some("PSP_AI"),
-        "PISP" => Some("PSP_PI"),
-        "CBPII" => Some("PSP_IC"),
-        "ASPSP" => Some("PSP_AS"),
-        _ => None,
-    }
-}
+/// Open Banking role, ETSI TS 119 495 `roleOfPspName`, and the last arc of its
+/// `roleOfPspOid` (id-psd2-role, 0.4.0.19495.1).
+const PSD2_ROLES: [(&str, &str, u64); 4] =
+    [("ASPSP", "PSP_AS", 1), ("PISP", "PSP_PI", 2), ("AISP", "PSP_AI", 3), ("CBPII", "PSP_IC", 4)];
 
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    if content.len() < 0x80 {
-        out.push(content.len() as u8);
-    } else {
-        let len = content.len().to_be_bytes();
-        let significant: Vec<u8> = len.iter().copied().skip_while(|b| *b == 0).collect();
-        out.push(0x80 | significant.len() as u8);
-        out.extend(significant);
-    }
-    out.extend_from_slice(content);
-    out
+fn psd2_role(ob_role: &str) -> Option<&'static str> {
+    PSD2_ROLES.iter().find(|(ob, _, _)| *ob == ob_role).map(|(_, etsi, _)| *etsi)
 }
 
 /// DER of a QCStatements extension value holding a PSD2 statement for `roles` (ETSI role
-/// names: PSP_AS, PSP_PI, PSP_AI, PSP_IC).
-pub fn qc_statements(roles: &[&str]) -> Vec<u8> {
-    let entries: Vec<u8> = roles
+/// names: PSP_AS, PSP_PI, PSP_AI, PSP_IC). Encoded with yasna rather than by hand, so the
+/// server's reader (`transport/certificate.rs`, asn1-rs) is tested against an independent
+/// encoder.
+pub fn qc_statements(roles: &[&str]) -> anyhow::Result<Vec<u8>> {
+    let arcs = roles
         .iter()
-        .flat_map(|name| {
-            let number = match *name {
-                "PSP_AS" => 1,
-                "PSP_PI" => 2,
-                "PSP_AI" => 3,
-                _ => 4,
-            };
-            let oid = [0x04, 0x00, 0x81, 0x98, 0x27, 0x01, number];
-            tlv(0x30, &[tlv(0x06, &oid), tlv(0x0c, name.as_bytes())].concat())
+        .map(|name| match PSD2_ROLES.iter().find(|(_, etsi, _)| etsi == name) {
+            Some((_, _, arc)) => Ok((*name, *arc)),
+            None => Err(anyhow::anyhow!("{name} is not a PSD2 role; expected one of PSP_AS, PSP_PI, PSP_AI, PSP_IC")),
         })
-        .collect();
-    let psd2 =
-        tlv(0x30, &[tlv(0x30, &entries), tlv(0x0c, b"Keyfort Sandbox Authority"), tlv(0x0c, b"GB-SBX")].concat());
-    let statement = tlv(0x30, &[tlv(0x06, &[0x04, 0x00, 0x81, 0x98, 0x27, 0x02]), psd2].concat());
-    tlv(0x30, &statement)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(yasna::construct_der(|w| {
+        // QCStatements ::= SEQUENCE OF QCStatement
+        w.write_sequence_of(|w| {
+            // QCStatement ::= SEQUENCE { statementId, statementInfo }
+            w.next().write_sequence(|w| {
+                w.next().write_oid(&ObjectIdentifier::from_slice(&[0, 4, 0, 19495, 2]));
+                // PSD2QcType ::= SEQUENCE { rolesOfPSP, nCAName, nCAId }
+                w.next().write_sequence(|w| {
+                    w.next().write_sequence_of(|w| {
+                        for (name, arc) in &arcs {
+                            // RoleOfPSP ::= SEQUENCE { roleOfPspOid, roleOfPspName }
+                            w.next().write_sequence(|w| {
+                                w.next().write_oid(&ObjectIdentifier::from_slice(&[0, 4, 0, 19495, 1, *arc]));
+                                w.next().write_utf8_string(name);
+                            });
+                        }
+                    });
+                    w.next().write_utf8_string("Keyfort Sandbox Authority");
+                    w.next().write_utf8_string("GB-SBX");
+                });
+            });
+        });
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_psd2_roles_are_refused() {
+        let err = qc_statements(&["PSP_AI", "AISP"]).unwrap_err().to_string();
+        assert!(err.starts_with("AISP is not a PSD2 role"), "{err}");
+    }
 }

@@ -49,9 +49,8 @@ fn new_kid(now: UnixTime) -> String {
 /// Loads a PKCS#8 PEM private key. With `alg` the key must fit it; without, RSA keys are
 /// taken as PS256 and P-256 keys as ES256.
 pub fn load_pem_key(path: &std::path::Path, alg: Option<SigningAlg>, kid: &str) -> anyhow::Result<SigningKey> {
-    let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let der = match rustls_pemfile::private_key(&mut &pem[..])? {
-        Some(rustls::pki_types::PrivateKeyDer::Pkcs8(der)) => der.secret_pkcs8_der().to_vec(),
+    let der = match crate::pem::read_private_key(path)? {
+        rustls::pki_types::PrivateKeyDer::Pkcs8(der) => der.secret_pkcs8_der().to_vec(),
         _ => anyhow::bail!("{}: expected a PKCS#8 PRIVATE KEY", path.display()),
     };
     let attempt = |alg: SigningAlg| SigningKey::from_pkcs8_der(alg, kid, &der);

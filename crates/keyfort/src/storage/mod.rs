@@ -42,13 +42,27 @@ pub enum CreateClientError {
 }
 
 /// A signing key as stored: PKCS#8 DER, base64.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredSigningKey {
     pub kid: String,
     pub alg: String,
     pub private_key_pkcs8_b64: String,
     pub created_at: UnixTime,
     pub activates_at: UnixTime,
+}
+
+/// Written by hand so that a key printed in a log line or a failed assertion does not leak
+/// its private half.
+impl std::fmt::Debug for StoredSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("private_key", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("activates_at", &self.activates_at)
+            .finish()
+    }
 }
 
 /// Which clients an operator wants to see.
@@ -174,5 +188,28 @@ pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         Ok(Arc::new(SqliteStore::open(url).await?))
     } else {
         Ok(Arc::new(PostgresStore::open(url).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_private_key() {
+        let key = StoredSigningKey {
+            kid: "kid-1".into(),
+            alg: "PS256".into(),
+            private_key_pkcs8_b64: "TUlJRXZRSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NCS2N3Z2dTakFnRUFBb0lCQVFD".into(),
+            created_at: 1_700_000_000,
+            activates_at: 1_700_000_600,
+        };
+        for printed in [format!("{key:?}"), format!("{key:#?}")] {
+            assert!(!printed.contains(&key.private_key_pkcs8_b64), "{printed}");
+            assert!(!printed.contains("TUlJ"), "{printed}");
+            for shown in ["kid-1", "PS256", "<redacted>", "1700000000", "1700000600"] {
+                assert!(printed.contains(shown), "{shown} missing from {printed}");
+            }
+        }
     }
 }

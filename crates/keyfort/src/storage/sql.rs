@@ -107,13 +107,7 @@ macro_rules! insert_audit {
 }
 
 macro_rules! sql_store {
-    ($store:ident, $pool:ty) => {
-        impl $store {
-            pub fn pool(&self) -> &$pool {
-                &self.pool
-            }
-        }
-
+    ($store:ident) => {
         #[async_trait]
         impl Store for $store {
             async fn create_client(
@@ -427,7 +421,7 @@ impl SqliteStore {
     }
 }
 
-sql_store!(SqliteStore, sqlx::SqlitePool);
+sql_store!(SqliteStore);
 
 /// PostgreSQL, for deployments with several Keyfort nodes sharing one database.
 pub struct PostgresStore {
@@ -447,4 +441,4 @@ impl PostgresStore {
     }
 }
 
-sql_store!(PostgresStore, sqlx::PgPool);
+sql_store!(PostgresStore);

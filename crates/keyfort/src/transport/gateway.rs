@@ -64,14 +64,8 @@ fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
 pub fn parse_forwarded(value: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let decoded = percent_encoding::percent_decode_str(value).decode_utf8_lossy().into_owned();
     if decoded.contains("-----BEGIN CERTIFICATE-----") {
-        let normalised = normalise_pem(&decoded);
-        let chain = rustls_pemfile::certs(&mut normalised.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("PEM could not be read ({e})"))?;
-        if chain.is_empty() {
-            return Err("PEM holds no certificate".into());
-        }
-        return Ok(chain);
+        return crate::pem::certificates_from_pem(normalise_pem(&decoded).as_bytes())
+            .map_err(|e| format!("the value {e}"));
     }
     let compact: String = decoded.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
     let der = base64::engine::general_purpose::STANDARD

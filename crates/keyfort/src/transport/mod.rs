@@ -14,7 +14,6 @@ mod verifier;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
 use keyfort_core::clock::UnixTime;
 use keyfort_core::transport::CertificateIdentity;
 use rustls::pki_types::{CertificateDer, TrustAnchor};
@@ -45,10 +44,8 @@ impl TransportTrust {
     /// Builds the trust configuration, or `None` when no client CA is configured.
     pub fn from_config(config: &Config, crls: Arc<CrlStore>) -> anyhow::Result<Option<Self>> {
         let Some(path) = &config.server.client_ca_file else { return Ok(None) };
-        let pem = std::fs::read(path).with_context(|| format!("[server.tls] client_ca_file {}", path.display()))?;
-        let certs = rustls_pemfile::certs(&mut &pem[..])
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("[server.tls] client_ca_file {}: not PEM", path.display()))?;
+        let certs =
+            crate::pem::read_certificates(path).map_err(|e| anyhow::anyhow!("[server.tls] client_ca_file {e}"))?;
         let mut anchors = Vec::new();
         let mut intermediates = Vec::new();
         let mut anchor_subjects = Vec::new();

@@ -116,13 +116,45 @@ impl CrlStore {
 /// Accepts a CRL as DER or PEM (`-----BEGIN X509 CRL-----`), checking it parses.
 fn to_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let der = if bytes.starts_with(b"-----") {
-        match rustls_pemfile::read_one(&mut &bytes[..]) {
-            Ok(Some(rustls_pemfile::Item::Crl(der))) => der.to_vec(),
-            _ => return Err("is PEM but holds no X509 CRL block".into()),
-        }
+        crate::pem::crl_from_pem(bytes).map_err(|e| e.to_string())?.to_vec()
     } else {
         bytes.to_vec()
     };
     webpki::OwnedCertRevocationList::from_der(&der).map_err(|e| format!("is not a valid CRL ({e:?})"))?;
     Ok(der)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crl() -> (rcgen::CertificateRevocationList, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let ca = params.self_signed(&key).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + std::time::Duration::from_secs(3600),
+            crl_number: rcgen::SerialNumber::from(vec![1]),
+            issuing_distribution_point: None,
+            revoked_certs: vec![],
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca, &key)
+        .unwrap();
+        (crl, ca.pem())
+    }
+
+    #[test]
+    fn crls_are_read_as_der_or_pem() {
+        let (crl, ca_pem) = crl();
+        assert_eq!(to_der(crl.der()).unwrap(), crl.der().to_vec());
+        assert_eq!(to_der(crl.pem().unwrap().as_bytes()).unwrap(), crl.der().to_vec());
+        assert_eq!(to_der(ca_pem.as_bytes()).unwrap_err(), "holds no PEM X509 CRL block");
+        assert!(to_der(b"-----BEGIN X509 CRL-----\nAAAA\n").unwrap_err().contains("not valid PEM"));
+        assert!(to_der(b"not a CRL").unwrap_err().contains("is not a valid CRL"));
+    }
 }

@@ -350,8 +350,8 @@ pub fn test_client(ca_pem: Option<&str>) -> reqwest::Client {
 pub fn test_client_with_identity(ca_pem: Option<&str>, identity: Option<&crate::pki::ClientCert>) -> reqwest::Client {
     let mut roots = rustls::RootCertStore::empty();
     if let Some(pem) = ca_pem {
-        for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
-            roots.add(cert.unwrap()).unwrap();
+        for cert in keyfort::pem::certificates_from_pem(pem.as_bytes()).unwrap() {
+            roots.add(cert).unwrap();
         }
     }
     let tls = rustls::ClientConfig::builder_with_provider(keyfort::tls::crypto_provider())

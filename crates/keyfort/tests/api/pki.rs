@@ -212,8 +212,8 @@ fn time_now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
 }
 
-/// DER of a QCStatements extension with a PSD2 statement for `roles`. The encoder is the
-/// sandbox's; the server's decoder (transport/certificate.rs) is separate code.
+/// DER of a QCStatements extension with a PSD2 statement for `roles`. The sandbox encodes it
+/// with yasna; the server decodes it with asn1-rs (transport/certificate.rs).
 fn qc_statements(roles: &[&str]) -> Vec<u8> {
-    keyfort::sandbox::pki::qc_statements(roles)
+    keyfort::sandbox::pki::qc_statements(roles).unwrap()
 }
