@@ -284,7 +284,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("{e}");
                 ExitCode::from(2)
             }
         },
@@ -327,7 +327,7 @@ fn main() -> ExitCode {
             let config = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("{e}");
                     return ExitCode::from(2);
                 }
             };

@@ -1,8 +1,8 @@
-use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use url::{Host, Url};
+use keyfort_core::net::is_loopback_host;
+use url::Url;
 
 use crate::config::HttpClientConfig;
 
@@ -21,15 +21,6 @@ pub struct HttpFetcher {
     client: reqwest::Client,
     allow_insecure_loopback: bool,
     max_bytes: usize,
-}
-
-pub fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
 }
 
 impl HttpFetcher {
