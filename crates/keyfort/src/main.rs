@@ -278,7 +278,7 @@ fn report(result: anyhow::Result<String>) -> ExitCode {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::CheckConfig { config } => match Config::load(&config) {
+        Command::CheckConfig { config } => match cli::check_config(&config) {
             Ok(_) => {
                 println!("{}: OK", config.display());
                 ExitCode::SUCCESS
@@ -515,11 +515,18 @@ fn serve(mut config: Config, sandbox: Option<PathBuf>) -> ExitCode {
                 tracing::info!("stopped");
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                tracing::error!("start-up failed: {e:#}");
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
+            // The files the configuration names are configuration errors, as in check-config.
+            Err(e) => match e.downcast_ref::<keyfort::config::ConfigError>() {
+                Some(config_error) => {
+                    eprintln!("{config_error}");
+                    ExitCode::from(2)
+                }
+                None => {
+                    tracing::error!("start-up failed: {e:#}");
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            },
         }
     })
 }

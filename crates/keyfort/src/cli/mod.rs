@@ -8,11 +8,19 @@ pub mod tpp;
 
 use std::path::Path;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 
 /// Loads a configuration for a one-off command.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
+}
+
+/// `keyfort check-config`: every check `serve` makes before it binds a port, the keys and
+/// the files they name (see [`crate::app::preflight`]), with every problem reported.
+pub fn check_config(path: &Path) -> Result<Config, ConfigError> {
+    let config = Config::load(path)?;
+    crate::app::preflight(&config)?;
+    Ok(config)
 }
 
 /// A password from standard input (first line), or asked for at the terminal.
@@ -44,9 +52,8 @@ pub fn https_client(ca_file: Option<&Path>, identity: Option<(&Path, &Path)>) ->
         let _ = roots.add(cert);
     }
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        for cert in rustls_pemfile::certs(&mut &pem[..]) {
-            roots.add(cert?)?;
+        for cert in crate::tls::read_ca_certificates(path).map_err(anyhow::Error::msg)? {
+            roots.add(cert)?;
         }
     }
     let builder = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())

@@ -31,10 +31,10 @@ impl HttpFetcher {
             let _ = roots.add(cert);
         }
         if let Some(path) = &config.ca_file {
-            let pem =
-                std::fs::read(path).map_err(|e| anyhow::anyhow!("[http_client] ca_file {}: {e}", path.display()))?;
-            for cert in rustls_pemfile::certs(&mut &pem[..]) {
-                roots.add(cert?)?;
+            let certs =
+                crate::tls::read_ca_certificates(path).map_err(|e| anyhow::anyhow!("[http_client] ca_file: {e}"))?;
+            for cert in certs {
+                roots.add(cert)?;
             }
         }
         let tls = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
