@@ -2,11 +2,16 @@
 //! drives the same TPP and sandbox code a user runs by hand).
 
 pub mod admin;
+pub mod args;
 pub mod demo;
 pub mod keys;
+pub mod sandbox;
+pub mod serve;
 pub mod tpp;
 
 use std::path::Path;
+
+use keyfort_core::clock::{Clock, SystemClock};
 
 use crate::config::{Config, ConfigError};
 
@@ -41,7 +46,26 @@ pub fn read_password(prompt: &str, from_stdin: bool, confirm: bool) -> anyhow::R
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemClock.now()
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
 }
 
 /// An HTTPS client with aws-lc-rs, trusting the system roots plus `ca_file`, optionally
