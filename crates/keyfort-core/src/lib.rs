@@ -9,6 +9,7 @@ pub mod claims;
 pub mod clock;
 pub mod error;
 pub mod jose;
+pub mod net;
 pub mod redirect_uri;
 pub mod registration;
 pub mod secret;

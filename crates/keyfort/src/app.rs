@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::{AdminAuthenticator, SignInLimits};
 use crate::audit::Auditor;
-use crate::config::{ClientAuthMode, Config};
+use crate::config::{ClientAuthMode, Config, ConfigError, KeySource};
 use crate::directory::{HttpFetcher, JwksCache};
 use crate::health::Readiness;
 use crate::http::{self, AppState};
@@ -51,8 +51,10 @@ impl Application {
         Self::build_with_clock(config, Arc::new(SystemClock)).await
     }
 
-    /// Builds with a given clock, so tests can move time.
+    /// Builds with a given clock, so tests can move time. Fails with a [`ConfigError`]
+    /// (inside the `anyhow::Error`) when [`preflight`] finds a problem.
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        preflight(&config)?;
         let config = Arc::new(config);
         let store = storage::open(&config.storage_url).await?;
         let fetcher = HttpFetcher::new(&config.http_client)?;
@@ -227,6 +229,51 @@ impl Application {
         if let Some(task) = crl_refresh {
             task.abort();
         }
+    }
+}
+
+/// Reads every file the configuration names, with the functions the start-up uses, and
+/// reports every problem: the server certificate chain and key (and that they form a pair),
+/// the `client_ca_file` bundle (which must hold a root), `[http_client] ca_file`, the
+/// `[mtls] crl_files` and `[oauth.token] signing_key_file`. `keyfort check-config` runs it,
+/// and so does [`Application::build`] before anything else, so a configuration that passes
+/// the check does not fail on these files at start-up.
+///
+/// Nothing is created: without `cert_file` the development certificate is left for `serve`.
+pub fn preflight(config: &Config) -> Result<(), ConfigError> {
+    let mut problems = Vec::new();
+    if let Err(identity_problems) = crate::tls::configured_identity(&config.server) {
+        problems.extend(identity_problems.into_iter().map(|p| config.problem(p.key, p.message)));
+    }
+    if let Some(path) = &config.server.client_ca_file {
+        if let Err(what) = crate::transport::read_ca_bundle(path) {
+            problems.push(config.problem("[server.tls] client_ca_file", what));
+        }
+    }
+    if let Some(path) = &config.http_client.ca_file {
+        if let Err(what) = crate::tls::read_ca_certificates(path) {
+            problems.push(config.problem("[http_client] ca_file", what));
+        }
+    }
+    for source in &config.mtls.crl_sources {
+        if let KeySource::File(path) = source {
+            if let Err(what) = crate::transport::read_crl_file(path) {
+                problems.push(config.problem("[mtls] crl_files", what));
+            }
+        }
+    }
+    if let Some((path, kid)) = &config.token.signing_key_file {
+        if let Err(e) = crate::signing::load_pem_key(path, Some(config.token.signing_alg), kid) {
+            problems.push(config.problem(
+                "[oauth.token] signing_key_file",
+                format!("{e} (it must be a PKCS#8 PEM key for signing_alg {})", config.token.signing_alg),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError::new(problems))
     }
 }
 

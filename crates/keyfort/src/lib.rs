@@ -1,8 +1,10 @@
 //! Keyfort, an Open Banking identity server: Dynamic Client Registration with software
 //! statements, over TLS, on an embedded database by default.
 //!
-//! - [`config`]: the TOML configuration, checked at start-up.
-//! - [`app`]: builds the application from a configuration (`Application::build`).
+//! - [`config`]: the TOML configuration, checked at start-up, every problem reported at once.
+//! - [`app`]: builds the application from a configuration (`Application::build`), after
+//!   reading the files it names (`app::preflight`, which `check-config` runs too).
+//! - [`cli`]: the command line: its arguments and each command's work.
 //! - [`http`]: routes, handlers, the TLS listener, and the error-to-response mapping.
 //! - [`registration`]: the registration service (keys, policy, storage).
 //! - [`directory`]: fetching and caching the directory's and TPPs' JWKS.

@@ -24,12 +24,13 @@ pub fn server_config(
     server: &ServerConfig,
     client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let (certs, key) = match (&server.cert_file, &server.key_file) {
-        (Some(cert), Some(key)) => (
-            pem::read_certificates(cert).map_err(|e| anyhow!("[server.tls] cert_file {e}"))?,
-            pem::read_private_key(key).map_err(|e| anyhow!("[server.tls] key_file {e}"))?,
-        ),
-        _ => development_certificate(server)?,
+    let (certs, key) = match configured_identity(server) {
+        Ok(Some(identity)) => identity,
+        Ok(None) => development_certificate(server)?,
+        Err(problems) => {
+            let described: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.key, p.message)).collect();
+            return Err(anyhow!("{}", described.join("; ")));
+        }
     };
     let builder =
         rustls::ServerConfig::builder_with_provider(crypto_provider()).with_safe_default_protocol_versions()?;
@@ -42,6 +43,72 @@ pub fn server_config(
         .context("[server.tls] the certificate and key do not form a usable pair")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A certificate chain, end-entity first, and its private key.
+pub type ServerIdentity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// A problem with the file a configuration key names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyProblem {
+    /// The key, as `[section] key`.
+    pub key: &'static str,
+    pub message: String,
+}
+
+/// The configured certificate chain and key, read and checked to form a pair; `Ok(None)`
+/// when none is configured (a development certificate is then used). The start-up and
+/// `check-config` both come here, so they accept exactly the same files. Every problem is
+/// returned, each with the `[server.tls]` key it concerns.
+pub fn configured_identity(server: &ServerConfig) -> Result<Option<ServerIdentity>, Vec<KeyProblem>> {
+    let (Some(cert_file), Some(key_file)) = (&server.cert_file, &server.key_file) else { return Ok(None) };
+    match (read_certs(cert_file), read_key(key_file)) {
+        (Ok(certs), Ok(key)) => match check_pair(&certs, &key) {
+            Ok(()) => Ok(Some((certs, key))),
+            Err(why) => Err(vec![KeyProblem {
+                key: "[server.tls] key_file",
+                message: format!("{}: {why}", key_file.display()),
+            }]),
+        },
+        (certs, key) => Err([("[server.tls] cert_file", certs.err()), ("[server.tls] key_file", key.err())]
+            .into_iter()
+            .filter_map(|(key, problem)| problem.map(|message| KeyProblem { key, message }))
+            .collect()),
+    }
+}
+
+/// Reads a PEM certificate chain, end-entity first. Errors name the file.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    pem::read_certificates(path).map_err(|e| e.to_string())
+}
+
+/// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1). Errors name the file.
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    pem::read_private_key(path).map_err(|e| e.to_string())
+}
+
+/// Checks that `key` is usable and belongs to the first certificate of `chain`.
+pub fn check_pair(chain: &[CertificateDer<'static>], key: &PrivateKeyDer<'static>) -> Result<(), String> {
+    rustls::sign::CertifiedKey::from_der(chain.to_vec(), key.clone_key(), &crypto_provider()).map(|_| ()).map_err(|e| {
+        match e {
+            rustls::Error::InconsistentKeys(_) => {
+                "is not the private key of the certificate in cert_file (the two files do not form a pair)".to_owned()
+            }
+            other => format!("cannot be used with the certificate in cert_file ({other})"),
+        }
+    })
+}
+
+/// Reads PEM CA certificates to trust for outbound https: at least one, each usable as a
+/// trust anchor. An empty or garbled file is refused rather than trusting nothing extra,
+/// which would only show later as failing fetches.
+pub fn read_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = read_certs(path)?;
+    for (i, cert) in certs.iter().enumerate() {
+        webpki::anchor_from_trusted_cert(cert)
+            .map_err(|e| format!("{}: certificate {} cannot be parsed ({e:?})", path.display(), i + 1))?;
+    }
+    Ok(certs)
 }
 
 /// Loads, or creates on first start, `<data_dir>/dev-tls/{cert,key}.pem`: a self-signed
@@ -73,7 +140,7 @@ fn development_certificate(
         "!!! DEVELOPMENT TLS CERTIFICATE: no [server.tls] cert_file/key_file configured, so Keyfort is serving a \
          self-signed certificate. Clients will not trust it. Configure [server.tls] before any real use. !!!"
     );
-    Ok((pem::read_certificates(&cert_path)?, pem::read_private_key(&key_path)?))
+    Ok((read_certs(&cert_path).map_err(|e| anyhow!(e))?, read_key(&key_path).map_err(|e| anyhow!(e))?))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

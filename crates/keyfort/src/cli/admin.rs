@@ -46,6 +46,36 @@ pub enum ClientsCommand {
     Delete { client_id: String },
 }
 
+impl From<super::args::AdminConnection> for Connection {
+    fn from(args: super::args::AdminConnection) -> Self {
+        Self { server: args.server, user: args.user, password_stdin: args.password_stdin, cacert: args.cacert }
+    }
+}
+
+impl From<super::args::ClientsCommand> for ClientsCommand {
+    fn from(args: super::args::ClientsCommand) -> Self {
+        use super::args::ClientsCommand as Args;
+        match args {
+            Args::List { org_id, software_id, status, registered_after, registered_before, limit } => {
+                let mut query = vec![("limit".to_owned(), limit.to_string())];
+                let optional = [
+                    ("org_id", org_id),
+                    ("software_id", software_id),
+                    ("status", status),
+                    ("registered_after", registered_after.map(|t| t.to_string())),
+                    ("registered_before", registered_before.map(|t| t.to_string())),
+                ];
+                query.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))));
+                ClientsCommand::List { query }
+            }
+            Args::Show { client_id } => ClientsCommand::Show { client_id },
+            Args::Suspend { client_id } => ClientsCommand::Suspend { client_id },
+            Args::Reactivate { client_id } => ClientsCommand::Reactivate { client_id },
+            Args::Delete { client_id } => ClientsCommand::Delete { client_id },
+        }
+    }
+}
+
 pub fn clients(connection: &Connection, command: ClientsCommand) -> anyhow::Result<String> {
     let password = match std::env::var("KEYFORT_ADMIN_PASSWORD") {
         Ok(p) if !connection.password_stdin => p,

@@ -112,6 +112,11 @@ level = "warn"
     Ok(Config::from_toml(&text, "demo configuration", data_dir)?)
 }
 
+/// Runs the demo on its own runtime (for the command line).
+pub fn run_blocking(wait: bool) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(run(wait))
+}
+
 pub async fn run(wait: bool) -> anyhow::Result<()> {
     let mut out = Printer { colour: std::io::stdout().is_terminal(), steps: 5, step: 0 };
     let dir: PathBuf = std::env::temp_dir().join(format!(

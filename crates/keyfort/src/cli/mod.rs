@@ -2,17 +2,30 @@
 //! drives the same TPP and sandbox code a user runs by hand).
 
 pub mod admin;
+pub mod args;
 pub mod demo;
 pub mod keys;
+pub mod sandbox;
+pub mod serve;
 pub mod tpp;
 
 use std::path::Path;
 
-use crate::config::Config;
+use keyfort_core::clock::{Clock, SystemClock};
+
+use crate::config::{Config, ConfigError};
 
 /// Loads a configuration for a one-off command.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
+}
+
+/// `keyfort check-config`: every check `serve` makes before it binds a port, the keys and
+/// the files they name (see [`crate::app::preflight`]), with every problem reported.
+pub fn check_config(path: &Path) -> Result<Config, ConfigError> {
+    let config = Config::load(path)?;
+    crate::app::preflight(&config)?;
+    Ok(config)
 }
 
 /// A password from standard input (first line), or asked for at the terminal.
@@ -33,7 +46,26 @@ pub fn read_password(prompt: &str, from_stdin: bool, confirm: bool) -> anyhow::R
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemClock.now()
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
 }
 
 /// An HTTPS client with aws-lc-rs, trusting the system roots plus `ca_file`, optionally
@@ -44,8 +76,8 @@ pub fn https_client(ca_file: Option<&Path>, identity: Option<(&Path, &Path)>) ->
         let _ = roots.add(cert);
     }
     if let Some(path) = ca_file {
-        for cert in crate::pem::read_certificates(path)? {
-            roots.add(cert).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        for cert in crate::tls::read_ca_certificates(path).map_err(anyhow::Error::msg)? {
+            roots.add(cert)?;
         }
     }
     let builder = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())

@@ -290,3 +290,55 @@ pub fn decode_jwt(token: &str) -> anyhow::Result<String> {
     })?;
     Ok(format!("{}\n\n{}", serde_json::to_string_pretty(&header)?, serde_json::to_string_pretty(&claims)?))
 }
+
+/// Runs a `keyfort tpp` command; the text to print on success.
+pub fn run(command: super::args::TppCommand) -> anyhow::Result<String> {
+    use super::args::TppCommand;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let show = |what: &str, e: Exchange| -> anyhow::Result<String> {
+        let body = serde_json::to_string_pretty(&e.response)?;
+        if (200..300).contains(&e.status) {
+            Ok(format!("{what}: HTTP {}\n{body}", e.status))
+        } else {
+            anyhow::bail!("{what} refused: HTTP {}\n{body}", e.status)
+        }
+    };
+    match command {
+        TppCommand::Register { server, ssa, signing_key, kid, cert, key, cacert, json, auth_method, out } => {
+            let options = RegisterOptions { server, ssa, signing_key, kid, cert, key, cacert, json, auth_method };
+            let (exchange, registration) = runtime.block_on(register(&options))?;
+            let summary = show("registration", exchange)?;
+            if let Some(registration) = registration {
+                save(&registration, &out)?;
+                return Ok(format!("{summary}\nregistration saved to {}", out.display()));
+            }
+            Ok(summary)
+        }
+        TppCommand::Token { files, scope } => {
+            let registration = load(&files.registration)?;
+            show("token", runtime.block_on(token(&registration, scope.as_deref()))?)
+        }
+        TppCommand::Get { files } => {
+            let registration = load(&files.registration)?;
+            show("read", runtime.block_on(manage(&registration, reqwest::Method::GET))?)
+        }
+        TppCommand::Update { files } => {
+            let registration = load(&files.registration)?;
+            show("update", runtime.block_on(manage(&registration, reqwest::Method::PUT))?)
+        }
+        TppCommand::Delete { files } => {
+            let registration = load(&files.registration)?;
+            show("delete", runtime.block_on(manage(&registration, reqwest::Method::DELETE))?)
+        }
+    }
+}
+
+/// `keyfort jwt decode FILE|-`: the JWT in a file, or on standard input for `-`.
+pub fn decode_jwt_source(source: &str) -> anyhow::Result<String> {
+    let text = if source == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(source).with_context(|| format!("reading {source}"))?
+    };
+    decode_jwt(&text)
+}

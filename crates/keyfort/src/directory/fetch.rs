@@ -1,8 +1,8 @@
-use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use url::{Host, Url};
+use keyfort_core::net::is_loopback_host;
+use url::Url;
 
 use crate::config::HttpClientConfig;
 
@@ -23,15 +23,6 @@ pub struct HttpFetcher {
     max_bytes: usize,
 }
 
-pub fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
 impl HttpFetcher {
     pub fn new(config: &HttpClientConfig) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
@@ -41,9 +32,9 @@ impl HttpFetcher {
         }
         if let Some(path) = &config.ca_file {
             let certs =
-                crate::pem::read_certificates(path).map_err(|e| anyhow::anyhow!("[http_client] ca_file {e}"))?;
+                crate::tls::read_ca_certificates(path).map_err(|e| anyhow::anyhow!("[http_client] ca_file: {e}"))?;
             for cert in certs {
-                roots.add(cert).map_err(|e| anyhow::anyhow!("[http_client] ca_file {}: {e}", path.display()))?;
+                roots.add(cert)?;
             }
         }
         let tls = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())

@@ -10,4 +10,5 @@ mod cache;
 mod fetch;
 
 pub use cache::{JwksCache, KeyLookupError};
-pub use fetch::{is_loopback_host as is_loopback_url, FetchError, HttpFetcher};
+pub use fetch::{FetchError, HttpFetcher};
+pub use keyfort_core::net::is_loopback_host as is_loopback_url;

@@ -13,12 +13,15 @@
 
 pub mod pki;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use keyfort_core::clock::{Clock, SystemClock};
 use keyfort_core::jose::{SigningAlg, SigningKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use url::{Host, Url};
 
 pub use pki::Authority;
 
@@ -27,6 +30,60 @@ pub const DEFAULT_KEYSTORE_URL: &str = "http://127.0.0.1:8090";
 /// The `iss` of sandbox software statements, as the real directory's.
 pub const SSA_ISSUER: &str = "OpenBanking Ltd";
 const DIRECTORY_KID: &str = "sandbox-directory-ps256";
+
+/// A keystore URL, parsed once for everything that serves it or names it: `sandbox
+/// serve`, `serve --sandbox` and the software statements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeystoreUrl(Url);
+
+impl KeystoreUrl {
+    /// Accepts an `http://` or `https://` URL with a host and no path: the keystore is
+    /// served at the root, where the JWKS paths of its software statements start.
+    pub fn parse(raw: &str) -> anyhow::Result<Self> {
+        let url = Url::parse(raw).map_err(|e| anyhow::anyhow!("keystore URL \"{raw}\" is not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            anyhow::bail!("keystore URL \"{raw}\" must be http:// or https://");
+        }
+        if url.host().is_none() || url.port_or_known_default().is_none() {
+            anyhow::bail!("keystore URL \"{raw}\" names no host");
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            anyhow::bail!("keystore URL \"{raw}\" must have no path: the keystore is served at the root of its host");
+        }
+        Ok(Self(url))
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.0.scheme() == "https"
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.0
+    }
+
+    /// The local address to serve the keystore on: the URL's IP address, or 127.0.0.1 for
+    /// `localhost`, with its port. Any other host name could be any machine, so it needs an
+    /// explicit address (`sandbox serve --listen`).
+    pub fn listen_address(&self) -> anyhow::Result<SocketAddr> {
+        let port = self.0.port_or_known_default().unwrap_or(80);
+        let ip = match self.0.host() {
+            Some(Host::Ipv4(ip)) => IpAddr::V4(ip),
+            Some(Host::Ipv6(ip)) => IpAddr::V6(ip),
+            Some(Host::Domain(name)) if name.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            _ => anyhow::bail!(
+                "the keystore URL {} does not name an IP address or localhost, so the address to serve it on is unknown",
+                self.0
+            ),
+        };
+        Ok(SocketAddr::new(ip, port))
+    }
+}
+
+impl std::fmt::Display for KeystoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_str().trim_end_matches('/'))
+    }
+}
 
 #[derive(Serialize, Deserialize, Clone)]
 pub struct Manifest {
@@ -89,6 +146,7 @@ impl Sandbox {
         if dir.join("sandbox.json").exists() {
             anyhow::bail!("{} already holds a sandbox", dir.display());
         }
+        KeystoreUrl::parse(keystore_url)?;
         let (root, issuing) = pki::new_directory_ca()?;
         write(&dir.join("ca/root.pem"), &root.cert_pem)?;
         write(&dir.join("ca/root.key"), &root.key_pem)?;
@@ -114,6 +172,11 @@ impl Sandbox {
         let text = std::fs::read_to_string(dir.join("sandbox.json"))
             .with_context(|| format!("{} is not a sandbox (run `keyfort sandbox init` first)", dir.display()))?;
         Ok(Self { dir: dir.to_path_buf(), manifest: serde_json::from_str(&text)? })
+    }
+
+    /// The keystore's URL, parsed.
+    pub fn keystore_url(&self) -> anyhow::Result<KeystoreUrl> {
+        KeystoreUrl::parse(&self.manifest.keystore_url)
     }
 
     pub fn ca_bundle(&self) -> PathBuf {
@@ -256,7 +319,7 @@ impl Sandbox {
     fn write_ssa(&self, s: &Software) -> anyhow::Result<()> {
         let key =
             crate::signing::load_pem_key(&self.dir.join("directory/signing.key"), None, &self.manifest.directory_kid)?;
-        let ssa = key.sign_jwt(&self.ssa_claims(s, crate::cli::now()), "JWT");
+        let ssa = key.sign_jwt(&self.ssa_claims(s, SystemClock.now()), "JWT");
         write(&self.dir.join("software").join(&s.software_id).join("ssa.jwt"), ssa)
     }
 
@@ -292,5 +355,36 @@ impl Sandbox {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keystore_url_gives_its_scheme_and_listen_address() {
+        let https = KeystoreUrl::parse("https://127.0.0.1:18443").unwrap();
+        assert!(https.is_https());
+        assert_eq!(https.listen_address().unwrap(), "127.0.0.1:18443".parse().unwrap());
+        assert_eq!(https.to_string(), "https://127.0.0.1:18443");
+        let localhost = KeystoreUrl::parse("http://localhost:8090/").unwrap();
+        assert!(!localhost.is_https());
+        assert_eq!(localhost.listen_address().unwrap(), "127.0.0.1:8090".parse().unwrap());
+        let ipv6 = KeystoreUrl::parse("https://[::1]").unwrap();
+        assert_eq!(ipv6.listen_address().unwrap(), "[::1]:443".parse().unwrap());
+        let named = KeystoreUrl::parse("https://keystore.test:8443").unwrap();
+        assert!(named.listen_address().unwrap_err().to_string().contains("keystore.test"));
+    }
+
+    #[test]
+    fn unusable_keystore_urls_are_refused() {
+        for bad in ["127.0.0.1:8090", "ftp://127.0.0.1:21", "http://127.0.0.1:8090/keystore", "http://127.0.0.1:1/?x=1"]
+        {
+            assert!(KeystoreUrl::parse(bad).is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Sandbox::init(&dir.path().join("sb"), "localhost:8090").is_err());
+        assert!(!dir.path().join("sb").exists(), "nothing is created for a bad URL");
     }
 }

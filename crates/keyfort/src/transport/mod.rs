@@ -12,14 +12,15 @@ mod revocation;
 mod verifier;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use keyfort_core::clock::UnixTime;
 use keyfort_core::transport::CertificateIdentity;
 use rustls::pki_types::{CertificateDer, TrustAnchor};
 
-pub use revocation::CrlStore;
 use revocation::RevocationCheck;
+pub use revocation::{crl_der, read_crl_file, CrlStore};
 pub use verifier::client_cert_verifier;
 
 use crate::config::Config;
@@ -40,34 +41,50 @@ pub struct TransportTrust {
     gateway: Option<gateway::Gateway>,
 }
 
+/// The trust anchors and intermediates of a `client_ca_file` bundle.
+pub struct CaBundle {
+    pub anchors: Vec<TrustAnchor<'static>>,
+    pub intermediates: Vec<CertificateDer<'static>>,
+    /// Subjects of the anchors, as sent in a TLS CertificateRequest.
+    pub anchor_subjects: Vec<rustls::DistinguishedName>,
+}
+
+/// Reads a PEM bundle of the roots and intermediates that transport certificates must
+/// chain to. Each self-signed certificate is a trust anchor, the others intermediates; a
+/// bundle without a root could never validate anything, so it is refused. Errors name the
+/// file. The start-up and `check-config` both read the bundle here.
+pub fn read_ca_bundle(path: &Path) -> Result<CaBundle, String> {
+    let certs = crate::tls::read_certs(path)
+        .map_err(|e| format!("{e}; it must be the PEM bundle of the transport certificates' root and issuing CAs"))?;
+    let mut bundle = CaBundle { anchors: Vec::new(), intermediates: Vec::new(), anchor_subjects: Vec::new() };
+    for (i, cert) in certs.into_iter().enumerate() {
+        let (_, parsed) = x509_parser::parse_x509_certificate(&cert)
+            .map_err(|e| format!("{}: certificate {} cannot be parsed ({e})", path.display(), i + 1))?;
+        if parsed.subject().as_raw() == parsed.issuer().as_raw() {
+            bundle.anchor_subjects.push(rustls::DistinguishedName::from(parsed.subject().as_raw().to_vec()));
+            let anchor = webpki::anchor_from_trusted_cert(&cert)
+                .map_err(|e| format!("{}: certificate {} cannot be a trust anchor ({e:?})", path.display(), i + 1))?
+                .to_owned();
+            bundle.anchors.push(anchor);
+        } else {
+            bundle.intermediates.push(cert);
+        }
+    }
+    if bundle.anchors.is_empty() {
+        return Err(format!(
+            "{} holds no self-signed root; include the root CA of the transport certificates",
+            path.display()
+        ));
+    }
+    Ok(bundle)
+}
+
 impl TransportTrust {
     /// Builds the trust configuration, or `None` when no client CA is configured.
     pub fn from_config(config: &Config, crls: Arc<CrlStore>) -> anyhow::Result<Option<Self>> {
         let Some(path) = &config.server.client_ca_file else { return Ok(None) };
-        let certs =
-            crate::pem::read_certificates(path).map_err(|e| anyhow::anyhow!("[server.tls] client_ca_file {e}"))?;
-        let mut anchors = Vec::new();
-        let mut intermediates = Vec::new();
-        let mut anchor_subjects = Vec::new();
-        for cert in certs {
-            let (_, parsed) = x509_parser::parse_x509_certificate(&cert)
-                .map_err(|e| anyhow::anyhow!("[server.tls] client_ca_file {}: {e}", path.display()))?;
-            if parsed.subject().as_raw() == parsed.issuer().as_raw() {
-                anchor_subjects.push(rustls::DistinguishedName::from(parsed.subject().as_raw().to_vec()));
-                let anchor = webpki::anchor_from_trusted_cert(&cert)
-                    .map_err(|e| anyhow::anyhow!("[server.tls] client_ca_file {}: {e:?}", path.display()))?
-                    .to_owned();
-                anchors.push(anchor);
-            } else {
-                intermediates.push(cert);
-            }
-        }
-        if anchors.is_empty() {
-            anyhow::bail!(
-                "[server.tls] client_ca_file {}: holds no self-signed root; include the root CA of the transport certificates",
-                path.display()
-            );
-        }
+        let CaBundle { anchors, intermediates, anchor_subjects } =
+            read_ca_bundle(path).map_err(|e| anyhow::anyhow!("[server.tls] client_ca_file: {e}"))?;
         Ok(Some(Self {
             anchors,
             intermediates,

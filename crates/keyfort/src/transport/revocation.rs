@@ -87,7 +87,7 @@ impl CrlStore {
                     tokio::fs::read(path).await.map_err(|e| format!("reading {}: {e}", path.display()))
                 }
             };
-            let loaded = loaded.and_then(|bytes| to_der(&bytes).map_err(|e| format!("the CRL at {source} {e}")));
+            let loaded = loaded.and_then(|bytes| crl_der(&bytes).map_err(|e| format!("the CRL at {source} {e}")));
             let result = if loaded.is_ok() { "success" } else { "failure" };
             self.metrics.inc("keyfort_crl_fetches_total", &[("result", result)]);
             match loaded {
@@ -113,8 +113,15 @@ impl CrlStore {
     }
 }
 
+/// Reads a CRL file (DER or PEM), checking it parses; errors name the file. `check-config`
+/// reads `crl_files` here; the running server reads them with the same parsing.
+pub fn read_crl_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read it ({e})", path.display()))?;
+    crl_der(&bytes).map_err(|e| format!("{} {e}", path.display()))
+}
+
 /// Accepts a CRL as DER or PEM (`-----BEGIN X509 CRL-----`), checking it parses.
-fn to_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
+pub fn crl_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let der = if bytes.starts_with(b"-----") {
         crate::pem::crl_from_pem(bytes).map_err(|e| e.to_string())?.to_vec()
     } else {
@@ -151,10 +158,10 @@ mod tests {
     #[test]
     fn crls_are_read_as_der_or_pem() {
         let (crl, ca_pem) = crl();
-        assert_eq!(to_der(crl.der()).unwrap(), crl.der().to_vec());
-        assert_eq!(to_der(crl.pem().unwrap().as_bytes()).unwrap(), crl.der().to_vec());
-        assert_eq!(to_der(ca_pem.as_bytes()).unwrap_err(), "holds no PEM X509 CRL block");
-        assert!(to_der(b"-----BEGIN X509 CRL-----\nAAAA\n").unwrap_err().contains("not valid PEM"));
-        assert!(to_der(b"not a CRL").unwrap_err().contains("is not a valid CRL"));
+        assert_eq!(crl_der(crl.der()).unwrap(), crl.der().to_vec());
+        assert_eq!(crl_der(crl.pem().unwrap().as_bytes()).unwrap(), crl.der().to_vec());
+        assert_eq!(crl_der(ca_pem.as_bytes()).unwrap_err(), "holds no PEM X509 CRL block");
+        assert!(crl_der(b"-----BEGIN X509 CRL-----\nAAAA\n").unwrap_err().contains("not valid PEM"));
+        assert!(crl_der(b"not a CRL").unwrap_err().contains("is not a valid CRL"));
     }
 }

@@ -207,6 +207,8 @@ impl ServerPki {
 pub struct Options {
     /// Lines appended to `[oauth.dcr]`.
     pub dcr: Vec<String>,
+    /// `[oauth.dcr] ssa_jkws` instead of the key server's directory JWKS URL.
+    pub ssa_jkws: Option<String>,
     /// Lines appended to `[http_client]`.
     pub http_client: Vec<String>,
     pub storage_url: Option<String>,
@@ -225,6 +227,7 @@ impl Default for Options {
             // Most suites exercise validation rules with the JSON form and no client
             // certificate; the refusal of unproven JSON requests has its own test.
             dcr: vec!["allow_json_without_proof = true".into()],
+            ssa_jkws: None,
             http_client: vec!["allow_insecure_loopback = true".into()],
             storage_url: None,
             configure_tls: true,
@@ -316,7 +319,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost:9446\"\ndata_dir = \"data\"\n{tls}\n{storage}\n{mtls}\n\
          [log]\nlevel = \"warn\"\n\n[http_client]\n{}\n\n[oauth.dcr]\nssa_jkws = \"{}\"\naudience = \"{AUDIENCE}\"\nsoftware_environment = \"sandbox\"\n{}\n",
         options.http_client.join("\n"),
-        key_server.url(DIRECTORY_JWKS),
+        options.ssa_jkws.clone().unwrap_or_else(|| key_server.url(DIRECTORY_JWKS)),
         options.dcr.join("\n"),
     );
     let metrics = if options.metrics { "[metrics]\nlisten = \"127.0.0.1:0\"\n" } else { "" };

@@ -86,12 +86,17 @@ async fn an_unreachable_directory_is_a_503_not_a_client_error() {
 
 #[tokio::test]
 async fn plain_http_needs_the_loopback_switch() {
-    let mut options = Options::default();
+    // A plain-http directory URL is refused by the configuration itself (tests/api/config.rs);
+    // a software statement can still name a plain-http software JWKS, which is not fetched.
+    let mut options = Options { ssa_jkws: Some("directory.jwks".into()), ..Options::default() }
+        .dcr("software_jwks_hosts = [\"127.0.0.1\"]");
     options.http_client.clear();
     let app = spawn_app_with(options).await;
-    let reply = app.register_json(&app.request_claims()).await;
-    reply.assert_error(503, "temporarily_unavailable", "allow_insecure_loopback");
-    assert_eq!(app.key_server.hits(DIRECTORY_JWKS), 0, "nothing was fetched over plain http");
+    let directory = json!({"keys": [app.keys.directory_ps.jwk(), app.keys.directory_es.jwk()]});
+    std::fs::write(app.dir.path().join("directory.jwks"), directory.to_string()).unwrap();
+    let reply = app.register_jws(&app.sign_request(&app.request_claims())).await;
+    reply.assert_error(400, "invalid_software_statement", "allow_insecure_loopback");
+    assert_eq!(app.key_server.hits(&software_jwks_path()), 0, "nothing was fetched over plain http");
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, a module per capability.
 
+mod config;
 mod crash;
 mod helpers;
 mod jwks;

@@ -207,3 +207,66 @@ fn the_keystore_is_served_over_https_with_the_sandbox_ca() {
     let plain_elsewhere = keyfort(&["sandbox", "serve", path(&sandbox), "--listen", "0.0.0.0:0"]);
     assert!(!plain_elsewhere.status.success(), "plain HTTP off loopback is refused");
 }
+
+#[test]
+fn serve_with_a_sandbox_whose_keystore_is_https_becomes_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = dir.path().join("sb");
+    let keystore_url = format!("https://127.0.0.1:{}", free_port());
+    ok(&keyfort(&["sandbox", "init", path(&sandbox), "--keystore-url", &keystore_url]));
+    ok(&keyfort(&[
+        "sandbox",
+        "add-software",
+        path(&sandbox),
+        "--org",
+        "Acme Payments Ltd",
+        "--roles",
+        "AISP",
+        "--redirect-uri",
+        "https://acme.example/cb",
+    ]));
+    let port = free_port();
+    let config = dir.path().join("keyfort.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n[oauth.dcr]\nssa_jkws = \"https://unused.example/x.jwks\"\n\n[log]\nlevel = \"info\"\n"
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut server = Child(
+        Command::new(env!("CARGO_BIN_EXE_keyfort"))
+            .args(["serve", "--config", path(&config), "--sandbox", path(&sandbox), "--dev"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let server_cert = dir.path().join("data/dev-tls/cert.pem");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ready = runtime.block_on(async {
+        let mut client = None;
+        for _ in 0..150 {
+            if let Ok(Some(status)) = server.0.try_wait() {
+                panic!("serve exited ({status}):\n{}", std::fs::read_to_string(&log_path).unwrap_or_default());
+            }
+            if client.is_none() && server_cert.exists() {
+                client = keyfort::cli::https_client(Some(&server_cert), None).ok();
+            }
+            if let Some(client) = &client {
+                // Ready means the directory keys were fetched from the keystore, over https.
+                if let Ok(response) = client.get(format!("https://localhost:{port}/readyz")).send().await {
+                    if response.status() == 200 {
+                        return true;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    });
+    assert!(ready, "/readyz never answered 200:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default());
+    drop(server);
+}

@@ -1,0 +1,132 @@
+//! Configuration: a TOML file, checked completely at start-up.
+//!
+//! Unknown keys are errors (a misspelt security setting must not be silently ignored), and
+//! every problem in the file is reported in one run, each naming the file, the key and
+//! what to do. The `[oauth.dcr]` keys keep the names of WSO2 Identity Server's
+//! `deployment.toml` so an existing section carries over.
+//!
+//! Each section has one reader (a file here per concern) that takes its keys, each
+//! deserialized into its type, and converts them into that section's part of [`Config`];
+//! rules that span sections are checked where the later section is read. This module
+//! depends on nothing else in the crate, so every other part may depend on it.
+
+mod dcr;
+mod error;
+mod http_client;
+mod loader;
+mod mtls;
+mod observability;
+mod server;
+mod sources;
+mod storage;
+mod token;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use keyfort_core::registration::TokenLifetimes;
+
+pub use dcr::{default_role_scopes, DcrConfig};
+pub use error::{ConfigError, Problem};
+pub use http_client::HttpClientConfig;
+pub use mtls::{MtlsConfig, RevocationUnavailable};
+pub use observability::{LogConfig, LogFormat};
+pub use server::{ClientAuthMode, ServerConfig};
+pub use sources::KeySource;
+pub use storage::redact_url;
+pub use token::TokenConfig;
+
+use loader::{Paths, Problems, Section};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where this configuration was read from (its file), named in every message about it.
+    pub origin: String,
+    pub server: ServerConfig,
+    pub storage_url: String,
+    pub dcr: DcrConfig,
+    pub token_lifetimes: TokenLifetimes,
+    pub token: TokenConfig,
+    pub http_client: HttpClientConfig,
+    pub mtls: MtlsConfig,
+    /// Where Prometheus metrics are served (plain HTTP); `None` disables them.
+    pub metrics_listen: Option<SocketAddr>,
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Reads and checks a configuration file. Relative paths in it are taken relative to
+    /// the file's own directory, so the server behaves the same from any working directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::single(&origin, None, format!("cannot read the configuration file ({e})")))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_toml(&text, &origin, &base)
+    }
+
+    /// Parses and checks configuration text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let table = loader::parse(text, origin)?;
+        // Environment overrides (KEYFORT_SECTION__KEY) belong here: applied to the table,
+        // they are then checked exactly like the file's own values.
+        Self::from_table(table, origin, base_dir)
+    }
+
+    /// Checks a parsed configuration table and converts it, section by section, reporting
+    /// every problem found.
+    pub fn from_table(table: toml::Table, origin: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let problems = Problems::new(origin);
+        let paths = Paths::new(base_dir);
+        let mut root = Section::root(&problems, table);
+
+        let mut server_section = root.section("server");
+        let tls = server::read_tls(server_section.section("tls"), &paths);
+        let server = server::read(server_section, &tls, &paths);
+        let public_url = server.as_ref().map(|s| s.public_url.as_str());
+        let storage_url = storage::read(root.section("storage"), server.as_ref().map(|s| s.data_dir.as_path()));
+        let http_client = http_client::read(root.section("http_client"), &paths);
+        let mtls = mtls::read(root.section("mtls"), &tls, http_client.allow_insecure_loopback, &paths);
+
+        let mut oauth = root.section("oauth");
+        let dcr_context = dcr::DcrContext {
+            public_url,
+            certificates_possible: tls.client_auth != ClientAuthMode::Off || mtls.gateway_header.is_some(),
+            allow_insecure_loopback: http_client.allow_insecure_loopback,
+        };
+        let dcr = dcr::read(oauth.section("dcr"), &dcr_context, &paths);
+        let token_lifetimes = token::read_lifetimes(oauth.section("token_lifetimes"));
+        let token = token::read(oauth.section("token"), public_url, &paths);
+        drop(oauth);
+
+        let metrics_listen = observability::read_metrics(root.section("metrics"));
+        let log = observability::read_log(root.section("log"));
+        drop(root);
+
+        let config = match (server, storage_url, dcr, token) {
+            (Some(server), Some(storage_url), Some(dcr), Some(token)) => Some(Config {
+                origin: origin.to_owned(),
+                server,
+                storage_url,
+                dcr,
+                token_lifetimes,
+                token,
+                http_client,
+                mtls,
+                metrics_listen,
+                log,
+            }),
+            _ => None,
+        };
+        problems.into_result(config)
+    }
+
+    /// A problem with `key` of this configuration, found after it was loaded (by the
+    /// preflight, which reads the files it names).
+    pub fn problem(&self, key: &str, message: impl Into<String>) -> Problem {
+        Problem::new(&self.origin, Some(key.to_owned()), message)
+    }
+}

@@ -1,0 +1,313 @@
+use std::path::{Path, PathBuf};
+
+use keyfort_core::jose::SigningAlg;
+use keyfort_core::registration::AuthMethod;
+use keyfort_core::transport::BindingLevel;
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[server]
+listen = "127.0.0.1:9446"
+public_url = "https://bank.example"
+[oauth.dcr]
+ssa_jkws = "https://keystore.example/dir.jwks"
+"#;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, "test.toml", Path::new("/etc/keyfort"))
+}
+
+/// The problems of a configuration that must be refused, as `(key, message)` pairs.
+fn problems(text: &str) -> Vec<(String, String)> {
+    let err = load(text).expect_err("the configuration must be refused");
+    err.problems()
+        .iter()
+        .map(|p| {
+            assert_eq!(p.file, "test.toml", "every problem names the file");
+            (p.key.clone().unwrap_or_default(), p.message.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn defaults_follow_the_issue() {
+    let c = load(MINIMAL).unwrap();
+    assert!(c.dcr.policy.mandate_ssa && c.dcr.policy.fapi);
+    assert_eq!(c.dcr.ssa_rules.issuers, vec!["OpenBanking Ltd"]);
+    assert_eq!(c.dcr.policy.audiences, vec!["https://bank.example"]);
+    assert_eq!(c.dcr.software_jwks_hosts, vec!["keystore.example"]);
+    assert_eq!(c.storage_url, "sqlite:///etc/keyfort/data/keyfort.db");
+    assert!(!c.http_client.allow_insecure_loopback);
+}
+
+#[test]
+fn every_default_matches_the_documented_one() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.origin, "test.toml");
+    assert_eq!(c.server.data_dir, PathBuf::from("/etc/keyfort/data"));
+    assert_eq!(c.server.max_body_bytes, 65536);
+    assert_eq!(c.server.client_auth, ClientAuthMode::Off);
+    assert!(c.server.cert_file.is_none() && c.server.key_file.is_none() && c.server.client_ca_file.is_none());
+    assert_eq!(c.dcr.ssa_signing_algs, vec![SigningAlg::PS256, SigningAlg::ES256]);
+    assert_eq!(c.dcr.policy.auth_methods, vec![AuthMethod::PrivateKeyJwt, AuthMethod::TlsClientAuth]);
+    assert_eq!(c.dcr.policy.clock_skew, 60);
+    assert_eq!(c.dcr.policy.role_scopes, default_role_scopes());
+    assert!(c.dcr.one_registration_per_software && !c.dcr.require_transport_certificate);
+    assert!(!c.dcr.authentication_required && !c.dcr.allow_json_without_proof);
+    assert_eq!(c.dcr.binding.level, BindingLevel::Software);
+    assert!(c.dcr.binding.check_psd2_roles);
+    assert_eq!(
+        (c.token_lifetimes.application, c.token_lifetimes.user, c.token_lifetimes.refresh, c.token_lifetimes.id_token),
+        (3600, 3600, 86400, 3600)
+    );
+    assert_eq!(c.token.signing_alg, SigningAlg::PS256);
+    assert!(c.token.signing_key_file.is_none());
+    assert_eq!(c.token.key_publish_ahead_seconds, 3600);
+    assert_eq!(c.token.access_token_audience, vec!["https://bank.example"]);
+    assert_eq!(c.token.assertion_max_lifetime_seconds, 300);
+    let h = &c.http_client;
+    assert_eq!(
+        (h.connect_timeout_seconds, h.timeout_seconds, h.max_response_bytes, h.jwks_cache_seconds),
+        (5, 10, 1048576, 3600)
+    );
+    assert_eq!(h.jwks_min_refresh_seconds, 60);
+    assert!(h.ca_file.is_none());
+    assert!(c.mtls.crl_sources.is_empty() && c.mtls.gateway_header.is_none() && c.mtls.trusted_proxies.is_empty());
+    assert_eq!(c.mtls.crl_refresh_seconds, 3600);
+    assert_eq!(c.mtls.revocation_unavailable, RevocationUnavailable::FailClosed);
+    assert!(c.metrics_listen.is_none());
+    assert_eq!((c.log.format, c.log.level.as_str()), (LogFormat::Text, "info"));
+}
+
+#[test]
+fn without_fapi_the_secret_methods_are_allowed_by_default() {
+    let c = load(&format!("{MINIMAL}enable_fapi_enforcement = false\n")).unwrap();
+    assert_eq!(
+        c.dcr.policy.auth_methods,
+        vec![
+            AuthMethod::PrivateKeyJwt,
+            AuthMethod::TlsClientAuth,
+            AuthMethod::ClientSecretBasic,
+            AuthMethod::ClientSecretPost
+        ]
+    );
+}
+
+#[test]
+fn wso2_spellings_carry_over() {
+    let alt = MINIMAL.replace("ssa_jkws", "ssa_jwks");
+    assert!(load(&alt).is_ok());
+    let list =
+        MINIMAL.replace("\"https://keystore.example/dir.jwks\"", "[\"https://a.example/1.jwks\", \"keys/dir.jwks\"]");
+    let c = load(&list).unwrap();
+    assert_eq!(c.dcr.ssa_jwks[1], KeySource::File(PathBuf::from("/etc/keyfort/keys/dir.jwks")));
+    let organization = load(&format!("{MINIMAL}certificate_binding = \"organization\"\n")).unwrap();
+    assert_eq!(organization.dcr.binding.level, BindingLevel::Organisation);
+}
+
+#[test]
+fn errors_name_file_key_and_problem() {
+    let unknown = load(&format!("{MINIMAL}mandate_sas = false\n")).unwrap_err().to_string();
+    assert!(unknown.contains("test.toml") && unknown.contains("mandate_sas"), "{unknown}");
+    let bad_url = load(&MINIMAL.replace("https://bank.example", "http://bank.example")).unwrap_err().to_string();
+    assert!(bad_url.contains("[server] public_url") && bad_url.contains("https"), "{bad_url}");
+    let no_jwks =
+        load(&MINIMAL.replace("ssa_jkws = \"https://keystore.example/dir.jwks\"", "")).unwrap_err().to_string();
+    assert!(no_jwks.contains("ssa_jkws") && no_jwks.contains("required"), "{no_jwks}");
+    let half_tls = load(&format!("{MINIMAL}[server.tls]\ncert_file = \"c.pem\"\n")).unwrap_err().to_string();
+    assert!(half_tls.contains("key_file"), "{half_tls}");
+    let secret =
+        load(&format!("{MINIMAL}token_endpoint_auth_methods = [\"client_secret_basic\"]\n")).unwrap_err().to_string();
+    assert!(secret.contains("FAPI"), "{secret}");
+    let hmac = load(&format!("{MINIMAL}allowed_signing_algs = [\"HS256\"]\n")).unwrap_err().to_string();
+    assert!(hmac.contains("HMAC"), "{hmac}");
+}
+
+#[test]
+fn one_file_with_three_mistakes_gives_three_errors() {
+    let text = r#"
+[server]
+listen = "localhost"
+public_url = "https://bank.example"
+max_body_bytes = "64k"
+[oauth.dcr]
+ssa_jkws = "https://keystore.example/dir.jwks"
+mandate_sas = false
+"#;
+    let found = problems(text);
+    let keys: Vec<&str> = found.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, ["[server] listen", "[server] max_body_bytes", "[oauth.dcr] mandate_sas"], "{found:?}");
+    assert!(found[0].1.contains("\"localhost\"") && found[0].1.contains("127.0.0.1:9446"), "{found:?}");
+    assert!(found[1].1.contains("integer"), "says what type is expected: {found:?}");
+    assert!(found[2].1.contains("did you mean mandate_ssa"), "{found:?}");
+
+    let printed = load(text).unwrap_err().to_string();
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 3, "{printed}");
+    assert!(lines.iter().all(|l| l.starts_with("error: test.toml: [")), "{printed}");
+}
+
+#[test]
+fn problems_in_every_section_are_reported_together() {
+    let text = r#"
+colour = "blue"
+[server]
+listen = "127.0.0.1:9446"
+public_url = "https://bank.example"
+[server.tsl]
+cert_file = "x.pem"
+[http_client]
+timeout_seconds = 0
+[mtls]
+revocation_unavailable = "fail_sometimes"
+[oauth.dcr]
+ssa_jkws = "https://keystore.example/dir.jwks"
+clock_skew_seconds = 9000
+[oauth.token]
+signing_alg = "none"
+[oauth.token_lifetimes]
+user_seconds = 1
+[metrics]
+listen = "everywhere"
+[log]
+format = "xml"
+"#;
+    let keys: Vec<String> = problems(text).into_iter().map(|(key, _)| key).collect();
+    for expected in [
+        "colour",
+        "[server.tsl]",
+        "[http_client] timeout_seconds",
+        "[mtls] revocation_unavailable",
+        "[oauth.dcr] clock_skew_seconds",
+        "[oauth.token] signing_alg",
+        "[oauth.token_lifetimes] user_seconds",
+        "[metrics] listen",
+        "[log] format",
+    ] {
+        assert!(keys.iter().any(|k| k == expected), "{expected} missing from {keys:?}");
+    }
+    assert_eq!(keys.len(), 9, "{keys:?}");
+}
+
+#[test]
+fn a_missing_server_section_names_its_required_keys() {
+    let keys: Vec<String> = problems("[oauth.dcr]\nssa_jkws = \"https://keystore.example/dir.jwks\"\n")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, ["[server] listen", "[server] public_url"]);
+}
+
+#[test]
+fn a_value_where_a_section_belongs_is_refused() {
+    let found =
+        problems(&format!("{MINIMAL}[oauth.token]\n[http_client]\n").replace("[http_client]", "http_client = 1"));
+    // `http_client = 1` lands in [oauth.token], where it is an unknown key.
+    assert_eq!(found[0].0, "[oauth.token] http_client", "{found:?}");
+    let found = problems(&format!("mtls = true\n{MINIMAL}"));
+    assert_eq!(found[0].0, "[mtls]", "{found:?}");
+    assert!(found[0].1.contains("must be a section"), "{found:?}");
+}
+
+#[test]
+fn client_secret_jwt_is_refused_with_the_reason() {
+    let text =
+        format!("{MINIMAL}enable_fapi_enforcement = false\ntoken_endpoint_auth_methods = [\"client_secret_jwt\"]\n");
+    let found = problems(&text);
+    let (key, message) = &found[0];
+    assert_eq!(key, "[oauth.dcr] token_endpoint_auth_methods");
+    assert!(message.contains("not supported") && message.contains("FAPI"), "{message}");
+}
+
+#[test]
+fn both_spellings_of_the_directory_jwks_are_one_too_many() {
+    let found = problems(&format!("{MINIMAL}ssa_jwks = \"https://other.example/x.jwks\"\n"));
+    assert_eq!(found[0].0, "[oauth.dcr] ssa_jwks");
+    assert!(found[0].1.contains("alias"), "{found:?}");
+}
+
+#[test]
+fn key_urls_must_be_https_or_loopback_http_with_the_switch() {
+    let with = |jwks: &str, crl: &str, switch: bool| {
+        format!(
+            "{}[http_client]\nallow_insecure_loopback = {switch}\n[server.tls]\nclient_ca_file = \"ca.pem\"\n[mtls]\ncrl_urls = [\"{crl}\"]\n",
+            MINIMAL.replace("https://keystore.example/dir.jwks", jwks)
+        )
+    };
+    let loopback_jwks = "http://127.0.0.1:8090/dir.jwks";
+    let loopback_crl = "http://localhost:8090/ca.crl";
+    let c = load(&with(loopback_jwks, loopback_crl, true)).unwrap();
+    assert_eq!(c.dcr.software_jwks_hosts, vec!["127.0.0.1"]);
+    assert_eq!(c.mtls.crl_sources.len(), 1);
+
+    let found = problems(&with(loopback_jwks, loopback_crl, false));
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].0, "[mtls] crl_urls");
+    assert_eq!(found[1].0, "[oauth.dcr] ssa_jkws");
+    assert!(found.iter().all(|(_, m)| m.contains("allow_insecure_loopback = true")), "{found:?}");
+
+    for switch in [true, false] {
+        let found = problems(&with("http://keystore.example/dir.jwks", "http://crl.example/ca.crl", switch));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().all(|(_, m)| m.contains("never fetched")), "{found:?}");
+        assert!(found[0].1.contains("crl_files"), "CRL advice: {found:?}");
+        assert!(found[1].1.contains("http://keystore.example/dir.jwks"), "{found:?}");
+    }
+    let ftp = problems(&MINIMAL.replace("https://keystore.example/dir.jwks", "ftp://keystore.example/dir.jwks"));
+    assert!(ftp[0].1.contains("ftp"), "{ftp:?}");
+}
+
+#[test]
+fn typed_values_are_converted() {
+    let text = format!(
+        "{}[server.tls]\ncert_file = \"tls/server.pem\"\nkey_file = \"/abs/server.key\"\nclient_ca_file = \"ca.pem\"\nclient_auth = \"required\"\n\
+         [mtls]\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\ngateway_header = \"X-Client-Cert\"\ncrl_files = [\"crl/a.crl\"]\n\
+         [oauth.token]\nsigning_alg = \"ES256\"\nsigning_key_file = \"k.pem\"\nsigning_key_id = \"k1\"\naccess_token_audience = \"https://api.example\"\n\
+         [metrics]\nlisten = \"127.0.0.1:9464\"\n[log]\nformat = \"json\"\n",
+        MINIMAL
+    );
+    let c = load(&text).unwrap();
+    assert_eq!(c.server.cert_file, Some(PathBuf::from("/etc/keyfort/tls/server.pem")));
+    assert_eq!(c.server.key_file, Some(PathBuf::from("/abs/server.key")));
+    assert_eq!(c.server.client_auth, ClientAuthMode::Required);
+    assert!(c.dcr.require_transport_certificate, "certificates can be had, so registration requires one");
+    assert_eq!(c.mtls.trusted_proxies.len(), 2);
+    assert_eq!(c.mtls.gateway_header.as_deref(), Some("x-client-cert"));
+    assert_eq!(c.mtls.crl_sources, vec![KeySource::File(PathBuf::from("/etc/keyfort/crl/a.crl"))]);
+    assert_eq!(c.token.signing_alg, SigningAlg::ES256);
+    assert_eq!(c.token.signing_key_file, Some((PathBuf::from("/etc/keyfort/k.pem"), "k1".to_owned())));
+    assert_eq!(c.token.access_token_audience, vec!["https://api.example"]);
+    assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(c.log.format, LogFormat::Json);
+}
+
+#[test]
+fn cross_section_rules_hold() {
+    let gateway_without_ca = problems(&format!("{MINIMAL}[mtls]\ngateway_header = \"x-cert\"\n"))
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect::<Vec<_>>();
+    assert_eq!(gateway_without_ca, ["[mtls] trusted_proxies", "[mtls] gateway_header"]);
+    let crl_without_certificates = problems(&format!("{MINIMAL}[mtls]\ncrl_files = [\"a.crl\"]\n"));
+    assert_eq!(crl_without_certificates[0].0, "[mtls] crl_files");
+    let client_auth_without_ca = problems(&format!("{MINIMAL}[server.tls]\nclient_auth = \"optional\"\n"));
+    assert_eq!(client_auth_without_ca[0].0, "[server.tls] client_auth");
+    let impossible = problems(&format!("{MINIMAL}require_transport_certificate = true\n"));
+    assert_eq!(impossible[0].0, "[oauth.dcr] require_transport_certificate");
+}
+
+#[test]
+fn syntax_errors_are_reported_with_their_line() {
+    let err = load("[server]\nlisten = \"127.0.0.1:9446\"\nlisten = \"x\"\n").unwrap_err();
+    assert_eq!(err.problems().len(), 1);
+    assert!(err.to_string().starts_with("error: test.toml: line 3"), "{err}");
+}
+
+#[test]
+fn database_passwords_are_redacted() {
+    assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+    let found = problems(&format!("[storage]\nurl = \"mysql://u:pw@h/db\"\n{MINIMAL}"));
+    assert_eq!(found[0].0, "[storage] url");
+    assert!(!found[0].1.contains("pw"), "{found:?}");
+}
