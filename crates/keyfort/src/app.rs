@@ -80,7 +80,16 @@ impl Application {
             Duration::from_secs(config.http_client.jwks_min_refresh_seconds),
             metrics.clone(),
         ));
-        let sign_in = SignInLimits { exempt: config.mtls.trusted_proxies.clone(), ..SignInLimits::default() };
+        let sign_in = SignInLimits {
+            attempts_per_second: f64::from(config.admin.sign_in_attempts_per_second),
+            attempts_burst: config.admin.sign_in_burst,
+            failures_per_address: config.admin.failed_sign_ins_per_address,
+            address_window: config.admin.failed_sign_ins_window,
+            concurrent_checks: config.admin.concurrent_password_checks,
+            max_waiting: config.admin.password_check_queue,
+            exempt: config.mtls.trusted_proxies.clone(),
+            ..SignInLimits::default()
+        };
         let admins = Arc::new(AdminAuthenticator::new(store.clone(), sign_in));
         let longest_token = config.token_lifetimes.application.max(config.token_lifetimes.user);
         let ring = Arc::new(
@@ -105,7 +114,7 @@ impl Application {
             tokens.clone(),
         ));
         let request_limits = http::RequestLimits {
-            max_header_bytes: http::ConnectionLimits::default().max_header_bytes,
+            max_header_bytes: config.server.max_header_bytes,
             max_body_bytes: config.server.max_body_bytes,
         };
         let router = http::router(
@@ -123,11 +132,16 @@ impl Application {
             request_limits,
         );
         let descriptors = http::raise_descriptor_limit();
-        let defaults = http::ConnectionLimits::default();
+        let server = &config.server;
         let connection_limits = http::ConnectionLimits {
-            max_connections: http::connections_that_fit(defaults.max_connections, descriptors),
+            first_request_timeout: server.first_request_timeout,
+            idle_timeout: server.idle_timeout,
+            header_read_timeout: server.header_read_timeout,
+            max_connections: http::connections_that_fit(server.max_connections, descriptors),
+            max_connections_per_ip: server.max_connections_per_ip,
             per_ip_exempt: config.mtls.trusted_proxies.clone(),
-            ..defaults
+            max_header_bytes: server.max_header_bytes,
+            ..http::ConnectionLimits::default()
         };
         let listener = TcpListener::bind(config.server.listen)
             .await

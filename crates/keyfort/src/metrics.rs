@@ -34,11 +34,6 @@ const HELP: &[(&str, &str, &str)] = &[
     ("keyfort_jwks_cache_lookups_total", "counter", "JWKS cache lookups by result (hit or miss)."),
     ("keyfort_crl_fetches_total", "counter", "CRL loads by result."),
     ("keyfort_connections_shed_total", "counter", "Connections closed or refused to protect the server, by reason."),
-    (
-        "keyfort_sign_in_refusals_total",
-        "counter",
-        "Administrator sign-ins refused before the password check, by reason.",
-    ),
 ];
 
 fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {

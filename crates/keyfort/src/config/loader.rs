@@ -199,6 +199,22 @@ impl<'p> Section<'p> {
         self.take_described(key, expected)
     }
 
+    /// Takes a number that must lie in `range`, or `default` when absent. Out of range is a
+    /// problem (and `default` is returned so that reading goes on).
+    pub fn take_in_range<T>(&mut self, key: &'static str, default: T, range: std::ops::RangeInclusive<T>) -> T
+    where
+        T: DeserializeOwned + PartialOrd + std::fmt::Display + Copy,
+    {
+        match self.take::<T>(key) {
+            None => default,
+            Some(value) if range.contains(&value) => value,
+            Some(value) => {
+                self.problem(key, format!("{value} is not between {} and {}", range.start(), range.end()));
+                default
+            }
+        }
+    }
+
     /// Takes a key that holds one string or a list of strings (WSO2 writes either).
     pub fn take_strings(&mut self, key: &'static str) -> Option<Vec<String>> {
         let value = self.remove(key)?;

@@ -10,6 +10,7 @@
 //! rules that span sections are checked where the later section is read. This module
 //! depends on nothing else in the crate, so every other part may depend on it.
 
+mod admin;
 mod dcr;
 mod error;
 mod http_client;
@@ -29,6 +30,7 @@ use std::path::Path;
 
 use keyfort_core::registration::TokenLifetimes;
 
+pub use admin::AdminConfig;
 pub use dcr::{default_role_scopes, DcrConfig};
 pub use error::{ConfigError, Problem};
 pub use http_client::HttpClientConfig;
@@ -55,6 +57,7 @@ pub struct Config {
     /// Where Prometheus metrics are served (plain HTTP); `None` disables them.
     pub metrics_listen: Option<SocketAddr>,
     pub log: LogConfig,
+    pub admin: AdminConfig,
 }
 
 impl Config {
@@ -104,6 +107,7 @@ impl Config {
 
         let metrics_listen = observability::read_metrics(root.section("metrics"));
         let log = observability::read_log(root.section("log"));
+        let admin = admin::read(root.section("admin"));
         drop(root);
 
         let config = match (server, storage_url, dcr, token) {
@@ -118,6 +122,7 @@ impl Config {
                 mtls,
                 metrics_listen,
                 log,
+                admin,
             }),
             _ => None,
         };

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
@@ -20,6 +21,18 @@ pub struct ServerConfig {
     pub client_ca_file: Option<PathBuf>,
     pub client_auth: ClientAuthMode,
     pub max_body_bytes: usize,
+    /// The largest request line and headers accepted (431 beyond).
+    pub max_header_bytes: usize,
+    /// From a completed TLS handshake to the first request's headers.
+    pub first_request_timeout: Duration,
+    /// Between two requests on one connection (HTTP/1.1 keep-alive, HTTP/2).
+    pub idle_timeout: Duration,
+    /// From the first byte of a request's headers to the last.
+    pub header_read_timeout: Duration,
+    /// Connections served at once (also capped by the process's descriptor limit).
+    pub max_connections: usize,
+    /// Connections one client address may hold; `[mtls] trusted_proxies` are exempt.
+    pub max_connections_per_ip: usize,
 }
 
 /// Whether the TLS listener asks for a client certificate.
@@ -103,6 +116,19 @@ pub(super) fn read(mut s: Section<'_>, tls: &TlsSettings, paths: &Paths<'_>) -> 
     if !MAX_BODY_BYTES.contains(&max_body_bytes) {
         s.problem("max_body_bytes", format!("must be between {} and {}", MAX_BODY_BYTES.start(), MAX_BODY_BYTES.end()));
     }
+    let max_header_bytes = s.take_in_range("max_header_bytes", 16 * 1024, 4096..=1024 * 1024);
+    let seconds = |s: &mut Section<'_>, key, default, max| Duration::from_secs(s.take_in_range(key, default, 1..=max));
+    let first_request_timeout = seconds(&mut s, "first_request_timeout_seconds", 10, 300);
+    let idle_timeout = seconds(&mut s, "idle_timeout_seconds", 60, 3600);
+    let header_read_timeout = seconds(&mut s, "header_read_timeout_seconds", 10, 300);
+    let max_connections = s.take_in_range("max_connections", 4096, 16..=1_000_000);
+    let max_connections_per_ip = s.take_in_range("max_connections_per_ip", 512, 1..=1_000_000);
+    if max_connections_per_ip > max_connections {
+        s.problem(
+            "max_connections_per_ip",
+            format!("{max_connections_per_ip} is more than max_connections ({max_connections}); it must be below it"),
+        );
+    }
     Some(ServerConfig {
         listen: listen?,
         public_url: public_url?,
@@ -112,5 +138,11 @@ pub(super) fn read(mut s: Section<'_>, tls: &TlsSettings, paths: &Paths<'_>) -> 
         client_ca_file: tls.client_ca_file.clone(),
         client_auth: tls.client_auth,
         max_body_bytes,
+        max_header_bytes,
+        first_request_timeout,
+        idle_timeout,
+        header_read_timeout,
+        max_connections,
+        max_connections_per_ip,
     })
 }

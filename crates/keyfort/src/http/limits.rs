@@ -4,8 +4,8 @@
 //! Reading the body before the handler is what lets every refusal reach the client: a
 //! handler that refuses early (a bad token, missing credentials) would otherwise leave the
 //! body unread, and a connection closed with unread data is reset by the kernel, so the
-//! client sees a reset instead of the 4xx. A body over the limit is drained up to a bound
-//! and answered 413 with `Connection: close`.
+//! client sees a reset instead of the 4xx. A body over the limit is answered 413 with
+//! `Connection: close` and drained up to a bound.
 
 use std::time::Duration;
 
@@ -94,7 +94,9 @@ pub async fn enforce(limits: RequestLimits, request: Request, next: Next) -> Res
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|length| length > limits.max_body_bytes as u64) {
-        drain(body, drain_bound).await;
+        // Answered at once; what the client is still sending is read and discarded behind
+        // the answer, so that closing the connection does not reset it before it is read.
+        tokio::spawn(drain(body, drain_bound));
         return closing(too_large(limits.max_body_bytes));
     }
     let mut body = body;

@@ -219,6 +219,10 @@ pub struct Options {
     pub mtls: Vec<String>,
     /// Serve /metrics on a separate loopback port.
     pub metrics: bool,
+    /// Lines appended to `[server]`.
+    pub server: Vec<String>,
+    /// Lines of an `[admin]` section.
+    pub admin: Vec<String>,
 }
 
 impl Default for Options {
@@ -234,6 +238,8 @@ impl Default for Options {
             tls: vec![],
             mtls: vec![],
             metrics: false,
+            server: vec![],
+            admin: vec![],
         }
     }
 }
@@ -259,6 +265,21 @@ impl Options {
         self
     }
 
+    pub fn server(mut self, line: &str) -> Self {
+        self.server.push(line.to_owned());
+        self
+    }
+
+    pub fn admin(mut self, line: &str) -> Self {
+        self.admin.push(line.to_owned());
+        self
+    }
+
+    pub fn with_metrics(mut self) -> Self {
+        self.metrics = true;
+        self
+    }
+
     /// Mutual TLS with the test PKI's CAs, client certificates optional at the TLS layer,
     /// and the issuing CA's CRL served by the key server.
     pub fn mutual_tls() -> Self {
@@ -273,7 +294,7 @@ pub struct TestApp {
     pub pki: Arc<crate::pki::TestPki>,
     /// Where /metrics is served (plain HTTP), if enabled.
     pub metrics_addr: Option<SocketAddr>,
-    server_ca_pem: String,
+    pub server_ca_pem: String,
     pub base: String,
     pub client: reqwest::Client,
     pub keys: Arc<TestKeys>,
@@ -315,9 +336,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         format!("[mtls]\n{}\n", options.mtls.join("\n").replace("{KEY_SERVER}", &format!("http://{}", key_server.addr)))
     };
     let storage = options.storage_url.clone().map(|u| format!("[storage]\nurl = \"{u}\"\n")).unwrap_or_default();
+    let admin =
+        if options.admin.is_empty() { String::new() } else { format!("[admin]\n{}\n", options.admin.join("\n")) };
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost:9446\"\ndata_dir = \"data\"\n{tls}\n{storage}\n{mtls}\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost:9446\"\ndata_dir = \"data\"\n{}\n{tls}\n{storage}\n{mtls}\n{admin}\n\
          [log]\nlevel = \"warn\"\n\n[http_client]\n{}\n\n[oauth.dcr]\nssa_jkws = \"{}\"\naudience = \"{AUDIENCE}\"\nsoftware_environment = \"sandbox\"\n{}\n",
+        options.server.join("\n"),
         options.http_client.join("\n"),
         options.ssa_jkws.clone().unwrap_or_else(|| key_server.url(DIRECTORY_JWKS)),
         options.dcr.join("\n"),

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, a module per capability.
 
+mod abuse;
 mod config;
 mod crash;
 mod helpers;

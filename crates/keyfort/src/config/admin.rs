@@ -1,0 +1,34 @@
+//! `[admin]`: how administrator sign-ins are bounded, so that guessing passwords costs an
+//! attacker time and cannot cost the server memory.
+
+use std::time::Duration;
+
+use super::loader::Section;
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Sign-in attempts per second for the whole server, and the burst allowed at once.
+    pub sign_in_attempts_per_second: u32,
+    pub sign_in_burst: u32,
+    /// Failed sign-ins one client address may make per window.
+    pub failed_sign_ins_per_address: u32,
+    pub failed_sign_ins_window: Duration,
+    /// Password checks (Argon2, 19 MiB each) at once, and callers allowed to wait for one.
+    pub concurrent_password_checks: usize,
+    pub password_check_queue: usize,
+}
+
+pub(super) fn read(mut s: Section<'_>) -> AdminConfig {
+    AdminConfig {
+        sign_in_attempts_per_second: s.take_in_range("sign_in_attempts_per_second", 10, 1..=100_000),
+        sign_in_burst: s.take_in_range("sign_in_burst", 20, 1..=100_000),
+        failed_sign_ins_per_address: s.take_in_range("failed_sign_ins_per_address", 30, 1..=1_000_000),
+        failed_sign_ins_window: Duration::from_secs(s.take_in_range(
+            "failed_sign_ins_window_seconds",
+            900,
+            60..=86_400,
+        )),
+        concurrent_password_checks: s.take_in_range("concurrent_password_checks", 2, 1..=64),
+        password_check_queue: s.take_in_range("password_check_queue", 32, 0..=100_000),
+    }
+}
