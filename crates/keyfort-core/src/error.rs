@@ -20,6 +20,11 @@ pub enum ErrorCode {
     UnsupportedGrantType,
     InvalidScope,
     AccessDenied,
+    UnsupportedResponseType,
+    // OpenID Connect Core §3.1.2.6
+    InvalidRequestObject,
+    RequestUriNotSupported,
+    LoginRequired,
     // RFC 6750 §3.1
     InvalidToken,
     // Conditions that are not the caller's fault.
@@ -41,6 +46,10 @@ impl ErrorCode {
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            ErrorCode::InvalidRequestObject => "invalid_request_object",
+            ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+            ErrorCode::LoginRequired => "login_required",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
@@ -86,5 +95,13 @@ impl OAuthError {
 
     pub fn invalid_request(description: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, description)
+    }
+
+    pub fn invalid_request_object(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequestObject, description)
+    }
+
+    pub fn access_denied(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::AccessDenied, description)
     }
 }

@@ -5,6 +5,7 @@
 //! clock. The server crate (`keyfort`) does the I/O: it fetches keys, reads bodies, stores
 //! clients, and maps [`error::OAuthError`] to HTTP responses in one place.
 
+pub mod authorization;
 pub mod claims;
 pub mod clock;
 pub mod error;

@@ -1,6 +1,7 @@
 //! Storage behind one interface, with an embedded SQLite implementation (the default) and a
 //! PostgreSQL one for several nodes. Both run the same SQL and the same contract tests.
 
+mod authorization;
 mod sql;
 
 use std::sync::Arc;
@@ -9,6 +10,9 @@ use async_trait::async_trait;
 use keyfort_core::clock::UnixTime;
 use keyfort_core::registration::{ClientStatus, RegisteredClient};
 
+pub use authorization::{
+    AuthorizationSession, AuthorizationStore, CodeRecord, GrantRecord, RedeemError, RefreshTokenRecord,
+};
 pub use sql::{PostgresStore, SqliteStore};
 
 /// A storage failure: the database is unreachable or misbehaved. Not the caller's fault.
@@ -109,8 +113,10 @@ pub enum CreateAdminError {
     Store(#[from] StoreError),
 }
 
+/// Everything Keyfort keeps. Concerns with many methods have their own trait (in their own
+/// file), which every store implements too.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AuthorizationStore + Send + Sync + 'static {
     /// Records the request's jti, creates the client and writes its audit line in one
     /// transaction (one commit, one fsync): all are durable when this returns `Ok`, or none
     /// happened.

@@ -422,6 +422,7 @@ impl SqliteStore {
 }
 
 sql_store!(SqliteStore);
+super::authorization::sql_authorization_store!(SqliteStore);
 
 /// PostgreSQL, for deployments with several Keyfort nodes sharing one database.
 pub struct PostgresStore {
@@ -442,3 +443,4 @@ impl PostgresStore {
 }
 
 sql_store!(PostgresStore);
+super::authorization::sql_authorization_store!(PostgresStore);

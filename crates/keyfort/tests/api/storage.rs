@@ -8,13 +8,13 @@ use keyfort_core::registration::{
     ApplicationType, Approved, AuthMethod, ClientMetadata, ClientStatus, GrantType, RegisteredClient, ResponseType,
 };
 
-struct Backend {
-    name: &'static str,
-    store: Arc<dyn Store>,
+pub struct Backend {
+    pub name: &'static str,
+    pub store: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
 }
 
-async fn backends() -> Vec<Backend> {
+pub async fn backends() -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = SqliteStore::open(&format!("sqlite://{}", dir.path().join("contract.db").display())).await.unwrap();
     let mut all = vec![Backend { name: "sqlite", store: Arc::new(sqlite), _dir: Some(dir) }];
