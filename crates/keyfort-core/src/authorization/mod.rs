@@ -11,4 +11,4 @@ mod request;
 pub use acr::{Acr, AcrRequest};
 pub use id_token::{half_hash, IdTokenClaims};
 pub use pkce::CodeChallenge;
-pub use request::{AuthorizationRequest, OuterParameters, RequestObjectRules, HYBRID_RESPONSE_TYPE};
+pub use request::{AuthorizationRequest, ClientFacts, OuterParameters, RequestObjectRules, HYBRID_RESPONSE_TYPE};

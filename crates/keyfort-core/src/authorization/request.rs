@@ -48,6 +48,15 @@ pub struct OuterParameters {
     pub scope: Option<String>,
 }
 
+/// What the bank registered for the client that signed the request object.
+#[derive(Debug, Clone)]
+pub struct ClientFacts<'a> {
+    pub client_id: &'a str,
+    pub registered_scopes: &'a [String],
+    /// WSO2's `ext_pkce_mandatory`: the client must send a PKCE challenge.
+    pub pkce_mandatory: bool,
+}
+
 /// An authorization request that passed every rule, ready for the customer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuthorizationRequest {
@@ -89,19 +98,19 @@ impl AuthorizationRequest {
         claims.string("state").ok().flatten().map(|s| s.chars().take(MAX_ECHOED_CHARS).collect())
     }
 
-    /// Judges a verified request object of `client_id` (signature and `redirect_uri` already
-    /// checked) against the outer parameters, the client's registered scopes and PKCE
-    /// obligation, and the rules, at `now`.
+    /// Judges a verified request object of `client` (signature and `redirect_uri` already
+    /// checked) against the outer parameters, the client's registration and the rules, at
+    /// `now`.
     pub fn from_request_object(
         claims: &Claims,
         redirect_uri: RedirectUri,
         outer: &OuterParameters,
-        client_id: &str,
-        registered_scopes: &[String],
-        pkce_mandatory: bool,
+        client: &ClientFacts<'_>,
         rules: &RequestObjectRules,
         now: UnixTime,
     ) -> Result<Self, OAuthError> {
+        let (client_id, registered_scopes, pkce_mandatory) =
+            (client.client_id, client.registered_scopes, client.pkce_mandatory);
         let text = |name: &str| claims.string(name).map_err(|e| invalid(e.to_string()));
 
         // Who: the client that signed it is the client that asks.
@@ -302,13 +311,13 @@ mod tests {
 
     fn judge(claims: &Claims, outer: &OuterParameters, pkce: bool) -> Result<AuthorizationRequest, OAuthError> {
         let redirect = AuthorizationRequest::trusted_redirect_uri(claims, &registered())?;
+        let scopes = ["accounts".to_owned(), "payments".to_owned()];
+        let client = ClientFacts { client_id: "client-1", registered_scopes: &scopes, pkce_mandatory: pkce };
         AuthorizationRequest::from_request_object(
             claims,
             redirect,
             outer,
-            "client-1",
-            &["accounts".to_owned(), "payments".to_owned()],
-            pkce,
+            &client,
             &RequestObjectRules::fapi(ISSUER, 10),
             NOW,
         )
