@@ -26,6 +26,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod operator;
+pub mod pages;
 pub mod password;
 pub mod pem;
 pub mod registration;
