@@ -96,7 +96,7 @@ impl Application {
             KeyRing::open(
                 store.clone(),
                 clock.clone(),
-                config.token.signing_alg,
+                &config.token.ring_algorithms(),
                 config.token.signing_key_file.as_ref().map(|(p, kid)| (p.as_path(), kid.as_str())),
                 longest_token,
             )

@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+/// Creates the next key of every algorithm the server signs with (access tokens and each
+/// ID token algorithm); returns what was created, one line per key.
 pub fn rotate(config: &Path, publish_ahead: Option<i64>) -> anyhow::Result<String> {
     let config = super::load_config(config)?;
     if config.token.signing_key_file.is_some() {
@@ -14,6 +16,11 @@ pub fn rotate(config: &Path, publish_ahead: Option<i64>) -> anyhow::Result<Strin
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let store = crate::storage::open(&config.storage_url).await?;
-        crate::signing::rotate(store.as_ref(), config.token.signing_alg, super::now(), ahead).await
+        let mut created = Vec::new();
+        for alg in config.token.ring_algorithms() {
+            let kid = crate::signing::rotate(store.as_ref(), alg, super::now(), ahead).await?;
+            created.push(format!("new {alg} signing key {kid} published; it signs from its activation time"));
+        }
+        Ok(created.join("\n"))
     })
 }

@@ -11,6 +11,9 @@ use super::loader::{Paths, Section};
 #[derive(Debug, Clone)]
 pub struct TokenConfig {
     pub signing_alg: SigningAlg,
+    /// Algorithms ID tokens may be signed with (a client registers one as
+    /// `id_token_signed_response_alg`); the key ring keeps an active key for each.
+    pub id_token_signing_algs: Vec<SigningAlg>,
     /// A PEM key to sign with instead of database-kept keys, and its kid.
     pub signing_key_file: Option<(PathBuf, String)>,
     /// How long a rotated key is published before it signs.
@@ -67,6 +70,21 @@ pub(super) fn read(mut s: Section<'_>, public_url: Option<&str>, paths: &Paths<'
     if !(10..=3600).contains(&assertion_max_lifetime_seconds) {
         s.problem("assertion_max_lifetime_seconds", "must be between 10 and 3600");
     }
+    // With a key from a file, that key signs everything; otherwise both FAPI algorithms.
+    let default_id_token_algs =
+        if signing_key_file.is_some() { vec![signing_alg] } else { vec![SigningAlg::PS256, SigningAlg::ES256] };
+    let id_token_signing_algs = s.take::<Vec<SigningAlg>>("id_token_signing_algs").unwrap_or(default_id_token_algs);
+    if id_token_signing_algs.is_empty()
+        || id_token_signing_algs.iter().any(|a| !matches!(a, SigningAlg::PS256 | SigningAlg::ES256))
+    {
+        s.problem("id_token_signing_algs", "must list PS256, ES256 or both: FAPI allows no others for ID tokens");
+    }
+    if signing_key_file.is_some() && id_token_signing_algs.iter().any(|a| *a != signing_alg) {
+        s.problem(
+            "id_token_signing_algs",
+            format!("with signing_key_file, ID tokens can only be signed with that key: set id_token_signing_algs = [\"{signing_alg}\"]"),
+        );
+    }
     let access_token_audience =
         s.take_strings("access_token_audience").or_else(|| public_url.map(|url| vec![url.to_owned()]));
     if access_token_audience.as_ref().is_some_and(Vec::is_empty) {
@@ -74,9 +92,23 @@ pub(super) fn read(mut s: Section<'_>, public_url: Option<&str>, paths: &Paths<'
     }
     Some(TokenConfig {
         signing_alg,
+        id_token_signing_algs,
         signing_key_file,
         key_publish_ahead_seconds,
         access_token_audience: access_token_audience?,
         assertion_max_lifetime_seconds,
     })
+}
+
+impl TokenConfig {
+    /// Every algorithm the key ring keeps a key for: the access tokens' first.
+    pub fn ring_algorithms(&self) -> Vec<SigningAlg> {
+        let mut algs = vec![self.signing_alg];
+        for alg in &self.id_token_signing_algs {
+            if !algs.contains(alg) {
+                algs.push(*alg);
+            }
+        }
+        algs
+    }
 }

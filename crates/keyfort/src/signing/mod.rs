@@ -29,6 +29,9 @@ struct Snapshot {
 pub struct KeyRing {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// The algorithm of access tokens; the ring also keeps an active key for every other
+    /// algorithm it offers (ID tokens are signed with the client's registered one).
+    access_token_alg: SigningAlg,
     /// How long a retired key stays published: the longest access token lifetime.
     retire_after: i64,
     /// Set when the key comes from a file: the database is then not consulted.
@@ -78,14 +81,16 @@ pub async fn rotate(store: &dyn Store, alg: SigningAlg, now: UnixTime, publish_a
 }
 
 impl KeyRing {
-    /// Loads the keys, creating the first one if the database has none.
+    /// Loads the keys, creating the first one of each algorithm in `algs` (the first is the
+    /// access tokens') that the database has none of.
     pub async fn open(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        alg: SigningAlg,
+        algs: &[SigningAlg],
         key_file: Option<(&std::path::Path, &str)>,
         retire_after: i64,
     ) -> anyhow::Result<Self> {
+        let alg = *algs.first().ok_or_else(|| anyhow::anyhow!("the key ring needs at least one algorithm"))?;
         if let Some((path, kid)) = key_file {
             let key = load_pem_key(path, Some(alg), kid)
                 .map_err(|e| anyhow::anyhow!("[oauth.token] signing_key_file {e}"))?;
@@ -94,19 +99,24 @@ impl KeyRing {
             return Ok(Self {
                 store,
                 clock,
+                access_token_alg: alg,
                 retire_after,
                 fixed: true,
                 snapshot: RwLock::new(Arc::new(snapshot)),
                 verifiers: RwLock::default(),
             });
         }
-        if store.signing_keys().await?.is_empty() {
-            let kid = rotate(store.as_ref(), alg, clock.now(), 0).await?;
-            tracing::info!(kid = %kid, alg = %alg, "created the first access token signing key");
+        let stored = store.signing_keys().await?;
+        for wanted in algs {
+            if !stored.iter().any(|k| k.alg == wanted.as_str()) {
+                let kid = rotate(store.as_ref(), *wanted, clock.now(), 0).await?;
+                tracing::info!(kid = %kid, alg = %wanted, "created the first signing key of its algorithm");
+            }
         }
         let ring = Self {
             store,
             clock,
+            access_token_alg: alg,
             retire_after,
             fixed: false,
             snapshot: RwLock::default(),
@@ -143,23 +153,25 @@ impl KeyRing {
         self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The key that signs now: the most recently activated one.
+    /// The key that signs access tokens now.
     pub fn signing_key(&self) -> Arc<SigningKey> {
+        self.signing_key_for(self.access_token_alg).expect("the key ring always holds an access token key")
+    }
+
+    /// The key of `alg` that signs now: the most recently activated one (or, before any has
+    /// activated, the first). `None` when the ring offers no key of `alg`.
+    pub fn signing_key_for(&self, alg: SigningAlg) -> Option<Arc<SigningKey>> {
         let now = self.clock.now();
         let snapshot = self.current();
-        snapshot
-            .keys
-            .iter()
-            .rev()
-            .find(|k| k.activates_at <= now)
-            .or_else(|| snapshot.keys.first())
-            .map(|k| k.key.clone())
-            .expect("the key ring always holds a key")
+        let mut of_alg = snapshot.keys.iter().filter(|k| k.key.alg() == alg);
+        let first = of_alg.clone().next();
+        of_alg.rfind(|k| k.activates_at <= now).or(first).map(|k| k.key.clone())
     }
 
     /// The keys to publish: every key not yet retired, including keys that do not sign yet
     /// (publishing early is harmless, and robust to clock differences between nodes). A key
-    /// retires `retire_after` seconds after its successor started signing.
+    /// retires `retire_after` seconds after its successor of the same algorithm started
+    /// signing.
     fn published(&self) -> Vec<Arc<SigningKey>> {
         let now = self.clock.now();
         let snapshot = self.current();
@@ -167,9 +179,12 @@ impl KeyRing {
             .keys
             .iter()
             .enumerate()
-            .filter(|(i, _)| match snapshot.keys.get(i + 1) {
-                Some(successor) => now < successor.activates_at + self.retire_after,
-                None => true,
+            .filter(|(i, key)| {
+                let alg = key.key.alg();
+                match snapshot.keys[i + 1..].iter().find(|later| later.key.alg() == alg) {
+                    Some(successor) => now < successor.activates_at + self.retire_after,
+                    None => true,
+                }
             })
             .map(|(_, k)| k.key.clone())
             .collect()
@@ -193,13 +208,5 @@ impl KeyRing {
         let set = Arc::new(JwkSet::from_json(doc.to_string().as_bytes()).unwrap_or_default());
         *self.verifiers.write().unwrap_or_else(|p| p.into_inner()) = Some((kids, set.clone()));
         set
-    }
-
-    /// Algorithms the published keys use.
-    pub fn algorithms(&self) -> Vec<SigningAlg> {
-        let mut algs: Vec<SigningAlg> = self.published().iter().map(|k| k.alg()).collect();
-        algs.sort();
-        algs.dedup();
-        algs
     }
 }
