@@ -122,13 +122,28 @@ pub struct AccessTokenClaims {
     pub jti: String,
     /// RFC 8705 `cnf.x5t#S256`: the client certificate the token is bound to.
     pub certificate_thumbprint: Option<String>,
+    /// For a token a customer's consent granted: whom it acts for and under what.
+    pub consent: Option<ConsentBinding>,
+}
+
+/// What ties an access token to a customer's consent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentBinding {
+    /// The ID token's `sub`: the customer (or the consent, as configured).
+    pub subject: String,
+    /// `openbanking_intent_id` (also sent as `consent_id`).
+    pub consent_id: String,
+    /// The authorization the token came from, revoked as one (a reused code, a revoked
+    /// consent).
+    pub grant_id: String,
 }
 
 impl AccessTokenClaims {
     pub fn to_json(&self) -> Value {
+        let subject = self.consent.as_ref().map_or(&self.client_id, |c| &c.subject);
         let mut claims = json!({
             "iss": self.issuer,
-            "sub": self.client_id,
+            "sub": subject,
             "aud": if self.audience.len() == 1 { json!(self.audience[0]) } else { json!(self.audience) },
             "client_id": self.client_id,
             "scope": self.scope.join(" "),
@@ -139,6 +154,11 @@ impl AccessTokenClaims {
         });
         if let Some(thumbprint) = &self.certificate_thumbprint {
             claims["cnf"] = json!({ "x5t#S256": thumbprint });
+        }
+        if let Some(consent) = &self.consent {
+            claims["openbanking_intent_id"] = json!(consent.consent_id);
+            claims["consent_id"] = json!(consent.consent_id);
+            claims["grant_id"] = json!(consent.grant_id);
         }
         claims
     }
@@ -159,6 +179,12 @@ impl AccessTokenClaims {
                 .and_then(|cnf| cnf.get("x5t#S256"))
                 .and_then(|v| v.as_str())
                 .map(str::to_owned),
+            consent: match (claims.string("consent_id").ok()?, claims.string("grant_id").ok()?) {
+                (Some(consent_id), Some(grant_id)) => {
+                    Some(ConsentBinding { subject: claims.string("sub").ok()??, consent_id, grant_id })
+                }
+                _ => None,
+            },
         })
     }
 }
@@ -220,10 +246,25 @@ mod tests {
             expires_at: NOW + 3600,
             jti: "j".into(),
             certificate_thumbprint: Some("t".into()),
+            consent: None,
         };
         let json = claims.to_json();
         assert_eq!(json["cnf"]["x5t#S256"], "t");
+        assert_eq!(json["sub"], "c", "a client's own token is about the client");
         let back = AccessTokenClaims::from_claims(&Claims::from_map(json.as_object().unwrap().clone())).unwrap();
         assert_eq!(back, claims);
+
+        let bound = AccessTokenClaims {
+            consent: Some(ConsentBinding {
+                subject: "cust-1".into(),
+                consent_id: "aac-1".into(),
+                grant_id: "g".into(),
+            }),
+            ..claims
+        };
+        let json = bound.to_json();
+        assert_eq!((json["sub"].as_str(), json["openbanking_intent_id"].as_str()), (Some("cust-1"), Some("aac-1")));
+        let back = AccessTokenClaims::from_claims(&Claims::from_map(json.as_object().unwrap().clone())).unwrap();
+        assert_eq!(back, bound);
     }
 }

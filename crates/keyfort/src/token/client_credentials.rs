@@ -44,6 +44,7 @@ impl TokenService {
             expires_at: now + lifetime,
             jti: keyfort_core::secret::random_b64url(16),
             certificate_thumbprint,
+            consent: None,
         };
         let token = self.ring.signing_key().sign_jwt(&claims.to_json(), "at+jwt");
         tracing::info!(bound = claims.certificate_thumbprint.is_some(), "access token issued");
