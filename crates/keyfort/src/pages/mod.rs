@@ -94,6 +94,8 @@ pub struct ConsentView {
     pub choice: AccountChoice,
     pub accounts: Vec<AccountView>,
     pub csrf_token: String,
+    /// Why the last answer could not be taken (no account chosen).
+    pub message: Option<String>,
 }
 
 /// The bank's identity on every page.
@@ -242,6 +244,7 @@ mod tests {
                 AccountView { id: "acc-2".into(), name: "Savings".into(), detail: "60-30-45 60999999 · GBP".into() },
             ],
             csrf_token: "t".into(),
+            message: None,
         };
         let several = pages.consent(&view).unwrap();
         assert_eq!(several.matches("type=\"checkbox\"").count(), 2, "{several}");
