@@ -33,10 +33,10 @@ fn main() -> ExitCode {
         Command::Admin { command: AdminCommand::Clients { connection, command } } => {
             report(cli::admin::clients(&connection.into(), command.into()))
         }
-        Command::Keys { command: KeysCommand::Rotate { config, publish_ahead } } => report(
-            cli::keys::rotate(&config, publish_ahead)
-                .map(|kid| format!("new signing key {kid} published; it signs from its activation time")),
-        ),
+        Command::Keys { command: KeysCommand::Rotate { config, publish_ahead } } => {
+            report(cli::keys::rotate(&config, publish_ahead))
+        }
+        Command::Migrate { config, dry_run } => report(cli::migrate::run(&config, dry_run)),
         Command::Demo { no_wait } => report(cli::demo::run_blocking(!no_wait).map(|()| String::new())),
         Command::Sandbox { command } => report(cli::sandbox::run(command)),
         Command::Tpp { command } => report(cli::tpp::run(command)),
