@@ -527,11 +527,8 @@ fn every_store_method_has_a_contract_test() {
     let source = std::fs::read_to_string(root.join("src/storage/mod.rs")).unwrap();
     let trait_body = &source[source.find("pub trait Store").expect("the Store trait")..];
     let trait_body = &trait_body[..trait_body.find("\n}\n").unwrap()];
-    let methods: Vec<&str> = trait_body
-        .split("async fn ")
-        .skip(1)
-        .map(|rest| rest.split(|c: char| c == '(' || c == '<').next().unwrap().trim())
-        .collect();
+    let methods: Vec<&str> =
+        trait_body.split("async fn ").skip(1).map(|rest| rest.split(['(', '<']).next().unwrap().trim()).collect();
     assert!(methods.len() >= 20, "the scan finds the methods: {methods:?}");
     let tests = std::fs::read_to_string(root.join("tests/api/storage.rs")).unwrap();
     let untested: Vec<&&str> = methods.iter().filter(|m| !tests.contains(&format!("store.{m}("))).collect();
