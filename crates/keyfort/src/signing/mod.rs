@@ -117,7 +117,9 @@ impl KeyRing {
             if store.create_first_signing_key(&key).await? {
                 tracing::info!(kid = %key.kid, alg = %alg, "created the first access token signing key");
             } else {
-                tracing::info!("another node created the first access token signing key; using it");
+                tracing::info!(
+                    "another node created the first signing key at the same moment: this node uses that one"
+                );
             }
         }
         let ring = Self {

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a module per capability.
 
 mod abuse;
+mod cluster;
 mod config;
 mod crash;
 mod helpers;
