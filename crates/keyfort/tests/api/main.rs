@@ -9,6 +9,7 @@ mod jwks;
 mod mtls;
 mod openapi;
 mod operations;
+mod outage;
 mod pki;
 mod registration;
 mod rules;
