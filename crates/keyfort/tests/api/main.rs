@@ -4,6 +4,7 @@ mod abuse;
 mod cluster;
 mod config;
 mod crash;
+mod database;
 mod helpers;
 mod jwks;
 mod mtls;
