@@ -252,7 +252,8 @@ impl Application {
 
 /// Reads every file the configuration names, with the functions the start-up uses, and
 /// reports every problem: the server certificate chain and key (and that they form a pair),
-/// the `client_ca_file` bundle (which must hold a root), `[http_client] ca_file`, the
+/// the `client_ca_file` bundle (which must hold a root), `[storage] ssl_root_cert`,
+/// `[http_client] ca_file`, the
 /// `[mtls] crl_files` and `[oauth.token] signing_key_file`. `keyfort check-config` runs it,
 /// and so does [`Application::build`] before anything else, so a configuration that passes
 /// the check does not fail on these files at start-up.
@@ -266,6 +267,11 @@ pub fn preflight(config: &Config) -> Result<(), ConfigError> {
     if let Some(path) = &config.server.client_ca_file {
         if let Err(what) = crate::transport::read_ca_bundle(path) {
             problems.push(config.problem("[server.tls] client_ca_file", what));
+        }
+    }
+    if let Some(path) = &config.storage.ssl_root_cert {
+        if let Err(what) = crate::tls::read_ca_certificates(path) {
+            problems.push(config.problem("[storage] ssl_root_cert", what));
         }
     }
     if let Some(path) = &config.http_client.ca_file {

@@ -12,6 +12,7 @@ mod openapi;
 mod operations;
 mod outage;
 mod pki;
+mod proxy;
 mod registration;
 mod rules;
 mod sandbox;
