@@ -174,7 +174,7 @@ async fn nginx_terminates_mutual_tls_for_two_nodes() {
     // A TPP-supplied certificate header through nginx without a certificate: replaced.
     let cert = app.pki.issue(&Subject::legacy_ob(ORG_ID, SOFTWARE_ID).serial(91));
     let forged = ("x-wso2-mutual-auth-cert", utf8_percent_encode(&cert.pem, NON_ALPHANUMERIC).to_string());
-    app.register_as(&app.client, &[forged.clone()]).await.assert_error(
+    app.register_as(&app.client, std::slice::from_ref(&forged)).await.assert_error(
         401,
         "invalid_client",
         "must come over mutual TLS",
@@ -182,7 +182,7 @@ async fn nginx_terminates_mutual_tls_for_two_nodes() {
 
     // Straight to a node, from an address that is not nginx's: ignored, and logged.
     app.base = a.base.clone();
-    app.register_as(&app.client, &[forged.clone()]).await.assert_error(
+    app.register_as(&app.client, std::slice::from_ref(&forged)).await.assert_error(
         401,
         "invalid_client",
         "must come over mutual TLS",
