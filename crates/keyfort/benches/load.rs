@@ -37,20 +37,24 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-/// Sends `bodies` (each used once) from `concurrency` workers for `seconds`, to `path` on
-/// each of `servers` in turn.
+/// `path` on each of `servers`.
+fn on_each(servers: &[String], path: &str) -> Vec<String> {
+    servers.iter().map(|s| format!("{s}{path}")).collect()
+}
+
+/// Sends `bodies` (each used once) from `concurrency` workers for `seconds`, to each of
+/// `urls` in turn.
 async fn drive(
     name: &'static str,
     client: reqwest::Client,
-    servers: &[String],
-    path: &str,
+    urls: Vec<String>,
     content_type: &'static str,
     bodies: Vec<String>,
     concurrency: usize,
     seconds: u64,
 ) -> Outcome {
     let bodies = Arc::new(bodies);
-    let urls: Arc<Vec<String>> = Arc::new(servers.iter().map(|s| format!("{s}{path}")).collect());
+    let urls = Arc::new(urls);
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -207,8 +211,7 @@ async fn run(seconds: u64, concurrency: usize, storage: Option<String>, nodes: u
         drive(
             "register (JWS PS256 + SSA)",
             plain.clone(),
-            &servers,
-            "/register",
+            on_each(&servers, "/register"),
             "application/jose",
             registrations,
             concurrency,
@@ -220,8 +223,7 @@ async fn run(seconds: u64, concurrency: usize, storage: Option<String>, nodes: u
         drive(
             "token private_key_jwt",
             plain.clone(),
-            &servers,
-            "/oauth2/token",
+            on_each(&servers, "/oauth2/token"),
             "application/x-www-form-urlencoded",
             assertions,
             concurrency,
@@ -233,8 +235,7 @@ async fn run(seconds: u64, concurrency: usize, storage: Option<String>, nodes: u
         drive(
             "token tls_client_auth (mTLS, bound)",
             mtls,
-            &servers,
-            "/oauth2/token",
+            on_each(&servers, "/oauth2/token"),
             "application/x-www-form-urlencoded",
             mtls_bodies,
             concurrency,
