@@ -7,7 +7,11 @@
 //! - `token pkjwt`: client_credentials with a PS256 private_key_jwt assertion (jti recorded);
 //! - `token mtls`: client_credentials with tls_client_auth, certificate-bound token.
 //!
-//! Environment: BENCH_SECONDS (10), BENCH_CONCURRENCY (16).
+//! Environment: BENCH_SECONDS (10), BENCH_CONCURRENCY (16); BENCH_STORAGE_URL (a
+//! `postgres://` URL; default: an SQLite file) and BENCH_NODES (1 or 2: two nodes on that
+//! one database, each request sent to the next node in turn). Every node runs in this one
+//! process, sharing its cores with the load generator: the figures compare configurations
+//! on one machine, they are not a capacity.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -33,30 +37,38 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-/// Sends `bodies` (each used once) from `concurrency` workers for `seconds`.
+/// `path` on each of `servers`.
+fn on_each(servers: &[String], path: &str) -> Vec<String> {
+    servers.iter().map(|s| format!("{s}{path}")).collect()
+}
+
+/// Sends `bodies` (each used once) from `concurrency` workers for `seconds`, to each of
+/// `urls` in turn.
 async fn drive(
     name: &'static str,
     client: reqwest::Client,
-    url: String,
+    urls: Vec<String>,
     content_type: &'static str,
     bodies: Vec<String>,
     concurrency: usize,
     seconds: u64,
 ) -> Outcome {
     let bodies = Arc::new(bodies);
+    let urls = Arc::new(urls);
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, bodies, next) = (client.clone(), url.clone(), bodies.clone(), next.clone());
+        let (client, urls, bodies, next) = (client.clone(), urls.clone(), bodies.clone(), next.clone());
         workers.push(tokio::spawn(async move {
             let (mut ok, mut failed, mut latencies) = (0usize, 0usize, Vec::new());
             while Instant::now() < deadline {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = bodies.get(i) else { break };
+                let url = &urls[i % urls.len()];
                 let t = Instant::now();
-                let response = client.post(&url).header("content-type", content_type).body(body.clone()).send().await;
+                let response = client.post(url).header("content-type", content_type).body(body.clone()).send().await;
                 let good = match response {
                     Ok(r) => {
                         let success = r.status().is_success();
@@ -93,10 +105,13 @@ fn main() {
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let concurrency: usize = std::env::var("BENCH_CONCURRENCY").ok().and_then(|s| s.parse().ok()).unwrap_or(16);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    runtime.block_on(run(seconds, concurrency));
+    let storage = std::env::var("BENCH_STORAGE_URL").ok();
+    let nodes: usize = std::env::var("BENCH_NODES").ok().and_then(|s| s.parse().ok()).unwrap_or(1).clamp(1, 2);
+    assert!(nodes == 1 || storage.is_some(), "BENCH_NODES=2 needs BENCH_STORAGE_URL (a postgres:// database)");
+    runtime.block_on(run(seconds, concurrency, storage, nodes));
 }
 
-async fn run(seconds: u64, concurrency: usize) {
+async fn run(seconds: u64, concurrency: usize, storage: Option<String>, nodes: usize) {
     let dir = std::env::temp_dir().join(format!("keyfort-bench-{}", keyfort::cli::now()));
     let keystore = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut sandbox = Sandbox::init(&dir.join("sb"), &format!("http://{}", keystore.local_addr().unwrap())).unwrap();
@@ -121,9 +136,22 @@ async fn run(seconds: u64, concurrency: usize) {
     config.dcr.one_registration_per_software = false;
     config.dcr.require_transport_certificate = false;
     config.dcr.policy.fapi = false;
-    let app = keyfort::Application::build(config).await.unwrap();
-    let server = format!("https://localhost:{}", app.port());
-    tokio::spawn(app.run_until(std::future::pending()));
+    if let Some(url) = &storage {
+        config.storage = keyfort::config::StorageConfig::for_url(url);
+    }
+    let storage_name = if config.storage.is_postgres() { "PostgreSQL" } else { "SQLite (WAL, synchronous=FULL)" };
+    // Every node has the first node's issuer (public_url), as nodes behind one proxy do.
+    let mut servers = Vec::new();
+    for n in 0..nodes {
+        let mut node = config.clone();
+        if n > 0 {
+            node.server.listen = "127.0.0.1:0".parse().unwrap();
+        }
+        let app = keyfort::Application::build(node).await.unwrap();
+        servers.push(format!("https://localhost:{}", app.port()));
+        tokio::spawn(app.run_until(std::future::pending()));
+    }
+    let server = servers[0].clone();
     let cacert = dir.join("data/dev-tls/cert.pem");
 
     let options = RegisterOptions::for_sandbox_software(&server, &files, &cacert);
@@ -183,7 +211,7 @@ async fn run(seconds: u64, concurrency: usize) {
         drive(
             "register (JWS PS256 + SSA)",
             plain.clone(),
-            format!("{server}/register"),
+            on_each(&servers, "/register"),
             "application/jose",
             registrations,
             concurrency,
@@ -195,7 +223,7 @@ async fn run(seconds: u64, concurrency: usize) {
         drive(
             "token private_key_jwt",
             plain.clone(),
-            token_endpoint.clone(),
+            on_each(&servers, "/oauth2/token"),
             "application/x-www-form-urlencoded",
             assertions,
             concurrency,
@@ -207,7 +235,7 @@ async fn run(seconds: u64, concurrency: usize) {
         drive(
             "token tls_client_auth (mTLS, bound)",
             mtls,
-            token_endpoint,
+            on_each(&servers, "/oauth2/token"),
             "application/x-www-form-urlencoded",
             mtls_bodies,
             concurrency,
@@ -216,7 +244,10 @@ async fn run(seconds: u64, concurrency: usize) {
         .await,
     );
 
-    println!("\nKeyfort loopback benchmark: concurrency {concurrency}, {seconds} s per scenario, TLS 1.3, SQLite (WAL, synchronous=FULL)\n");
+    println!(
+        "\nKeyfort loopback benchmark (in-process): {nodes} node(s) on {storage_name}, concurrency {concurrency}, \
+         {seconds} s per scenario, TLS 1.3\n"
+    );
     println!("| scenario | req/s | p50 ms | p90 ms | p99 ms | failed |");
     println!("|---|---|---|---|---|---|");
     for mut o in outcomes {

@@ -24,9 +24,6 @@ use crate::storage::{self, Store};
 use crate::token::TokenService;
 use crate::transport::{client_cert_verifier, CrlStore, TransportTrust};
 
-/// How often the signing keys are re-read from the database.
-const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
-
 /// How often expired replay records are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -41,6 +38,8 @@ pub struct Application {
     fetcher: HttpFetcher,
     crl_refresh: Duration,
     ring: Arc<KeyRing>,
+    /// How often the signing keys are re-read (`[oauth.token] key_reload_seconds`).
+    key_reload: Duration,
     metrics: Arc<Metrics>,
     metrics_listener: Option<TcpListener>,
     connection_limits: http::ConnectionLimits,
@@ -56,7 +55,7 @@ impl Application {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         preflight(&config)?;
         let config = Arc::new(config);
-        let store = storage::open(&config.storage_url).await?;
+        let store = storage::open(&config.storage).await?;
         let fetcher = HttpFetcher::new(&config.http_client)?;
         let metrics = Arc::new(Metrics::default());
         let crls = Arc::new(CrlStore::new(
@@ -90,7 +89,7 @@ impl Application {
             exempt: config.mtls.trusted_proxies.clone(),
             ..SignInLimits::default()
         };
-        let admins = Arc::new(AdminAuthenticator::new(store.clone(), sign_in));
+        let admins = Arc::new(AdminAuthenticator::new(store.clone(), clock.clone(), sign_in));
         let longest_token = config.token_lifetimes.application.max(config.token_lifetimes.user);
         let ring = Arc::new(
             KeyRing::open(
@@ -167,6 +166,7 @@ impl Application {
             fetcher,
             crl_refresh,
             ring,
+            key_reload: config.token.key_reload_interval,
             metrics,
             metrics_listener,
             connection_limits,
@@ -189,10 +189,14 @@ impl Application {
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) {
         let purge = tokio::spawn(purge_replay_records(self.store.clone(), self.clock.clone()));
-        // Another node or `keyfort keys rotate` may add keys: pick them up.
+        // Another node or `keyfort keys rotate` may add keys: pick them up. The interval bounds
+        // how long this node may not know a new key, so a rotation must publish keys at
+        // least this long before they sign (the configuration and `keys rotate` insist).
         let ring = self.ring.clone();
+        let every = self.key_reload;
         let key_reload = tokio::spawn(async move {
-            let mut interval = tokio::time::interval(KEY_RELOAD_INTERVAL);
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
                 if let Err(e) = ring.reload().await {
@@ -248,7 +252,8 @@ impl Application {
 
 /// Reads every file the configuration names, with the functions the start-up uses, and
 /// reports every problem: the server certificate chain and key (and that they form a pair),
-/// the `client_ca_file` bundle (which must hold a root), `[http_client] ca_file`, the
+/// the `client_ca_file` bundle (which must hold a root), `[storage] ssl_root_cert`,
+/// `[http_client] ca_file`, the
 /// `[mtls] crl_files` and `[oauth.token] signing_key_file`. `keyfort check-config` runs it,
 /// and so does [`Application::build`] before anything else, so a configuration that passes
 /// the check does not fail on these files at start-up.
@@ -262,6 +267,11 @@ pub fn preflight(config: &Config) -> Result<(), ConfigError> {
     if let Some(path) = &config.server.client_ca_file {
         if let Err(what) = crate::transport::read_ca_bundle(path) {
             problems.push(config.problem("[server.tls] client_ca_file", what));
+        }
+    }
+    if let Some(path) = &config.storage.ssl_root_cert {
+        if let Err(what) = crate::tls::read_ca_certificates(path) {
+            problems.push(config.problem("[storage] ssl_root_cert", what));
         }
     }
     if let Some(path) = &config.http_client.ca_file {

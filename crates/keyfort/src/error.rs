@@ -44,6 +44,10 @@ pub enum ServiceError {
     /// text says what is unavailable.
     #[error("{0}")]
     Unavailable(String),
+    /// The database failed or cannot be reached (an outage, a failover, a full disk): not
+    /// the caller's fault, and worth retrying. The cause is logged, never shown.
+    #[error("{0}")]
+    StorageUnavailable(StoreError),
     /// A fault of this server; the cause is logged, never shown.
     #[error("{0:#}")]
     Internal(anyhow::Error),
@@ -57,7 +61,7 @@ impl From<OAuthError> for ServiceError {
 
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
-        ServiceError::Internal(e.into())
+        ServiceError::StorageUnavailable(e)
     }
 }
 
@@ -74,7 +78,9 @@ impl ServiceError {
             | ServiceError::Unauthenticated(e, _)
             | ServiceError::Throttled { error: e, .. }
             | ServiceError::NotFound(e) => e.code,
-            ServiceError::Unavailable(_) | ServiceError::Overloaded { .. } => ErrorCode::TemporarilyUnavailable,
+            ServiceError::Unavailable(_) | ServiceError::Overloaded { .. } | ServiceError::StorageUnavailable(_) => {
+                ErrorCode::TemporarilyUnavailable
+            }
             ServiceError::Internal(_) => ErrorCode::ServerError,
         }
     }
@@ -91,6 +97,7 @@ impl ServiceError {
             ServiceError::Overloaded { what, retry_after } => {
                 format!("{what} is busy; try again in {} seconds", retry_after.as_secs().max(1))
             }
+            ServiceError::StorageUnavailable(_) => "the server cannot reach its database; try again shortly".to_owned(),
             ServiceError::Internal(_) => "internal error".to_owned(),
         }
     }

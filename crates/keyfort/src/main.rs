@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Command::Keys { command: KeysCommand::Rotate { config, publish_ahead } } => {
             report(cli::keys::rotate(&config, publish_ahead))
         }
+        Command::Migrate { config, dry_run } => report(cli::migrate::run(&config, dry_run)),
         Command::Demo { no_wait } => report(cli::demo::run_blocking(!no_wait).map(|()| String::new())),
         Command::Sandbox { command } => report(cli::sandbox::run(command)),
         Command::Tpp { command } => report(cli::tpp::run(command)),

@@ -68,6 +68,14 @@ pub struct LockoutPolicy {
     pub max_lock: Duration,
 }
 
+impl LockoutPolicy {
+    /// How long a name is locked after its `failures`-th failure in a row, if at all.
+    pub fn lock_after(&self, failures: u32) -> Option<Duration> {
+        let doublings = failures.checked_sub(self.free_failures)?.min(16);
+        Some(self.first_lock.saturating_mul(2u32.saturating_pow(doublings)).min(self.max_lock))
+    }
+}
+
 /// The failures of one name.
 #[derive(Debug, Default, Clone)]
 pub struct Failures {
@@ -83,9 +91,7 @@ impl Failures {
 
     pub fn record(&mut self, policy: &LockoutPolicy, now: Instant) {
         self.count += 1;
-        if self.count >= policy.free_failures {
-            let doublings = (self.count - policy.free_failures).min(16);
-            let lock = policy.first_lock.saturating_mul(2u32.saturating_pow(doublings)).min(policy.max_lock);
+        if let Some(lock) = policy.lock_after(self.count) {
             self.locked_until = Some(now + lock);
         }
     }

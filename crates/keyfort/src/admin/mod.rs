@@ -2,17 +2,22 @@
 //! on HTTP Basic credentials where the configuration asks for them (WSO2's
 //! `[oauth.dcr] authentication_required`). Repeated failures for one name lock it for a
 //! growing time, so passwords cannot be guessed at network speed.
+//!
+//! The failures of administrators' names are counted in the database, so that every node
+//! sees them: N nodes must not give an attacker N times the tries. Failures of names that
+//! are not administrators are counted in each node's bounded memory and never written,
+//! since anyone can make up names without end.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use keyfort_core::clock::Clock;
 use keyfort_core::error::{ErrorCode, OAuthError};
 
 use crate::error::{Challenge, ServiceError};
 use crate::password::PasswordVerifier;
-use crate::storage::Store;
+use crate::storage::{AdminSignInState, Store};
 use crate::throttle::{BoundedMap, Failures, LockoutPolicy, RateLimit, Window};
 
 pub use crate::password::hash_password;
@@ -64,8 +69,6 @@ impl Default for SignInLimits {
 
 /// What the authenticator remembers between attempts; every part is bounded.
 struct Attempts {
-    /// Failures of names that are administrators: bounded by the administrators there are.
-    known: HashMap<String, Failures>,
     /// Failures of names that are not, keyed by a digest so a long name costs nothing.
     unknown: BoundedMap<[u8; 32], Failures>,
     per_address: BoundedMap<IpAddr, Window>,
@@ -74,6 +77,7 @@ struct Attempts {
 
 pub struct AdminAuthenticator {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     limits: SignInLimits,
     attempts: Mutex<Attempts>,
     passwords: PasswordVerifier,
@@ -127,15 +131,15 @@ fn throttled(what: &str, wait: Duration) -> ServiceError {
 }
 
 impl AdminAuthenticator {
-    pub fn new(store: Arc<dyn Store>, limits: SignInLimits) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: SignInLimits) -> Self {
         let attempts = Attempts {
-            known: HashMap::new(),
             unknown: BoundedMap::new(limits.tracked_entries, LOCKOUT.max_lock),
             per_address: BoundedMap::new(limits.tracked_entries, limits.address_window),
             global: RateLimit::new(limits.attempts_per_second, limits.attempts_burst),
         };
         Self {
             store,
+            clock,
             passwords: PasswordVerifier::new(limits.concurrent_checks, limits.max_waiting),
             attempts: Mutex::new(attempts),
             limits,
@@ -156,52 +160,68 @@ impl AdminAuthenticator {
             )));
         }
         let name_digest = keyfort_core::secret::sha256(username.as_bytes());
-        self.admit(&username, &name_digest, peer)?;
-        let stored = self.store.admin_password_hash(&username).await?;
-        let matches = self.passwords.verify(stored.as_deref(), &password).await.map_err(|busy| {
-            ServiceError::Overloaded { what: "administrator sign-in".into(), retry_after: busy.retry_after }
+        self.admit(&name_digest, peer)?;
+        let state = self.store.admin_sign_in_state(&username).await?;
+        if let Some(wait) = state.as_ref().and_then(|s| self.known_name_locked_for(s)) {
+            return Err(throttled("too many failed sign-ins for this administrator", wait));
+        }
+        self.take_global_attempt()?;
+        let stored = state.as_ref().map(|s| s.password_hash.as_str());
+        let matches = self.passwords.verify(stored, &password).await.map_err(|busy| ServiceError::Overloaded {
+            what: "administrator sign-in".into(),
+            retry_after: busy.retry_after,
         })?;
-        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         if matches {
-            attempts.known.remove(&username);
+            if state.as_ref().is_some_and(|s| s.failures > 0) {
+                self.store.clear_admin_sign_in_failures(&username).await?;
+            }
             return Ok(Administrator { name: username });
         }
         let now = Instant::now();
-        if !self.exempt(peer) {
-            let window = self.limits.address_window;
-            if let Some(failures) = attempts.per_address.entry(peer, now, || Window::new(now)) {
-                failures.exhausted(u32::MAX, window, now);
-                failures.record();
+        {
+            let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.exempt(peer) {
+                let window = self.limits.address_window;
+                if let Some(failures) = attempts.per_address.entry(peer, now, || Window::new(now)) {
+                    failures.exhausted(u32::MAX, window, now);
+                    failures.record();
+                }
+            }
+            if state.is_none() {
+                if let Some(failures) = attempts.unknown.entry(name_digest, now, Failures::default) {
+                    failures.record(&LOCKOUT, now);
+                }
             }
         }
         // The attempted name is logged only when it is a real administrator: a password
         // typed into the name field must not end up in the log.
-        if stored.is_some() {
-            attempts.known.entry(username.clone()).or_default().record(&LOCKOUT, now);
-            tracing::warn!(username = %username, "administrator authentication failed");
+        if state.is_some() {
+            let failures = self.store.record_admin_sign_in_failure(&username, self.clock.now()).await?;
+            tracing::warn!(username = %username, failures, "administrator authentication failed");
         } else {
-            if let Some(failures) = attempts.unknown.entry(name_digest, now, Failures::default) {
-                failures.record(&LOCKOUT, now);
-            }
             tracing::warn!("administrator authentication failed for an unknown name");
         }
         Err(unauthorized("the administrator name or password is wrong"))
+    }
+
+    /// How long an administrator's name stays locked by the failures every node counted.
+    fn known_name_locked_for(&self, state: &AdminSignInState) -> Option<Duration> {
+        let lock = LOCKOUT.lock_after(state.failures)?;
+        let until = state.last_failure_at? + i64::try_from(lock.as_secs()).unwrap_or(i64::MAX);
+        let wait = until - self.clock.now();
+        (wait > 0).then(|| Duration::from_secs(wait.unsigned_abs()))
     }
 
     fn exempt(&self, peer: IpAddr) -> bool {
         self.limits.exempt.iter().any(|net| net.contains(&peer))
     }
 
-    /// Whether this attempt may be checked at all: the server's rate, the address's failures
-    /// and the name's lock. Nothing is stored for an attempt refused here.
-    fn admit(&self, username: &str, name_digest: &[u8; 32], peer: IpAddr) -> Result<(), ServiceError> {
+    /// Whether this attempt may go on to the database: the lock of an unknown name and the
+    /// address's failures. Nothing is stored for an attempt refused here.
+    fn admit(&self, name_digest: &[u8; 32], peer: IpAddr) -> Result<(), ServiceError> {
         let now = Instant::now();
-        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        let locked = match attempts.known.get(username) {
-            Some(failures) => failures.locked_for(now),
-            None => attempts.unknown.get(name_digest, now).and_then(|f| f.locked_for(now)),
-        };
-        if let Some(wait) = locked {
+        let attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(wait) = attempts.unknown.get(name_digest, now).and_then(|f| f.locked_for(now)) {
             return Err(throttled("too many failed sign-ins for this administrator", wait));
         }
         if !self.exempt(peer) {
@@ -214,6 +234,12 @@ impl AdminAuthenticator {
                 return Err(throttled("too many failed sign-ins from this address", wait));
             }
         }
-        attempts.global.take(now).map_err(|wait| throttled("too many sign-in attempts at this server", wait))
+        Ok(())
+    }
+
+    /// The server's rate of password checks, taken only by attempts that will be checked.
+    fn take_global_attempt(&self) -> Result<(), ServiceError> {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        attempts.global.take(Instant::now()).map_err(|wait| throttled("too many sign-in attempts at this server", wait))
     }
 }

@@ -21,7 +21,7 @@ pub fn add_user(config: &Path, username: &str, password_stdin: bool) -> anyhow::
     let hash = hash_password(&password)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let store = crate::storage::open(&config.storage_url).await?;
+        let store = crate::storage::open(&config.storage).await?;
         store.create_admin(username, &hash, super::now()).await.map_err(|e| match e {
             CreateAdminError::AdminExists => anyhow::anyhow!("an administrator named \"{username}\" already exists"),
             other => anyhow::anyhow!(other),

@@ -61,6 +61,15 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Apply the database migrations this version needs (or list them with --dry-run).
+    /// `serve` applies them at start unless [storage] migrate_on_start = false.
+    Migrate {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// List the migrations and which would be applied; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Manage the access token signing keys (stored in the configured database).
     Keys {
         #[command(subcommand)]
@@ -248,10 +257,11 @@ pub enum ClientsCommand {
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
-    /// Create the next signing key: published in /oauth2/jwks at once, signing after
-    /// --publish-ahead seconds (default [oauth.token] key_publish_ahead_seconds). The
-    /// previous key stays published until the tokens it signed have expired. Running
-    /// servers pick the new key up within 30 seconds.
+    /// Create the next signing key, signing after --publish-ahead seconds (default
+    /// [oauth.token] key_publish_ahead_seconds). Running servers publish it in /oauth2/jwks
+    /// when they next re-read the keys (within [oauth.token] key_reload_seconds, which
+    /// --publish-ahead may not be shorter than). The previous key stays published until the
+    /// tokens it signed have expired.
     Rotate {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,

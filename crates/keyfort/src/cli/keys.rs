@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-/// Creates the next key of every algorithm the server signs with (access tokens and each
-/// ID token algorithm); returns what was created, one line per key.
+/// Adds the next key of every algorithm the server signs with (access tokens and each ID
+/// token algorithm), and says when each is published and when it signs.
 pub fn rotate(config: &Path, publish_ahead: Option<i64>) -> anyhow::Result<String> {
     let config = super::load_config(config)?;
     if config.token.signing_key_file.is_some() {
@@ -13,14 +13,32 @@ pub fn rotate(config: &Path, publish_ahead: Option<i64>) -> anyhow::Result<Strin
     if ahead < 0 {
         anyhow::bail!("--publish-ahead must not be negative");
     }
+    // Every node re-reads the keys this often: a key that signed sooner would be unknown to
+    // the nodes that have not re-read yet, and their verification would refuse its tokens.
+    let reload = i64::try_from(config.token.key_reload_interval.as_secs()).unwrap_or(i64::MAX);
+    if ahead < reload {
+        anyhow::bail!(
+            "--publish-ahead {ahead} is shorter than [oauth.token] key_reload_seconds ({reload}): running servers \
+             re-read the keys every {reload} seconds, and each must publish the key before any signs with it"
+        );
+    }
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let store = crate::storage::open(&config.storage_url).await?;
+    let created = runtime.block_on(async {
+        let store = crate::storage::open(&config.storage).await?;
         let mut created = Vec::new();
         for alg in config.token.ring_algorithms() {
-            let kid = crate::signing::rotate(store.as_ref(), alg, super::now(), ahead).await?;
-            created.push(format!("new {alg} signing key {kid} published; it signs from its activation time"));
+            created.push((alg, crate::signing::rotate(store.as_ref(), alg, super::now(), ahead).await?));
         }
-        Ok(created.join("\n"))
-    })
+        anyhow::Ok(created)
+    })?;
+    Ok(created
+        .iter()
+        .map(|(alg, kid)| {
+            format!(
+                "new {alg} signing key {kid}: running servers publish it in /oauth2/jwks within {reload} seconds \
+                 (their [oauth.token] key_reload_seconds), and it signs from {ahead} seconds from now"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n"))
 }

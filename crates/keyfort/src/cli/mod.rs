@@ -5,6 +5,7 @@ pub mod admin;
 pub mod args;
 pub mod demo;
 pub mod keys;
+pub mod migrate;
 pub mod sandbox;
 pub mod serve;
 pub mod tpp;

@@ -8,6 +8,7 @@
 //! a misspelt security setting must not be silently ignored.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -36,14 +37,23 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Table, ConfigError> {
 pub(super) struct Problems {
     file: String,
     found: RefCell<Vec<Problem>>,
+    /// Keys (`[section] key`) whose value came from the environment, and from where: a
+    /// problem with one names the variable, since the file does not hold that value.
+    sources: HashMap<String, String>,
 }
 
 impl Problems {
-    pub fn new(file: &str) -> Self {
-        Self { file: file.to_owned(), found: RefCell::default() }
+    pub fn with_sources(file: &str, sources: HashMap<String, String>) -> Self {
+        Self { file: file.to_owned(), found: RefCell::default(), sources }
     }
 
     pub fn add(&self, key: Option<String>, message: impl Into<String>) {
+        let mut message = message.into();
+        if let Some(source) = key.as_ref().and_then(|k| self.sources.get(k)) {
+            if !message.contains(source.rsplit(' ').next().unwrap_or_default()) {
+                message = format!("{message} ({source})");
+            }
+        }
         self.found.borrow_mut().push(Problem::new(self.file.clone(), key, message));
     }
 

@@ -14,6 +14,7 @@ mod admin;
 mod authorization;
 mod branding;
 mod dcr;
+mod environment;
 mod error;
 mod http_client;
 mod loader;
@@ -42,7 +43,7 @@ pub use mtls::{MtlsConfig, RevocationUnavailable};
 pub use observability::{LogConfig, LogFormat};
 pub use server::{ClientAuthMode, ServerConfig};
 pub use sources::KeySource;
-pub use storage::redact_url;
+pub use storage::{redact_url, SslMode, StorageConfig};
 pub use token::TokenConfig;
 
 use loader::{Paths, Problems, Section};
@@ -52,7 +53,7 @@ pub struct Config {
     /// Where this configuration was read from (its file), named in every message about it.
     pub origin: String,
     pub server: ServerConfig,
-    pub storage_url: String,
+    pub storage: StorageConfig,
     pub dcr: DcrConfig,
     pub token_lifetimes: TokenLifetimes,
     pub token: TokenConfig,
@@ -77,18 +78,46 @@ impl Config {
         Self::from_toml(&text, &origin, &base)
     }
 
-    /// Parses and checks configuration text; `origin` names it in errors.
+    /// Parses and checks configuration text, with the overrides of this process's
+    /// environment (`KEYFORT_SECTION__KEY`, see [`environment`]); `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        let table = loader::parse(text, origin)?;
-        // Environment overrides (KEYFORT_SECTION__KEY) belong here: applied to the table,
-        // they are then checked exactly like the file's own values.
-        Self::from_table(table, origin, base_dir)
+        let vars = std::env::vars_os().filter_map(|(name, value)| {
+            let name = name.into_string().ok()?;
+            Some((name, value.to_string_lossy().into_owned()))
+        });
+        Self::from_toml_with_env(text, origin, base_dir, vars)
+    }
+
+    /// [`Config::from_toml`] with the environment given as `(name, value)` pairs.
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: &str,
+        base_dir: &Path,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = loader::parse(text, origin)?;
+        // Applied to the table, overrides are then checked exactly like the file's own
+        // values, and every problem about them names the variable.
+        let overrides = environment::apply(&mut table, vars);
+        Self::read_table(table, origin, base_dir, overrides)
     }
 
     /// Checks a parsed configuration table and converts it, section by section, reporting
     /// every problem found.
     pub fn from_table(table: toml::Table, origin: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        let problems = Problems::new(origin);
+        Self::read_table(table, origin, base_dir, environment::Overrides::default())
+    }
+
+    fn read_table(
+        table: toml::Table,
+        origin: &str,
+        base_dir: &Path,
+        overrides: environment::Overrides,
+    ) -> Result<Self, ConfigError> {
+        let problems = Problems::with_sources(origin, overrides.sources);
+        for (key, message) in overrides.problems {
+            problems.add(key, message);
+        }
         let paths = Paths::new(base_dir);
         let mut root = Section::root(&problems, table);
 
@@ -96,7 +125,7 @@ impl Config {
         let tls = server::read_tls(server_section.section("tls"), &paths);
         let server = server::read(server_section, &tls, &paths);
         let public_url = server.as_ref().map(|s| s.public_url.as_str());
-        let storage_url = storage::read(root.section("storage"), server.as_ref().map(|s| s.data_dir.as_path()));
+        let storage = storage::read(root.section("storage"), server.as_ref().map(|s| s.data_dir.as_path()), &paths);
         let http_client = http_client::read(root.section("http_client"), &paths);
         let mtls = mtls::read(root.section("mtls"), &tls, http_client.allow_insecure_loopback, &paths);
 
@@ -118,11 +147,11 @@ impl Config {
         let branding = branding::read(root.section("branding"), &paths);
         drop(root);
 
-        let config = match (server, storage_url, dcr, token) {
-            (Some(server), Some(storage_url), Some(dcr), Some(token)) => Some(Config {
+        let config = match (server, storage, dcr, token) {
+            (Some(server), Some(storage), Some(dcr), Some(token)) => Some(Config {
                 origin: origin.to_owned(),
                 server,
-                storage_url,
+                storage,
                 dcr,
                 token_lifetimes,
                 token,

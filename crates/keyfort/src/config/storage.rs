@@ -1,15 +1,69 @@
-//! `[storage]`: the database.
+//! `[storage]`: the database, its connection pool, and TLS to PostgreSQL.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use serde::Deserialize;
 use url::Url;
 
-use super::loader::Section;
+use super::loader::{Paths, Section};
 
-/// `[storage] url`, or the embedded SQLite database in `data_dir` (unknown when `[server]`
-/// could not be read, and then `None`).
-pub(super) fn read(mut s: Section<'_>, data_dir: Option<&Path>) -> Option<String> {
-    match s.take::<String>("url") {
+/// How Keyfort reaches its database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub url: String,
+    /// Whether `serve` applies pending migrations at start; when not, it refuses to start
+    /// until `keyfort migrate` has applied them.
+    pub migrate_on_start: bool,
+    /// Connections in the pool; `None`: 4 for SQLite (one writer at a time anyway), 16 for
+    /// PostgreSQL.
+    pub pool_size: Option<u32>,
+    /// How long a request waits for a pooled connection before it fails (503).
+    pub acquire_timeout: Duration,
+    /// PostgreSQL `statement_timeout`: a statement running longer is cancelled. `None`: no
+    /// limit.
+    pub statement_timeout: Option<Duration>,
+    /// PostgreSQL TLS mode; `None` keeps what the URL says (libpq's default, `prefer`).
+    pub sslmode: Option<SslMode>,
+    /// PEM file of the CA(s) the PostgreSQL server's certificate must chain to.
+    pub ssl_root_cert: Option<PathBuf>,
+}
+
+impl StorageConfig {
+    /// Defaults for `url`, as a configuration without other `[storage]` keys gives them.
+    pub fn for_url(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            migrate_on_start: true,
+            pool_size: None,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Some(Duration::from_secs(30)),
+            sslmode: None,
+            ssl_root_cert: None,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")
+    }
+}
+
+/// libpq's `sslmode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// `[storage]`; `None` when the URL is left to its default but `[server]` (its `data_dir`)
+/// could not be read.
+pub(super) fn read(mut s: Section<'_>, data_dir: Option<&Path>, paths: &Paths<'_>) -> Option<StorageConfig> {
+    let url = match s.take::<String>("url") {
         Some(url) => {
             if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 s.problem("url", format!("\"{}\" must start with sqlite:// or postgres://", redact_url(&url)));
@@ -17,7 +71,43 @@ pub(super) fn read(mut s: Section<'_>, data_dir: Option<&Path>) -> Option<String
             Some(url)
         }
         None => data_dir.map(|dir| format!("sqlite://{}", dir.join("keyfort.db").display())),
+    };
+    let defaults = StorageConfig::for_url("");
+    let migrate_on_start = s.take::<bool>("migrate_on_start").unwrap_or(defaults.migrate_on_start);
+    let pool_size = s.has("pool_size").then(|| s.take_in_range("pool_size", 16, 1..=1000));
+    let acquire_timeout = Duration::from_secs(s.take_in_range("acquire_timeout_seconds", 5, 1..=300));
+    let statement_timeout = match s.take_in_range("statement_timeout_seconds", 30, 0..=86_400) {
+        0 => None,
+        seconds => Some(Duration::from_secs(seconds)),
+    };
+    let sslmode = s.take_described::<SslMode>(
+        "sslmode",
+        "a PostgreSQL sslmode: \"disable\", \"prefer\", \"require\", \"verify-ca\" or \"verify-full\"",
+    );
+    let ssl_root_cert = s.take::<PathBuf>("ssl_root_cert").map(|p| paths.resolve(p));
+    let url = url?;
+    let config =
+        StorageConfig { url, migrate_on_start, pool_size, acquire_timeout, statement_timeout, sslmode, ssl_root_cert };
+    if !config.is_postgres() {
+        for key in ["sslmode", "ssl_root_cert"] {
+            let set = match key {
+                "sslmode" => config.sslmode.is_some(),
+                _ => config.ssl_root_cert.is_some(),
+            };
+            if set {
+                s.problem(key, "applies to PostgreSQL only; the configured url is SQLite");
+            }
+        }
     }
+    if config.ssl_root_cert.is_some()
+        && matches!(config.sslmode, Some(SslMode::Disable | SslMode::Prefer | SslMode::Require))
+    {
+        s.problem(
+            "ssl_root_cert",
+            "is only used to verify the server: set sslmode = \"verify-full\" (or \"verify-ca\") with it",
+        );
+    }
+    Some(config)
 }
 
 /// Hides the password of a database URL in messages.

@@ -14,8 +14,14 @@ public_url = "https://bank.example"
 ssa_jkws = "https://keystore.example/dir.jwks"
 "#;
 
+/// Loads `text` with no environment overrides, whatever the test process's environment.
 fn load(text: &str) -> Result<Config, ConfigError> {
-    Config::from_toml(text, "test.toml", Path::new("/etc/keyfort"))
+    load_with_env(text, &[])
+}
+
+fn load_with_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Config::from_toml_with_env(text, "test.toml", Path::new("/etc/keyfort"), vars)
 }
 
 /// The problems of a configuration that must be refused, as `(key, message)` pairs.
@@ -37,7 +43,7 @@ fn defaults_follow_the_issue() {
     assert_eq!(c.dcr.ssa_rules.issuers, vec!["OpenBanking Ltd"]);
     assert_eq!(c.dcr.policy.audiences, vec!["https://bank.example"]);
     assert_eq!(c.dcr.software_jwks_hosts, vec!["keystore.example"]);
-    assert_eq!(c.storage_url, "sqlite:///etc/keyfort/data/keyfort.db");
+    assert_eq!(c.storage.url, "sqlite:///etc/keyfort/data/keyfort.db");
     assert!(!c.http_client.allow_insecure_loopback);
 }
 
@@ -310,4 +316,99 @@ fn database_passwords_are_redacted() {
     let found = problems(&format!("[storage]\nurl = \"mysql://u:pw@h/db\"\n{MINIMAL}"));
     assert_eq!(found[0].0, "[storage] url");
     assert!(!found[0].1.contains("pw"), "{found:?}");
+}
+
+#[test]
+fn storage_keys_have_documented_defaults_and_bounds() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.storage, StorageConfig::for_url("sqlite:///etc/keyfort/data/keyfort.db"));
+    assert!(c.storage.migrate_on_start);
+    assert_eq!(c.storage.pool_size, None);
+    assert_eq!(c.storage.acquire_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(c.storage.statement_timeout, Some(std::time::Duration::from_secs(30)));
+    assert_eq!(c.token.key_reload_interval, std::time::Duration::from_secs(30));
+
+    let pg = load(&format!(
+        "[storage]\nurl = \"postgres://k@db/keyfort\"\nmigrate_on_start = false\npool_size = 40\n\
+         acquire_timeout_seconds = 2\nstatement_timeout_seconds = 0\nsslmode = \"verify-full\"\n\
+         ssl_root_cert = \"tls/db-ca.pem\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    let s = &pg.storage;
+    assert!(!s.migrate_on_start && s.is_postgres());
+    assert_eq!((s.pool_size, s.acquire_timeout.as_secs(), s.statement_timeout), (Some(40), 2, None));
+    assert_eq!(s.sslmode, Some(SslMode::VerifyFull));
+    assert_eq!(s.ssl_root_cert, Some(PathBuf::from("/etc/keyfort/tls/db-ca.pem")));
+
+    let found = problems(&format!(
+        "[storage]\nurl = \"sqlite://k.db\"\npool_size = 0\nsslmode = \"always\"\nssl_root_cert = \"ca.pem\"\n{MINIMAL}"
+    ));
+    let has = |key: &str, needle: &str| found.iter().any(|(k, m)| k == key && m.contains(needle));
+    assert!(has("[storage] pool_size", "between 1 and 1000"), "{found:?}");
+    assert!(has("[storage] sslmode", "\"always\" is not a PostgreSQL sslmode"), "{found:?}");
+    assert!(has("[storage] ssl_root_cert", "applies to PostgreSQL only"), "{found:?}");
+}
+
+#[test]
+fn a_publish_ahead_shorter_than_the_key_reload_is_refused() {
+    let c = load(&format!("{MINIMAL}[oauth.token]\nkey_reload_seconds = 2\nkey_publish_ahead_seconds = 2\n")).unwrap();
+    assert_eq!(c.token.key_reload_interval, std::time::Duration::from_secs(2));
+    let found = problems(&format!("{MINIMAL}[oauth.token]\nkey_reload_seconds = 60\nkey_publish_ahead_seconds = 30\n"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "[oauth.token] key_publish_ahead_seconds");
+    assert!(found[0].1.contains("shorter than key_reload_seconds (60)"), "{found:?}");
+}
+
+#[test]
+fn the_environment_overrides_the_file_and_problems_name_the_variable() {
+    let c = load_with_env(
+        &format!("[storage]\nurl = \"sqlite://file.db\"\n{MINIMAL}"),
+        &[
+            ("KEYFORT_STORAGE__URL", "postgres://k@db/keyfort"),
+            ("KEYFORT_SERVER__LISTEN", "127.0.0.1:9500"),
+            ("KEYFORT_OAUTH__DCR__MANDATE_SSA", "false"),
+            ("KEYFORT_STORAGE__POOL_SIZE", "7"),
+            ("KEYFORT_TEST_POSTGRES_URL", "postgres://not-configuration"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.storage.url, "postgres://k@db/keyfort", "environment over file");
+    assert_eq!(c.server.listen.port(), 9500);
+    assert!(!c.dcr.policy.mandate_ssa);
+    assert_eq!(c.storage.pool_size, Some(7));
+
+    let err = load_with_env(
+        MINIMAL,
+        &[("KEYFORT_SERVER__LISTN", "127.0.0.1:1"), ("KEYFORT_STORAGE__POOL_SIZE", "many"), ("KEYFORT_NOPE__KEY", "1")],
+    )
+    .unwrap_err();
+    let lines: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    assert!(has("[server] listn: unknown key: did you mean listen? (set by KEYFORT_SERVER__LISTN)"), "{lines:#?}");
+    assert!(has("[storage] pool_size") && has("(set by KEYFORT_STORAGE__POOL_SIZE)"), "{lines:#?}");
+    assert!(has("[nope]: unknown section") && has("(set by KEYFORT_NOPE__KEY)"), "{lines:#?}");
+}
+
+/// Every key whose name ends in `_file` must be listed for the environment mapping, or
+/// `KEYFORT_..._FILE` would read it from a file instead of setting it.
+#[test]
+fn every_key_ending_in_file_is_known_to_the_environment_mapping() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for piece in text.split("take").skip(1) {
+            let Some(start) = piece.find('"') else { continue };
+            let rest = &piece[start + 1..];
+            let key = &rest[..rest.find('"').unwrap_or(0)];
+            if key.ends_with("_file") && piece[..start].len() < 40 {
+                found.push(key.to_owned());
+            }
+        }
+    }
+    assert!(found.contains(&"cert_file".to_owned()), "the scan finds the keys: {found:?}");
+    for key in found {
+        assert!(super::environment::KEYS_ENDING_IN_FILE.contains(&key.as_str()), "{key} is missing");
+    }
 }

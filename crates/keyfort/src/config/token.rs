@@ -18,6 +18,9 @@ pub struct TokenConfig {
     pub signing_key_file: Option<(PathBuf, String)>,
     /// How long a rotated key is published before it signs.
     pub key_publish_ahead_seconds: i64,
+    /// How often each node re-reads the signing keys from the database: the bound on how
+    /// long a node may not yet know a key another node or `keyfort keys rotate` added.
+    pub key_reload_interval: std::time::Duration,
     pub access_token_audience: Vec<String>,
     /// Longest accepted lifetime of a private_key_jwt client assertion.
     pub assertion_max_lifetime_seconds: i64,
@@ -66,6 +69,18 @@ pub(super) fn read(mut s: Section<'_>, public_url: Option<&str>, paths: &Paths<'
     if !(0..=30 * 86400).contains(&key_publish_ahead_seconds) {
         s.problem("key_publish_ahead_seconds", "must be between 0 and 2592000");
     }
+    let key_reload_seconds: u64 = s.take_in_range("key_reload_seconds", 30, 1..=3600);
+    // A key must reach every node before any node signs with it, or tokens signed with it
+    // fail verification on the nodes that have not loaded it yet.
+    if (0..i64::try_from(key_reload_seconds).unwrap_or(i64::MAX)).contains(&key_publish_ahead_seconds) {
+        s.problem(
+            "key_publish_ahead_seconds",
+            format!(
+                "{key_publish_ahead_seconds} is shorter than key_reload_seconds ({key_reload_seconds}): a rotated key \
+                 must be published on every node (which re-reads keys every key_reload_seconds) before it signs"
+            ),
+        );
+    }
     let assertion_max_lifetime_seconds = s.take::<i64>("assertion_max_lifetime_seconds").unwrap_or(300);
     if !(10..=3600).contains(&assertion_max_lifetime_seconds) {
         s.problem("assertion_max_lifetime_seconds", "must be between 10 and 3600");
@@ -95,6 +110,7 @@ pub(super) fn read(mut s: Section<'_>, public_url: Option<&str>, paths: &Paths<'
         id_token_signing_algs,
         signing_key_file,
         key_publish_ahead_seconds,
+        key_reload_interval: std::time::Duration::from_secs(key_reload_seconds),
         access_token_audience: access_token_audience?,
         assertion_max_lifetime_seconds,
     })

@@ -11,6 +11,10 @@ use crate::error::{Challenge, ServiceError};
 /// How long a caller is asked to wait when a dependency is unavailable.
 const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 30;
 
+/// How long a caller is asked to wait when the database fails: a PostgreSQL failover or a
+/// restart takes seconds, not minutes.
+const STORAGE_RETRY_AFTER_SECONDS: u64 = 5;
+
 #[derive(Debug)]
 pub enum ApiError {
     /// A service's answer.
@@ -101,6 +105,17 @@ impl IntoResponse for ApiError {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     OAuthError::new(ErrorCode::TemporarilyUnavailable, unavailable.description()),
+                )
+            }
+            ApiError::Service(storage @ ServiceError::StorageUnavailable(_)) => {
+                // Inside the request's span, so the line carries its request id.
+                if let ServiceError::StorageUnavailable(cause) = &storage {
+                    tracing::error!(error = %cause, "storage unavailable: answered 503");
+                }
+                retry_after = Some(STORAGE_RETRY_AFTER_SECONDS);
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    OAuthError::new(ErrorCode::TemporarilyUnavailable, storage.description()),
                 )
             }
             ApiError::Service(ServiceError::Internal(cause)) => {

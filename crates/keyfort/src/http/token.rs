@@ -177,7 +177,7 @@ pub async fn introspect(
     body: bytes::Bytes,
 ) -> Result<Response, ApiError> {
     let (client, token) = caller_and_token(&state, &caller, &headers, &body).await?;
-    Ok(no_store(state.tokens.introspect(&client, &token).await))
+    Ok(no_store(state.tokens.introspect(&client, &token).await?))
 }
 
 pub async fn revoke(

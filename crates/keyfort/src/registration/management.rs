@@ -107,7 +107,7 @@ impl RegistrationService {
         if client.registration_access_token_hash.matches(bearer) {
             return Ok(client);
         }
-        match self.tokens.verify_access_token(bearer).await {
+        match self.tokens.verify_access_token(bearer).await? {
             Ok(claims) if claims.client_id == client.client_id => {
                 if let Some(thumbprint) = &claims.certificate_thumbprint {
                     if certificate.map(|c| &c.thumbprint_s256) != Some(thumbprint) {

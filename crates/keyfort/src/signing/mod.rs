@@ -64,20 +64,29 @@ pub fn load_pem_key(path: &std::path::Path, alg: Option<SigningAlg>, kid: &str) 
     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// Creates a signing key that is published now and signs from `now + publish_ahead`.
-pub async fn rotate(store: &dyn Store, alg: SigningAlg, now: UnixTime, publish_ahead: i64) -> anyhow::Result<String> {
+/// A new key, to be published from `now` and to sign from `now + publish_ahead`.
+fn generate(alg: SigningAlg, now: UnixTime, publish_ahead: i64) -> anyhow::Result<StoredSigningKey> {
     let kid = new_kid(now);
     let key = SigningKey::generate(alg, &kid).map_err(anyhow::Error::msg)?;
-    store
-        .add_signing_key(&StoredSigningKey {
-            kid: kid.clone(),
-            alg: alg.as_str().to_owned(),
-            private_key_pkcs8_b64: b64(&key.to_pkcs8_der()),
-            created_at: now,
-            activates_at: now + publish_ahead,
-        })
-        .await?;
-    Ok(kid)
+    Ok(StoredSigningKey {
+        kid,
+        alg: alg.as_str().to_owned(),
+        private_key_pkcs8_b64: b64(&key.to_pkcs8_der()),
+        created_at: now,
+        activates_at: now + publish_ahead,
+    })
+}
+
+/// Creates a signing key that is published now and signs from `now + publish_ahead`.
+///
+/// Running nodes learn of it when they next re-read the keys (`[oauth.token]
+/// key_reload_seconds`), so `publish_ahead` must be at least that long for every node to
+/// publish (and accept) the key before any node signs with it; `keyfort keys rotate`
+/// refuses less.
+pub async fn rotate(store: &dyn Store, alg: SigningAlg, now: UnixTime, publish_ahead: i64) -> anyhow::Result<String> {
+    let key = generate(alg, now, publish_ahead)?;
+    store.add_signing_key(&key).await?;
+    Ok(key.kid)
 }
 
 impl KeyRing {
@@ -109,8 +118,15 @@ impl KeyRing {
         let stored = store.signing_keys().await?;
         for wanted in algs {
             if !stored.iter().any(|k| k.alg == wanted.as_str()) {
-                let kid = rotate(store.as_ref(), *wanted, clock.now(), 0).await?;
-                tracing::info!(kid = %kid, alg = %wanted, "created the first signing key of its algorithm");
+                // Nodes starting together on an empty database race here: the store adds the
+                // key only while there is none of its algorithm, atomically, so exactly one
+                // first key of each exists and every node loads that one below.
+                let key = generate(*wanted, clock.now(), 0)?;
+                if store.create_first_signing_key(&key).await? {
+                    tracing::info!(kid = %key.kid, alg = %wanted, "created the first signing key of its algorithm");
+                } else {
+                    tracing::info!(alg = %wanted, "another node created the first key of this algorithm at the same moment: this node uses that one");
+                }
             }
         }
         let ring = Self {
@@ -132,6 +148,10 @@ impl KeyRing {
             return Ok(());
         }
         let stored = self.store.signing_keys().await?;
+        if stored.is_empty() {
+            // Keep signing with what is loaded rather than with nothing.
+            anyhow::bail!("the database holds no access token signing key");
+        }
         let kids: Vec<String> = stored.iter().map(|k| k.kid.clone()).collect();
         if kids == self.current().kids {
             return Ok(());

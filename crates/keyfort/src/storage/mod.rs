@@ -1,7 +1,13 @@
 //! Storage behind one interface, with an embedded SQLite implementation (the default) and a
 //! PostgreSQL one for several nodes. Both run the same SQL and the same contract tests.
+//!
+//! Everything several nodes must agree on lives here: clients, registration tokens, jti
+//! replay records, revocations, signing keys, the audit trail, administrators and the
+//! failed sign-ins of administrator names. Nothing that an anonymous caller can create in
+//! unbounded numbers is written here (failed sign-ins of unknown names stay in memory).
 
 mod authorization;
+mod migrations;
 mod sql;
 
 use std::sync::Arc;
@@ -13,7 +19,10 @@ use keyfort_core::registration::{ClientStatus, RegisteredClient};
 pub use authorization::{
     AuthorizationSession, AuthorizationStore, CodeRecord, GrantRecord, RedeemError, RefreshTokenRecord,
 };
+pub use migrations::{MigrationReport, MigrationState};
 pub use sql::{PostgresStore, SqliteStore};
+
+use crate::config::StorageConfig;
 
 /// A storage failure: the database is unreachable or misbehaved. Not the caller's fault.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +124,17 @@ pub enum CreateAdminError {
 
 /// Everything Keyfort keeps. Concerns with many methods have their own trait (in their own
 /// file), which every store implements too.
+/// What an administrator's sign-in needs to know about the name: the password hash and the
+/// failed sign-ins counted for it by every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSignInState {
+    pub password_hash: String,
+    /// Failed sign-ins since the last successful one.
+    pub failures: u32,
+    /// When the last of them happened; `None` when there was none.
+    pub last_failure_at: Option<UnixTime>,
+}
+
 #[async_trait]
 pub trait Store: AuthorizationStore + Send + Sync + 'static {
     /// Records the request's jti, creates the client and writes its audit line in one
@@ -169,6 +189,11 @@ pub trait Store: AuthorizationStore + Send + Sync + 'static {
 
     async fn add_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError>;
 
+    /// Adds `key` only if there is no signing key of its algorithm, atomically (nodes
+    /// starting together on an empty database must not each create a "first" key); returns
+    /// whether it was added.
+    async fn create_first_signing_key(&self, key: &StoredSigningKey) -> Result<bool, StoreError>;
+
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
 
     /// Audit events, newest first, of one client or of all.
@@ -183,17 +208,44 @@ pub trait Store: AuthorizationStore + Send + Sync + 'static {
     /// The stored password hash of an administrator.
     async fn admin_password_hash(&self, username: &str) -> Result<Option<String>, StoreError>;
 
+    /// An administrator's password hash with the failed sign-ins counted for the name;
+    /// `None` when no administrator has that name.
+    async fn admin_sign_in_state(&self, username: &str) -> Result<Option<AdminSignInState>, StoreError>;
+
+    /// Counts one more failed sign-in of the administrator `username` at `at`, atomically
+    /// (several nodes may count at once); returns the failures counted so far. Only for
+    /// names that are administrators.
+    async fn record_admin_sign_in_failure(&self, username: &str, at: UnixTime) -> Result<u32, StoreError>;
+
+    /// Forgets the failed sign-ins of `username` (after a successful one).
+    async fn clear_admin_sign_in_failures(&self, username: &str) -> Result<(), StoreError>;
+
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Opens the store named by `url` (`sqlite://...` or `postgres://...`) and applies its
-/// migrations.
-pub async fn open(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
+/// Opens the configured store (`sqlite://...` or `postgres://...`). With
+/// `migrate_on_start` its pending migrations are applied; without, a database that lacks
+/// one of this version's migrations is refused, naming `keyfort migrate`.
+pub async fn open(config: &StorageConfig) -> anyhow::Result<Arc<dyn Store>> {
+    if config.is_postgres() {
+        let store = PostgresStore::connect(config).await?;
+        store.prepare(config.migrate_on_start).await?;
+        Ok(Arc::new(store))
     } else {
-        Ok(Arc::new(PostgresStore::open(url).await?))
+        let store = SqliteStore::connect(config).await?;
+        store.prepare(config.migrate_on_start).await?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// `keyfort migrate`: the migrations and which are applied; with `apply`, applies the
+/// pending ones first.
+pub async fn migrate(config: &StorageConfig, apply: bool) -> anyhow::Result<MigrationReport> {
+    if config.is_postgres() {
+        PostgresStore::connect(config).await?.migration_report(apply).await
+    } else {
+        SqliteStore::connect(config).await?.migration_report(apply).await
     }
 }
 

@@ -9,14 +9,15 @@ use async_trait::async_trait;
 use keyfort_core::clock::UnixTime;
 use keyfort_core::registration::{ClientMetadata, ClientStatus, RegisteredClient};
 use keyfort_core::secret::SecretHash;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 use super::{
-    AuditEvent, ClientFilter, CreateAdminError, CreateClientError, JtiError, ReplayRecord, Store, StoreError,
-    StoredSigningKey,
+    migrations, AdminSignInState, AuditEvent, ClientFilter, CreateAdminError, CreateClientError, JtiError,
+    MigrationReport, ReplayRecord, Store, StoreError, StoredSigningKey,
 };
+use crate::config::{SslMode, StorageConfig};
 use keyfort_core::registration::BoundCertificate;
 
 const CLIENT_COLUMNS: &str = "client_id, status, issued_at, software_id, org_id, software_roles, \
@@ -106,8 +107,37 @@ macro_rules! insert_audit {
     };
 }
 
+/// `$store`'s `Store` implementation. `$first_key_lock` is a statement run first in the
+/// transaction that creates the first signing key, when the database needs one to make
+/// "insert only if the table is empty" atomic across connections (PostgreSQL: a table lock;
+/// SQLite serialises writers already). `$migrator` makes the driver's migrations.
 macro_rules! sql_store {
-    ($store:ident) => {
+    ($store:ident, first_key_lock: $first_key_lock:expr, migrator: $migrator:expr) => {
+        impl $store {
+            /// Applies the pending migrations (`migrate`), or refuses a database that lacks
+            /// one.
+            pub(super) async fn prepare(&self, migrate: bool) -> anyhow::Result<()> {
+                let migrator = migrations::prepared($migrator);
+                if migrate {
+                    migrations::run(&self.pool, &migrator).await
+                } else {
+                    migrations::require_current(&self.pool, &migrator).await
+                }
+            }
+
+            pub(super) async fn migration_report(&self, apply: bool) -> anyhow::Result<MigrationReport> {
+                migrations::report(&self.pool, &migrations::prepared($migrator), apply).await
+            }
+
+            /// Opens the database with the defaults of a configuration naming only `url`,
+            /// and applies the migrations.
+            pub async fn open(url: &str) -> anyhow::Result<Self> {
+                let store = Self::connect(&StorageConfig::for_url(url)).await?;
+                store.prepare(true).await?;
+                Ok(store)
+            }
+        }
+
         #[async_trait]
         impl Store for $store {
             async fn create_client(
@@ -314,6 +344,27 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn create_first_signing_key(&self, key: &StoredSigningKey) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let lock: Option<&str> = $first_key_lock;
+                if let Some(lock) = lock {
+                    sqlx::query(lock).execute(&mut *tx).await?;
+                }
+                let done = sqlx::query(
+                    "INSERT INTO signing_keys (kid, alg, private_key, created_at, activates_at) \
+                     SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE alg = $2)",
+                )
+                .bind(&key.kid)
+                .bind(&key.alg)
+                .bind(&key.private_key_pkcs8_b64)
+                .bind(key.created_at)
+                .bind(key.activates_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn record_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
                 insert_audit!(&self.pool, e)
             }
@@ -383,6 +434,46 @@ macro_rules! sql_store {
                 Ok(row.map(|r| r.try_get("password_hash")).transpose()?)
             }
 
+            async fn admin_sign_in_state(&self, username: &str) -> Result<Option<AdminSignInState>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT a.password_hash, f.failures, f.last_failure_at FROM admins a \
+                     LEFT JOIN admin_sign_in_failures f ON f.username = a.username WHERE a.username = $1",
+                )
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let failures: Option<i64> = row.try_get("failures")?;
+                Ok(Some(AdminSignInState {
+                    password_hash: row.try_get("password_hash")?,
+                    failures: u32::try_from(failures.unwrap_or(0)).unwrap_or(u32::MAX),
+                    last_failure_at: row.try_get("last_failure_at")?,
+                }))
+            }
+
+            async fn record_admin_sign_in_failure(&self, username: &str, at: UnixTime) -> Result<u32, StoreError> {
+                // One statement, so that nodes counting at once add up rather than overwrite.
+                let row = sqlx::query(
+                    "INSERT INTO admin_sign_in_failures (username, failures, last_failure_at) VALUES ($1, 1, $2) \
+                     ON CONFLICT (username) DO UPDATE SET failures = admin_sign_in_failures.failures + 1, \
+                     last_failure_at = $2 RETURNING failures",
+                )
+                .bind(username)
+                .bind(at)
+                .fetch_one(&self.pool)
+                .await?;
+                let failures: i64 = row.try_get("failures")?;
+                Ok(u32::try_from(failures).unwrap_or(u32::MAX))
+            }
+
+            async fn clear_admin_sign_in_failures(&self, username: &str) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM admin_sign_in_failures WHERE username = $1")
+                    .bind(username)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn ping(&self) -> Result<(), StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
@@ -397,31 +488,81 @@ pub struct SqliteStore {
     pool: sqlx::SqlitePool,
 }
 
+/// The identity of a file (device and inode), to notice that the database file was removed
+/// or replaced under a running server.
+#[cfg(unix)]
+fn file_identity(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    std::fs::metadata(path).map(|_| (0, 0))
+}
+
+/// Whether `path` is still the database file that was opened (`identity`).
+fn still_the_file(path: &std::path::Path, identity: (u64, u64)) -> Result<(), sqlx::Error> {
+    match file_identity(path) {
+        Ok(now) if now == identity => Ok(()),
+        Ok(_) => Err(sqlx::Error::Protocol(format!(
+            "the database file {} was replaced since Keyfort opened it",
+            path.display()
+        ))),
+        Err(e) => {
+            Err(sqlx::Error::Protocol(format!("the database file {} is gone or unreadable: {e}", path.display())))
+        }
+    }
+}
+
 impl SqliteStore {
-    pub async fn open(url: &str) -> anyhow::Result<Self> {
+    /// Opens (creating it if needed) the database, without migrating it.
+    pub async fn connect(config: &StorageConfig) -> anyhow::Result<Self> {
+        let url = &config.url;
         let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        if let Some(dir) = options.get_filename().parent() {
+        let path = options.get_filename().to_path_buf();
+        if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| anyhow::anyhow!("cannot create the database directory {}: {e}", dir.display()))?;
             }
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+        // Only this first connection may create the file. Later connections must find it:
+        // re-creating a database that disappeared under a running server would answer
+        // from an empty file, and lose every write at the next restart.
+        let first = sqlx::SqliteConnection::connect_with(&options.clone().create_if_missing(true))
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the SQLite database {url}: {e}"))?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        first.close().await?;
+        let identity = file_identity(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read the SQLite database file {}: {e}", path.display()))?;
+        // An open connection keeps writing to a file that was removed or replaced: its
+        // commits would be lost. Check the file is still the one opened whenever a
+        // connection is handed out (a stat, next to the fsync of every commit), so such a
+        // failure answers 503 and fails readiness instead of losing data silently.
+        // (Not checked when a connection is made: a failing connect hook is retried until
+        // the acquire timeout. A removed file already fails there, since only the first
+        // connection may create it.)
+        let pool = SqlitePoolOptions::new()
+            .max_connections(config.pool_size.unwrap_or(4))
+            .acquire_timeout(config.acquire_timeout)
+            .before_acquire(move |_, _| {
+                let path = path.clone();
+                Box::pin(async move { still_the_file(&path, identity).map(|()| true) })
+            })
+            .connect_with(options.create_if_missing(false))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the SQLite database {url}: {e}"))?;
         Ok(Self { pool })
     }
 }
 
-sql_store!(SqliteStore);
+sql_store!(SqliteStore, first_key_lock: None, migrator: sqlx::migrate!("./migrations/sqlite"));
 super::authorization::sql_authorization_store!(SqliteStore);
 
 /// PostgreSQL, for deployments with several Keyfort nodes sharing one database.
@@ -430,17 +571,43 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    pub async fn open(url: &str) -> anyhow::Result<Self> {
+    /// Connects with the configured pool, timeouts and TLS, without migrating.
+    pub async fn connect(config: &StorageConfig) -> anyhow::Result<Self> {
+        let shown = crate::config::redact_url(&config.url);
+        let mut options = PgConnectOptions::from_str(&config.url)
+            .map_err(|e| anyhow::anyhow!("[storage] url {shown} is not a PostgreSQL URL: {e}"))?;
+        if let Some(mode) = config.sslmode {
+            options = options.ssl_mode(match mode {
+                SslMode::Disable => PgSslMode::Disable,
+                SslMode::Prefer => PgSslMode::Prefer,
+                SslMode::Require => PgSslMode::Require,
+                SslMode::VerifyCa => PgSslMode::VerifyCa,
+                SslMode::VerifyFull => PgSslMode::VerifyFull,
+            });
+        }
+        if let Some(ca) = &config.ssl_root_cert {
+            options = options.ssl_root_cert(ca);
+        }
+        if let Some(timeout) = config.statement_timeout {
+            // A statement stuck behind a lock or a failing disk is cancelled, so that the
+            // request answers 503 instead of holding its connection for ever.
+            options = options.options([("statement_timeout", format!("{}ms", timeout.as_millis()))]);
+        }
         let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
+            .max_connections(config.pool_size.unwrap_or(16))
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(options)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {}: {e}", crate::config::redact_url(url)))?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {shown}: {e}"))?;
         Ok(Self { pool })
     }
 }
 
-sql_store!(PostgresStore);
+// A table lock that conflicts with itself and with inserts: two nodes creating the first
+// key at once take turns, and the second sees the first's key.
+sql_store!(
+    PostgresStore,
+    first_key_lock: Some("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE"),
+    migrator: sqlx::migrate!("./migrations/postgres")
+);
 super::authorization::sql_authorization_store!(PostgresStore);

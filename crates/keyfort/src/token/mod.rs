@@ -119,34 +119,31 @@ impl TokenService {
     }
 
     /// Verifies an access token this server issued: signature by a published key, issuer,
-    /// expiry, revocation, and that its client is still registered.
-    pub async fn verify_access_token(&self, token: &str) -> Result<AccessTokenClaims, TokenRejected> {
-        let jws = CompactJws::parse(token).map_err(|_| TokenRejected::Malformed)?;
-        let keys = self.ring.verification_keys();
-        let claims = jws
-            .verify(&keys, &SigningAlg::ALL, true)
-            .ok()
-            .and_then(|c| AccessTokenClaims::from_claims(&c))
-            .filter(|c| c.issuer == self.config.server.public_url)
-            .ok_or(TokenRejected::Malformed)?;
+    /// expiry, revocation, and that its client is still registered. The outer error is a
+    /// storage failure: the token's fate is then unknown, and must not be reported as a bad
+    /// token (a database outage would look like every token being revoked).
+    pub async fn verify_access_token(
+        &self,
+        token: &str,
+    ) -> Result<Result<AccessTokenClaims, TokenRejected>, ServiceError> {
+        let Some(claims) = self.signed_claims(token) else { return Ok(Err(TokenRejected::Malformed)) };
         if claims.expires_at <= self.clock.now() {
-            return Err(TokenRejected::Expired);
+            return Ok(Err(TokenRejected::Expired));
         }
-        let store_error = |_| TokenRejected::Malformed;
-        if self.store.is_token_revoked(&claims.jti).await.map_err(store_error)? {
-            return Err(TokenRejected::Revoked);
+        if self.store.is_token_revoked(&claims.jti).await? {
+            return Ok(Err(TokenRejected::Revoked));
         }
-        match self.store.find_client(&claims.client_id).await.map_err(store_error)? {
+        Ok(match self.store.find_client(&claims.client_id).await? {
             Some(client) if client.status == ClientStatus::Active => Ok(claims),
             _ => Err(TokenRejected::ClientGone),
-        }
+        })
     }
 
     /// RFC 7662: what `caller` may know about `token`. Tokens of other clients are reported
     /// inactive, so a client learns nothing about another's tokens.
     #[tracing::instrument(skip_all, fields(client_id = %caller.client().client_id))]
-    pub async fn introspect(&self, caller: &AuthenticatedClient, token: &str) -> Value {
-        match self.verify_access_token(token).await {
+    pub async fn introspect(&self, caller: &AuthenticatedClient, token: &str) -> Result<Value, ServiceError> {
+        Ok(match self.verify_access_token(token).await? {
             Ok(claims) if claims.client_id == caller.client().client_id => {
                 let mut body = json!({
                     "active": true,
@@ -166,7 +163,7 @@ impl TokenService {
                 body
             }
             _ => json!({ "active": false }),
-        }
+        })
     }
 
     /// RFC 7009: revokes `token` if it is `caller`'s. Unknown and invalid tokens are not an

@@ -543,3 +543,52 @@ pub fn patch(mut base: Value, changes: Value) -> Value {
     }
     base
 }
+
+/// Whether a test that cannot run here must fail instead of skipping (`.ci/run` sets
+/// `KEYFORT_TEST_STRICT=1`, so CI never passes on tests that did not run).
+pub fn strict() -> bool {
+    std::env::var("KEYFORT_TEST_STRICT").is_ok_and(|v| v == "1")
+}
+
+/// The running test's name (libtest names each test's thread after it).
+pub fn test_name() -> String {
+    std::thread::current().name().unwrap_or("<unnamed test>").to_owned()
+}
+
+/// Reports that the running test cannot run here because `what` is missing: prints
+/// `SKIPPED <test>: <what>` where the test output is not captured, or fails the test under
+/// `KEYFORT_TEST_STRICT=1`.
+#[track_caller]
+pub fn skip(what: &str) {
+    let test = test_name();
+    assert!(!strict(), "{test} cannot run, and KEYFORT_TEST_STRICT=1 forbids skipping it: {what}");
+    use std::io::Write;
+    // Written to the process's stderr directly: libtest captures eprintln!, and a skip
+    // must be seen in CI's log.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {what}");
+}
+
+/// A fresh database on the PostgreSQL server named by `KEYFORT_TEST_POSTGRES_URL`; `None`
+/// (reported by [`skip`]) when the variable is not set. A set variable naming a server that
+/// cannot be reached fails the test.
+pub async fn postgres_test_database() -> Option<String> {
+    let Ok(admin_url) = std::env::var("KEYFORT_TEST_POSTGRES_URL") else {
+        skip("KEYFORT_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    Some(create_postgres_database(&admin_url).await)
+}
+
+/// Creates a database with a random name on the server of `admin_url`; its URL.
+pub async fn create_postgres_database(admin_url: &str) -> String {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap_or_else(|e| {
+        panic!("KEYFORT_TEST_POSTGRES_URL is set to {admin_url}, but the server cannot be reached: {e}")
+    });
+    let name =
+        format!("keyfort_test_{}", keyfort_core::secret::random_b64url(8).to_lowercase().replace(['-', '_'], "x"));
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let mut url = url::Url::parse(admin_url).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}

@@ -2,14 +2,18 @@
 
 mod abuse;
 mod authorization_storage;
+mod cluster;
 mod config;
 mod crash;
+mod database;
 mod helpers;
 mod jwks;
 mod mtls;
 mod openapi;
 mod operations;
+mod outage;
 mod pki;
+mod proxy;
 mod registration;
 mod rules;
 mod sandbox;

@@ -8,10 +8,10 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 use crate::pki::{ClientCert, Subject};
 
-const TOKEN: &str = "/oauth2/token";
+pub(crate) const TOKEN: &str = "/oauth2/token";
 const TLS_SOFTWARE: &str = "TlsClientSoftware";
 
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     let mut serializer = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         serializer.append_pair(k, v);
@@ -19,19 +19,25 @@ fn form(pairs: &[(&str, &str)]) -> String {
     serializer.finish()
 }
 
-struct Tpp {
-    client_id: String,
-    registration_token: String,
-    cert: ClientCert,
-    http: reqwest::Client,
+pub(crate) struct Tpp {
+    pub client_id: String,
+    pub registration_token: String,
+    pub cert: ClientCert,
+    pub http: reqwest::Client,
 }
 
 impl TestApp {
-    async fn form_post(&self, http: &reqwest::Client, path: &str, body: String, headers: &[(&str, String)]) -> Reply {
+    pub(crate) async fn form_post(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        body: String,
+        headers: &[(&str, String)],
+    ) -> Reply {
         self.post_with(http, path, Some("application/x-www-form-urlencoded"), body, headers).await
     }
 
-    fn assertion(&self, client_id: &str, patch_claims: Value) -> String {
+    pub(crate) fn assertion(&self, client_id: &str, patch_claims: Value) -> String {
         let claims = patch(
             json!({
                 "iss": client_id, "sub": client_id, "aud": "https://localhost:9446/oauth2/token",
@@ -42,7 +48,7 @@ impl TestApp {
         self.keys.software_ps.sign(&claims)
     }
 
-    async fn token_with_assertion(&self, tpp: &Tpp, assertion: String, scope: Option<&str>) -> Reply {
+    pub(crate) async fn token_with_assertion(&self, tpp: &Tpp, assertion: String, scope: Option<&str>) -> Reply {
         let mut pairs = vec![
             ("grant_type", "client_credentials"),
             ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
@@ -54,7 +60,7 @@ impl TestApp {
         self.form_post(&tpp.http, TOKEN, form(&pairs), &[]).await
     }
 
-    async fn manage(&self, tpp: &Tpp, method: reqwest::Method, bearer: &str, body: Option<String>) -> Reply {
+    pub(crate) async fn manage(&self, tpp: &Tpp, method: reqwest::Method, bearer: &str, body: Option<String>) -> Reply {
         let url = format!("{}{REGISTER}/{}", self.base, tpp.client_id);
         let mut request = tpp.http.request(method, url).bearer_auth(bearer);
         if let Some(body) = body {
@@ -70,7 +76,7 @@ impl TestApp {
     }
 
     /// Registers the seed's software (private_key_jwt, signed request) over mutual TLS.
-    async fn onboard_private_key_jwt(&self, scope: &str) -> Tpp {
+    pub(crate) async fn onboard_private_key_jwt(&self, scope: &str) -> Tpp {
         let cert = self.pki.issue(&Subject::legacy_ob(ORG_ID, SOFTWARE_ID));
         let http = self.client_presenting(&cert);
         let claims = patch(self.request_claims(), json!({"scope": scope}));
@@ -85,7 +91,7 @@ impl TestApp {
     }
 
     /// Registers a second software of the organisation with tls_client_auth.
-    async fn onboard_tls_client_auth(&self) -> Tpp {
+    pub(crate) async fn onboard_tls_client_auth(&self) -> Tpp {
         let cert = self.pki.issue(&Subject::legacy_ob(ORG_ID, TLS_SOFTWARE).serial(77));
         let http = self.client_presenting(&cert);
         let ssa = self.sign_ssa(&patch(self.ssa_claims(), json!({"software_id": TLS_SOFTWARE})));
@@ -108,7 +114,7 @@ impl TestApp {
     }
 
     /// Introspects `token` as the private_key_jwt client `tpp`.
-    async fn introspect_as(&self, tpp: &Tpp, token: &str) -> Reply {
+    pub(crate) async fn introspect_as(&self, tpp: &Tpp, token: &str) -> Reply {
         let body = form(&[
             ("token", token),
             ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
@@ -118,7 +124,7 @@ impl TestApp {
     }
 
     /// A client-credentials token for the tls_client_auth client `tpp`.
-    async fn tls_token(&self, tpp: &Tpp) -> String {
+    pub(crate) async fn tls_token(&self, tpp: &Tpp) -> String {
         let reply = self
             .form_post(
                 &tpp.http,
@@ -132,7 +138,7 @@ impl TestApp {
     }
 
     /// Verifies an access token with jsonwebtoken against the published JWKS.
-    async fn verify_independently(&self, token: &str) -> Value {
+    pub(crate) async fn verify_independently(&self, token: &str) -> Value {
         let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(self.get("/oauth2/jwks").await.body).unwrap();
         let header = jsonwebtoken::decode_header(token).unwrap();
         let jwk = jwks.find(header.kid.as_deref().expect("tokens carry a kid")).expect("the kid is published");
@@ -145,7 +151,7 @@ impl TestApp {
     }
 }
 
-fn thumbprint(cert: &ClientCert) -> String {
+pub(crate) fn thumbprint(cert: &ClientCert) -> String {
     keyfort_core::jose::b64url_encode(keyfort_core::secret::sha256(cert.der()))
 }
 
