@@ -7,6 +7,7 @@
 
 pub mod claims;
 pub mod clock;
+pub mod consent;
 pub mod error;
 pub mod jose;
 pub mod net;
@@ -16,4 +17,5 @@ pub mod secret;
 pub mod software_statement;
 pub mod subject_dn;
 pub mod token;
+pub mod totp;
 pub mod transport;
