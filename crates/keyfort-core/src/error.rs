@@ -22,6 +22,7 @@ pub enum ErrorCode {
     AccessDenied,
     // RFC 6750 §3.1
     InvalidToken,
+    InsufficientScope,
     // Conditions that are not the caller's fault.
     ServerError,
     TemporarilyUnavailable,
@@ -42,6 +43,7 @@ impl ErrorCode {
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }

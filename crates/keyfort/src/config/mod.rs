@@ -11,6 +11,8 @@
 //! depends on nothing else in the crate, so every other part may depend on it.
 
 mod admin;
+mod consents;
+mod customers;
 mod dcr;
 mod error;
 mod http_client;
@@ -31,6 +33,8 @@ use std::path::Path;
 use keyfort_core::registration::TokenLifetimes;
 
 pub use admin::AdminConfig;
+pub use consents::ConsentsConfig;
+pub use customers::CustomersConfig;
 pub use dcr::{default_role_scopes, DcrConfig};
 pub use error::{ConfigError, Problem};
 pub use http_client::HttpClientConfig;
@@ -58,6 +62,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub log: LogConfig,
     pub admin: AdminConfig,
+    pub consents: ConsentsConfig,
+    pub customers: CustomersConfig,
 }
 
 impl Config {
@@ -108,6 +114,8 @@ impl Config {
         let metrics_listen = observability::read_metrics(root.section("metrics"));
         let log = observability::read_log(root.section("log"));
         let admin = admin::read(root.section("admin"));
+        let consents = consents::read(root.section("consents"));
+        let customers = customers::read(root.section("customers"), public_url);
         drop(root);
 
         let config = match (server, storage_url, dcr, token) {
@@ -123,6 +131,8 @@ impl Config {
                 metrics_listen,
                 log,
                 admin,
+                consents,
+                customers,
             }),
             _ => None,
         };
