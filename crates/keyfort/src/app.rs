@@ -56,6 +56,7 @@ pub struct Application {
     connection_limits: http::ConnectionLimits,
     /// How long consent idempotency keys are kept.
     idempotency_seconds: i64,
+    consents: Arc<ConsentService>,
 }
 
 impl Application {
@@ -156,7 +157,7 @@ impl Application {
             AppState {
                 config: config.clone(),
                 operator: Arc::new(OperatorService::new(store.clone(), auditor, clock.clone())),
-                consents,
+                consents: consents.clone(),
                 customers,
                 accounts,
                 readiness: Arc::new(Readiness::new(store.clone(), registration.clone())),
@@ -209,6 +210,7 @@ impl Application {
             metrics_listener,
             connection_limits,
             idempotency_seconds: config.consents.idempotency_seconds,
+            consents,
         })
     }
 
@@ -218,6 +220,12 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.local_addr.port()
+    }
+
+    /// The consent service this application serves, for code that runs beside the HTTP
+    /// edge (tests, an embedding bank application).
+    pub fn consents(&self) -> Arc<ConsentService> {
+        self.consents.clone()
     }
 
     /// Where `/metrics` is served, if configured.

@@ -2,7 +2,9 @@
 
 mod abuse;
 mod config;
+mod consents;
 mod crash;
+mod customers;
 mod helpers;
 mod jwks;
 mod mtls;

@@ -8,10 +8,10 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 use crate::pki::{ClientCert, Subject};
 
-const TOKEN: &str = "/oauth2/token";
+pub(crate) const TOKEN: &str = "/oauth2/token";
 const TLS_SOFTWARE: &str = "TlsClientSoftware";
 
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     let mut serializer = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         serializer.append_pair(k, v);
@@ -19,19 +19,27 @@ fn form(pairs: &[(&str, &str)]) -> String {
     serializer.finish()
 }
 
-struct Tpp {
-    client_id: String,
-    registration_token: String,
-    cert: ClientCert,
-    http: reqwest::Client,
+/// An onboarded TPP: its client, registration token, transport certificate, and an HTTP
+/// client presenting that certificate.
+pub(crate) struct Tpp {
+    pub(crate) client_id: String,
+    pub(crate) registration_token: String,
+    pub(crate) cert: ClientCert,
+    pub(crate) http: reqwest::Client,
 }
 
 impl TestApp {
-    async fn form_post(&self, http: &reqwest::Client, path: &str, body: String, headers: &[(&str, String)]) -> Reply {
+    pub(crate) async fn form_post(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        body: String,
+        headers: &[(&str, String)],
+    ) -> Reply {
         self.post_with(http, path, Some("application/x-www-form-urlencoded"), body, headers).await
     }
 
-    fn assertion(&self, client_id: &str, patch_claims: Value) -> String {
+    pub(crate) fn assertion(&self, client_id: &str, patch_claims: Value) -> String {
         let claims = patch(
             json!({
                 "iss": client_id, "sub": client_id, "aud": "https://localhost:9446/oauth2/token",
@@ -42,7 +50,7 @@ impl TestApp {
         self.keys.software_ps.sign(&claims)
     }
 
-    async fn token_with_assertion(&self, tpp: &Tpp, assertion: String, scope: Option<&str>) -> Reply {
+    pub(crate) async fn token_with_assertion(&self, tpp: &Tpp, assertion: String, scope: Option<&str>) -> Reply {
         let mut pairs = vec![
             ("grant_type", "client_credentials"),
             ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
@@ -70,7 +78,7 @@ impl TestApp {
     }
 
     /// Registers the seed's software (private_key_jwt, signed request) over mutual TLS.
-    async fn onboard_private_key_jwt(&self, scope: &str) -> Tpp {
+    pub(crate) async fn onboard_private_key_jwt(&self, scope: &str) -> Tpp {
         let cert = self.pki.issue(&Subject::legacy_ob(ORG_ID, SOFTWARE_ID));
         let http = self.client_presenting(&cert);
         let claims = patch(self.request_claims(), json!({"scope": scope}));
@@ -85,7 +93,7 @@ impl TestApp {
     }
 
     /// Registers a second software of the organisation with tls_client_auth.
-    async fn onboard_tls_client_auth(&self) -> Tpp {
+    pub(crate) async fn onboard_tls_client_auth(&self) -> Tpp {
         let cert = self.pki.issue(&Subject::legacy_ob(ORG_ID, TLS_SOFTWARE).serial(77));
         let http = self.client_presenting(&cert);
         let ssa = self.sign_ssa(&patch(self.ssa_claims(), json!({"software_id": TLS_SOFTWARE})));
@@ -118,7 +126,7 @@ impl TestApp {
     }
 
     /// A client-credentials token for the tls_client_auth client `tpp`.
-    async fn tls_token(&self, tpp: &Tpp) -> String {
+    pub(crate) async fn tls_token(&self, tpp: &Tpp) -> String {
         let reply = self
             .form_post(
                 &tpp.http,
