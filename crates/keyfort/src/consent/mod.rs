@@ -378,6 +378,9 @@ impl ConsentService {
                 "an access token is required: send Authorization: Bearer with a client_credentials token of your client with scope {scope}"
             ))
         })?;
+        // Only client-credentials tokens exist today. When tokens issued to a customer's
+        // consent (authorization_code) exist, they must be refused here: OBIE has the TPP
+        // call the consent endpoints with a client-credentials token.
         let claims = self.tokens.verify_access_token(bearer).await.map_err(|rejected| {
             invalid_token(format!("{}; get a new client_credentials token with scope {scope}", rejected.describe()))
         })?;
@@ -715,7 +718,10 @@ fn signature_algs(client: &RegisteredClient) -> Vec<SigningAlg> {
 
 /// `Content-Type` of a consent POST: `application/json`, parameters (charset) allowed.
 fn check_content_type(content_type: HeaderText<'_>) -> Result<(), ServiceError> {
-    let mime = content_type.text().map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    let mime = match content_type {
+        HeaderText::Unreadable => Some("(not ASCII)".to_owned()),
+        other => other.text().map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()),
+    };
     match mime.as_deref() {
         Some("application/json") => Ok(()),
         None => Err(ServiceError::Obie(ObieError::new(
