@@ -584,8 +584,9 @@ impl ConsentService {
             }
         }
         if let Some(debtor) = consent.debtor_account() {
-            let account = owned.iter().find(|a| a.id == chosen[0]).expect("checked above");
-            if !debtor.names(&account.scheme, &account.identification) {
+            // One account was chosen, and it is the customer's (both checked above).
+            let account = owned.iter().find(|a| a.id == chosen[0]);
+            if !account.is_some_and(|a| debtor.names(&a.scheme, &a.identification)) {
                 return Err(access_denied(format!(
                     "the consent names debtor account {} {}, and the chosen account is not it (or it is not one of the customer's accounts)",
                     debtor.scheme(),

@@ -12,49 +12,21 @@ use crate::helpers::*;
 use crate::pki::Subject;
 use crate::tokens::Tpp;
 
-const ACCOUNTS: &str = "/open-banking/v3.1/aisp/account-access-consents";
-const PAYMENTS: &str = "/open-banking/v3.1/pisp/domestic-payment-consents";
-const FUNDS: &str = "/open-banking/v3.1/cbpii/funds-confirmation-consents";
+const ACCOUNTS: &str = ACCOUNT_ACCESS_CONSENTS;
+const PAYMENTS: &str = DOMESTIC_PAYMENT_CONSENTS;
+const FUNDS: &str = FUNDS_CONFIRMATION_CONSENTS;
 const ALL_SCOPES: &str = "accounts payments fundsconfirmations";
 
 fn account_access_body(app: &TestApp) -> Value {
-    json!({
-        "Data": {
-            "Permissions": ["ReadAccountsDetail", "ReadBalances", "ReadTransactionsDetail", "ReadTransactionsCredits"],
-            "ExpirationDateTime": format_date_time(app.now() + 30 * 86_400),
-            "TransactionFromDateTime": "2024-01-01T00:00:00+00:00"
-        },
-        "Risk": {}
-    })
+    account_access_consent_body(app.now() + 30 * 86_400)
 }
 
 fn payment_body(reference: &str) -> Value {
-    json!({
-        "Data": {
-            "Initiation": {
-                "InstructionIdentification": "ACME412",
-                "EndToEndIdentification": "FRESCO.21302.GFX.20",
-                "LocalInstrument": "UK.OBIE.FPS",
-                "InstructedAmount": {"Amount": "165.88", "Currency": "GBP"},
-                "CreditorAccount": {
-                    "SchemeName": "UK.OBIE.SortCodeAccountNumber",
-                    "Identification": "08080021325698",
-                    "Name": "ACME Inc",
-                    "SecondaryIdentification": "0002"
-                },
-                "RemittanceInformation": {"Reference": reference, "Unstructured": "Internal ops code 5120101"}
-            }
-        },
-        "Risk": {"PaymentContextCode": "EcommerceGoods", "MerchantCategoryCode": "5967"}
-    })
+    payment_consent_body(reference)
 }
 
 fn funds_body() -> Value {
-    json!({
-        "Data": {
-            "DebtorAccount": {"SchemeName": "UK.OBIE.SortCodeAccountNumber", "Identification": "60304560123456", "Name": "Ann"}
-        }
-    })
+    funds_confirmation_consent_body()
 }
 
 /// One call of the consents API.
@@ -821,15 +793,7 @@ mod decisions {
     }
 
     async fn create(w: &World, path: &str, body: &Value) -> String {
-        let mut call = w.call(Method::POST, path.to_owned()).json(body);
-        if path == PAYMENTS {
-            call = call
-                .header("x-idempotency-key", keyfort_core::secret::random_b64url(9))
-                .header("x-jws-signature", w.app.jws_signature(body.to_string().as_bytes()));
-        }
-        let reply = call.send(&w.app).await;
-        assert_eq!(reply.status, 201, "{}", reply.body);
-        reply.body["Data"]["ConsentId"].as_str().unwrap().to_owned()
+        w.app.create_consent(&w.tpp.http, &w.token, path, body).await
     }
 
     #[tokio::test]

@@ -634,3 +634,76 @@ impl TestApp {
         detached_jws(&self.keys.software_ps, &header, body)
     }
 }
+
+pub const ACCOUNT_ACCESS_CONSENTS: &str = "/open-banking/v3.1/aisp/account-access-consents";
+pub const DOMESTIC_PAYMENT_CONSENTS: &str = "/open-banking/v3.1/pisp/domestic-payment-consents";
+pub const FUNDS_CONFIRMATION_CONSENTS: &str = "/open-banking/v3.1/cbpii/funds-confirmation-consents";
+
+/// An account-access consent (`OBReadConsent1`) expiring at `expires_at`.
+pub fn account_access_consent_body(expires_at: i64) -> Value {
+    json!({
+        "Data": {
+            "Permissions": ["ReadAccountsDetail", "ReadBalances", "ReadTransactionsDetail", "ReadTransactionsCredits"],
+            "ExpirationDateTime": keyfort_core::consent::format_date_time(expires_at),
+            "TransactionFromDateTime": "2024-01-01T00:00:00+00:00"
+        },
+        "Risk": {}
+    })
+}
+
+/// A domestic-payment consent (`OBWriteDomesticConsent4`) of 165.88 GBP to ACME Inc.
+pub fn payment_consent_body(reference: &str) -> Value {
+    json!({
+        "Data": {
+            "Initiation": {
+                "InstructionIdentification": "ACME412",
+                "EndToEndIdentification": "FRESCO.21302.GFX.20",
+                "LocalInstrument": "UK.OBIE.FPS",
+                "InstructedAmount": {"Amount": "165.88", "Currency": "GBP"},
+                "CreditorAccount": {
+                    "SchemeName": "UK.OBIE.SortCodeAccountNumber",
+                    "Identification": "08080021325698",
+                    "Name": "ACME Inc",
+                    "SecondaryIdentification": "0002"
+                },
+                "RemittanceInformation": {"Reference": reference, "Unstructured": "Internal ops code 5120101"}
+            }
+        },
+        "Risk": {"PaymentContextCode": "EcommerceGoods", "MerchantCategoryCode": "5967"}
+    })
+}
+
+/// A funds-confirmation consent (`OBFundsConfirmationConsent1`) naming the debtor account
+/// 60304560123456 (sort code and account number).
+pub fn funds_confirmation_consent_body() -> Value {
+    json!({
+        "Data": {
+            "DebtorAccount": {"SchemeName": "UK.OBIE.SortCodeAccountNumber", "Identification": "60304560123456", "Name": "Ann"}
+        }
+    })
+}
+
+impl TestApp {
+    /// Creates a consent at `path` as the seed TPP (its `http` client presents the TPP's
+    /// certificate, `token` is its client-credentials token): a payment consent gets an
+    /// idempotency key and the TPP's `x-jws-signature`. Asserts 201 and returns the
+    /// ConsentId.
+    pub async fn create_consent(&self, http: &reqwest::Client, token: &str, path: &str, body: &Value) -> String {
+        let text = body.to_string();
+        let mut request = http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(text.clone());
+        if path == DOMESTIC_PAYMENT_CONSENTS {
+            request = request
+                .header("x-idempotency-key", keyfort_core::secret::random_b64url(9))
+                .header("x-jws-signature", self.jws_signature(text.as_bytes()));
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 201, "the consent was not created: {body}");
+        body["Data"]["ConsentId"].as_str().expect("a ConsentId").to_owned()
+    }
+}
