@@ -435,6 +435,13 @@ fn classify(path: &str, message: &str) -> ObieError {
         );
     }
     let at = if path.is_empty() { "the body".to_owned() } else { path.to_owned() };
+    // serde names Rust types ("expected struct OBReadConsentData"); say it in JSON terms.
+    let message = match message.split_once(", expected struct ") {
+        Some((before, _)) => format!("{before}, expected a JSON object"),
+        None => message
+            .replace("expected a map", "expected a JSON object")
+            .replace("expected a sequence", "expected a JSON array"),
+    };
     ObieError::bad_request(ObieErrorCode::FieldInvalid, format!("{at}: {message}"), Some(path))
 }
 
@@ -781,6 +788,15 @@ pub(super) mod tests {
             assert_eq!(err.errors[0].code, ObieErrorCode::ResourceInvalidFormat, "{}", String::from_utf8_lossy(body));
             assert!(!err.message.contains("line 1"), "{}", err.message);
         }
-        refused(ConsentType::AccountAccess, json!({"Data": "x", "Risk": {}}), ObieErrorCode::FieldInvalid, "Data");
+        let err =
+            refused(ConsentType::AccountAccess, json!({"Data": "x", "Risk": {}}), ObieErrorCode::FieldInvalid, "Data");
+        assert!(err.message.ends_with("expected a JSON object"), "{}", err.message);
+        let err = refused(
+            ConsentType::AccountAccess,
+            json!({"Data": {"Permissions": "ReadBalances"}, "Risk": {}}),
+            ObieErrorCode::FieldInvalid,
+            "Data.Permissions",
+        );
+        assert!(err.message.contains("expected a JSON array"), "{}", err.message);
     }
 }
