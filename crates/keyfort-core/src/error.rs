@@ -27,6 +27,7 @@ pub enum ErrorCode {
     LoginRequired,
     // RFC 6750 §3.1
     InvalidToken,
+    InsufficientScope,
     // Conditions that are not the caller's fault.
     ServerError,
     TemporarilyUnavailable,
@@ -51,6 +52,7 @@ impl ErrorCode {
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             ErrorCode::LoginRequired => "login_required",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }

@@ -1,6 +1,7 @@
 //! Keyfort's domain.
 //!
-//! Everything that decides whether a Third Party Provider may register lives here, free of
+//! Everything that decides whether a Third Party Provider may register, and whether its
+//! consents (`consent`) are well-formed and may be authorised, lives here, free of
 //! HTTP and database types, so that each rule can be tested with plain values and a fixed
 //! clock. The server crate (`keyfort`) does the I/O: it fetches keys, reads bodies, stores
 //! clients, and maps [`error::OAuthError`] to HTTP responses in one place.
@@ -8,6 +9,7 @@
 pub mod authorization;
 pub mod claims;
 pub mod clock;
+pub mod consent;
 pub mod error;
 pub mod jose;
 pub mod net;
@@ -17,4 +19,5 @@ pub mod secret;
 pub mod software_statement;
 pub mod subject_dn;
 pub mod token;
+pub mod totp;
 pub mod transport;

@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 use crate::admin::{AdminAuthenticator, SignInLimits};
 use crate::audit::Auditor;
 use crate::config::{ClientAuthMode, Config, ConfigError, KeySource};
+use crate::consent::ConsentService;
+use crate::customers::{AccountLookup, CustomerDirectory, StoreAccountLookup, StoreCustomerDirectory};
 use crate::directory::{HttpFetcher, JwksCache};
 use crate::health::Readiness;
 use crate::http::{self, AppState};
@@ -26,6 +28,14 @@ use crate::transport::{client_cert_verifier, CrlStore, TransportTrust};
 
 /// How often expired replay records are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// A bank's own implementations of what Keyfort otherwise keeps in its database: the
+/// customer directory (sign-in) and the account lookup. `None` keeps the built-in one.
+#[derive(Default, Clone)]
+pub struct Integrations {
+    pub customer_directory: Option<Arc<dyn CustomerDirectory>>,
+    pub account_lookup: Option<Arc<dyn AccountLookup>>,
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -43,6 +53,9 @@ pub struct Application {
     metrics: Arc<Metrics>,
     metrics_listener: Option<TcpListener>,
     connection_limits: http::ConnectionLimits,
+    /// How long consent idempotency keys are kept.
+    idempotency_seconds: i64,
+    consents: Arc<ConsentService>,
 }
 
 impl Application {
@@ -53,6 +66,12 @@ impl Application {
     /// Builds with a given clock, so tests can move time. Fails with a [`ConfigError`]
     /// (inside the `anyhow::Error`) when [`preflight`] finds a problem.
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        Self::build_with(config, clock, Integrations::default()).await
+    }
+
+    /// Builds with a given clock and the bank's own customer directory and account lookup
+    /// (see [`Integrations`]).
+    pub async fn build_with(config: Config, clock: Arc<dyn Clock>, integrations: Integrations) -> anyhow::Result<Self> {
         preflight(&config)?;
         let config = Arc::new(config);
         let store = storage::open(&config.storage).await?;
@@ -73,7 +92,7 @@ impl Application {
             _ => None,
         };
         let tls = crate::tls::server_config(&config.server, verifier)?;
-        let keys = Arc::new(JwksCache::new(
+        let jwks = Arc::new(JwksCache::new(
             fetcher.clone(),
             Duration::from_secs(config.http_client.jwks_cache_seconds),
             Duration::from_secs(config.http_client.jwks_min_refresh_seconds),
@@ -102,15 +121,32 @@ impl Application {
             .await?,
         );
         let tokens =
-            Arc::new(TokenService::new(config.clone(), store.clone(), keys.clone(), ring.clone(), clock.clone()));
+            Arc::new(TokenService::new(config.clone(), store.clone(), jwks.clone(), ring.clone(), clock.clone()));
         let auditor = Arc::new(Auditor::new(store.clone(), clock.clone()));
         let registration = Arc::new(RegistrationService::new(
             config.clone(),
             store.clone(),
-            keys,
+            jwks.clone(),
             clock.clone(),
             auditor.clone(),
             tokens.clone(),
+        ));
+        let customers: Arc<dyn CustomerDirectory> = match integrations.customer_directory {
+            Some(directory) => directory,
+            None => Arc::new(StoreCustomerDirectory::new(store.clone(), clock.clone(), config.customers.clone())),
+        };
+        let accounts: Arc<dyn AccountLookup> = match integrations.account_lookup {
+            Some(lookup) => lookup,
+            None => Arc::new(StoreAccountLookup::new(store.clone())),
+        };
+        let consents = Arc::new(ConsentService::new(
+            config.clone(),
+            store.clone(),
+            tokens.clone(),
+            jwks,
+            accounts.clone(),
+            auditor.clone(),
+            clock.clone(),
         ));
         let request_limits = http::RequestLimits {
             max_header_bytes: config.server.max_header_bytes,
@@ -120,6 +156,9 @@ impl Application {
             AppState {
                 config: config.clone(),
                 operator: Arc::new(OperatorService::new(store.clone(), auditor, clock.clone())),
+                consents: consents.clone(),
+                customers,
+                accounts,
                 readiness: Arc::new(Readiness::new(store.clone(), registration.clone())),
                 registration,
                 tokens,
@@ -170,6 +209,8 @@ impl Application {
             metrics,
             metrics_listener,
             connection_limits,
+            idempotency_seconds: config.consents.idempotency_seconds,
+            consents,
         })
     }
 
@@ -181,6 +222,12 @@ impl Application {
         self.local_addr.port()
     }
 
+    /// The consent service this application serves, for code that runs beside the HTTP
+    /// edge (tests, an embedding bank application).
+    pub fn consents(&self) -> Arc<ConsentService> {
+        self.consents.clone()
+    }
+
     /// Where `/metrics` is served, if configured.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
@@ -188,7 +235,8 @@ impl Application {
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) {
-        let purge = tokio::spawn(purge_replay_records(self.store.clone(), self.clock.clone()));
+        let purge =
+            tokio::spawn(purge_replay_records(self.store.clone(), self.clock.clone(), self.idempotency_seconds));
         // Another node or `keyfort keys rotate` may add keys: pick them up. The interval bounds
         // how long this node may not know a new key, so a rotation must publish keys at
         // least this long before they sign (the configuration and `keys rotate` insist).
@@ -301,10 +349,15 @@ pub fn preflight(config: &Config) -> Result<(), ConfigError> {
     }
 }
 
-async fn purge_replay_records(store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
+async fn purge_replay_records(store: Arc<dyn Store>, clock: Arc<dyn Clock>, idempotency_seconds: i64) {
     let mut interval = tokio::time::interval(PURGE_INTERVAL);
     loop {
         interval.tick().await;
+        match store.purge_idempotency_records(clock.now() - idempotency_seconds).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired consent idempotency keys purged"),
+            Err(e) => tracing::warn!(error = %e, "purging consent idempotency keys failed"),
+        }
         // Keep a day of margin beyond exp: clock skew is tolerated on exp checks.
         match store.purge_expired_jtis(clock.now() - 86_400).await {
             Ok(0) => {}

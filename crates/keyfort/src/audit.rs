@@ -23,6 +23,15 @@ pub enum AuditAction {
     Delete,
     Suspend,
     Reactivate,
+    /// A TPP creates a consent (or repeats a creation with the same idempotency key).
+    ConsentCreate,
+    ConsentRead,
+    /// A TPP revokes (DELETEs) a consent.
+    ConsentRevoke,
+    /// A customer authorises a consent.
+    ConsentAuthorise,
+    /// A customer rejects (denies or cancels) a consent.
+    ConsentReject,
 }
 
 impl AuditAction {
@@ -34,6 +43,11 @@ impl AuditAction {
             AuditAction::Delete => "delete",
             AuditAction::Suspend => "suspend",
             AuditAction::Reactivate => "reactivate",
+            AuditAction::ConsentCreate => "consent_create",
+            AuditAction::ConsentRead => "consent_read",
+            AuditAction::ConsentRevoke => "consent_revoke",
+            AuditAction::ConsentAuthorise => "consent_authorise",
+            AuditAction::ConsentReject => "consent_reject",
         }
     }
 }
@@ -63,13 +77,56 @@ impl Auditor {
     /// to write is logged, not returned: the caller's answer is already decided.
     pub async fn refusal(&self, action: AuditAction, caller: &Caller, client_id: Option<&str>, error: &ServiceError) {
         let mut event = self.line(action, caller, client_id);
-        event.outcome = error.code().as_str().to_owned();
+        event.outcome = error.audit_code().to_owned();
         let description = error.description();
         event.detail = Some(match &caller.administrator {
             Some(admin) => format!("by administrator {admin}: {description}"),
             None => description,
         });
         event.detail = event.detail.map(|d| d.chars().take(MAX_DETAIL_CHARS).collect());
+        self.write(&event).await;
+    }
+
+    /// The line of a successful consent `action` on `consent_id` of the client `client_id`
+    /// (with its software and organisation when `client` is known), for the store to commit
+    /// with the change. The customer is the caller's, unless `customer_id` names one.
+    pub fn consent_success(
+        &self,
+        action: AuditAction,
+        caller: &Caller,
+        client_id: &str,
+        client: Option<&RegisteredClient>,
+        consent_id: &str,
+        customer_id: Option<&str>,
+    ) -> AuditEvent {
+        let mut event = self.line(action, caller, Some(client_id));
+        event.software_id = client.and_then(|c| c.software_id.clone());
+        event.org_id = client.and_then(|c| c.org_id.clone());
+        event.consent_id = Some(consent_id.to_owned());
+        if let Some(customer) = customer_id {
+            event.customer_id = Some(customer.to_owned());
+        }
+        event
+    }
+
+    /// Writes the line of a refused consent `action`, naming what is known of the client,
+    /// consent and customer. A failure to write is logged, not returned.
+    pub async fn consent_refusal(
+        &self,
+        action: AuditAction,
+        caller: &Caller,
+        client_id: Option<&str>,
+        consent_id: Option<&str>,
+        customer_id: Option<&str>,
+        error: &ServiceError,
+    ) {
+        let mut event = self.line(action, caller, client_id);
+        event.outcome = error.audit_code().to_owned();
+        event.detail = Some(error.description().chars().take(MAX_DETAIL_CHARS).collect());
+        event.consent_id = consent_id.map(|c| c.chars().take(128).collect());
+        if let Some(customer) = customer_id {
+            event.customer_id = Some(customer.to_owned());
+        }
         self.write(&event).await;
     }
 
@@ -93,6 +150,8 @@ impl Auditor {
             cert_subject: certificate.map(|c| c.subject.to_string()),
             peer: Some(caller.peer.to_string()),
             detail: caller.administrator.as_ref().map(|admin| format!("by administrator {admin}")),
+            consent_id: None,
+            customer_id: caller.customer.clone(),
         }
     }
 }

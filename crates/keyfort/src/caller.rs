@@ -33,11 +33,20 @@ pub struct Caller {
     pub certificate: PresentedCertificate,
     /// Set only when the edge checked administrator credentials.
     pub administrator: Option<Administrator>,
+    /// The bank customer (PSU) acting, by customer id, once the login page has signed them
+    /// in: set on the decisions they make about consents, and written to their audit lines.
+    pub customer: Option<String>,
 }
 
 impl Caller {
     pub fn new(peer: IpAddr, certificate: PresentedCertificate) -> Self {
-        Self { peer, certificate, administrator: None }
+        Self { peer, certificate, administrator: None, customer: None }
+    }
+
+    /// This caller, acting as the signed-in customer `customer_id`.
+    pub fn with_customer(mut self, customer_id: impl Into<String>) -> Self {
+        self.customer = Some(customer_id.into());
+        self
     }
 
     pub fn with_administrator(mut self, administrator: Administrator) -> Self {

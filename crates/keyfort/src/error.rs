@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use keyfort_core::consent::{ObieCategory, ObieError};
 use keyfort_core::error::{ErrorCode, OAuthError};
 
 use crate::storage::StoreError;
@@ -37,6 +38,10 @@ pub enum ServiceError {
     /// The named thing does not exist (operator API).
     #[error("{0}")]
     NotFound(OAuthError),
+    /// Refused by an Open Banking Read/Write API (the consents API), answered in the OBIE
+    /// error shape; its category decides the status.
+    #[error("{0}")]
+    Obie(ObieError),
     /// This server has as much of this work queued as it takes (`what`): retry later.
     #[error("{what} is busy")]
     Overloaded { what: String, retry_after: Duration },
@@ -59,6 +64,12 @@ impl From<OAuthError> for ServiceError {
     }
 }
 
+impl From<ObieError> for ServiceError {
+    fn from(e: ObieError) -> Self {
+        ServiceError::Obie(e)
+    }
+}
+
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         ServiceError::StorageUnavailable(e)
@@ -78,10 +89,23 @@ impl ServiceError {
             | ServiceError::Unauthenticated(e, _)
             | ServiceError::Throttled { error: e, .. }
             | ServiceError::NotFound(e) => e.code,
+            ServiceError::Obie(e) => match e.category {
+                ObieCategory::Forbidden => ErrorCode::AccessDenied,
+                ObieCategory::BadRequest | ObieCategory::UnsupportedMediaType => ErrorCode::InvalidRequest,
+            },
             ServiceError::Unavailable(_) | ServiceError::Overloaded { .. } | ServiceError::StorageUnavailable(_) => {
                 ErrorCode::TemporarilyUnavailable
             }
             ServiceError::Internal(_) => ErrorCode::ServerError,
+        }
+    }
+
+    /// The code the audit trail records for this refusal: the OBIE error code of an OBIE
+    /// error (`UK.OBIE.Field.Invalid`), the OAuth code otherwise.
+    pub fn audit_code(&self) -> &'static str {
+        match self {
+            ServiceError::Obie(e) => e.first_code().as_str(),
+            other => other.code().as_str(),
         }
     }
 
@@ -93,6 +117,7 @@ impl ServiceError {
             | ServiceError::Unauthenticated(e, _)
             | ServiceError::Throttled { error: e, .. }
             | ServiceError::NotFound(e) => e.description.clone(),
+            ServiceError::Obie(e) => e.describe(),
             ServiceError::Unavailable(what) => format!("{what}; try again later"),
             ServiceError::Overloaded { what, retry_after } => {
                 format!("{what} is busy; try again in {} seconds", retry_after.as_secs().max(1))

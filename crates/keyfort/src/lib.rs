@@ -13,6 +13,9 @@
 //! - [`pem`]: reading certificates, private keys and CRLs from PEM, with errors naming the file.
 //! - [`transport`]: mutual TLS: client certificate checks, CRLs, gateway-forwarded certificates.
 //! - [`admin`]: administrator accounts and HTTP Basic authentication.
+//! - [`consent`]: the Open Banking intents API (consents) and the decisions of customers.
+//! - [`customers`]: bank customers (PSUs), their sign-in and accounts, behind traits a bank
+//!   can implement.
 
 pub mod admin;
 pub mod app;
@@ -20,6 +23,8 @@ pub mod audit;
 pub mod caller;
 pub mod cli;
 pub mod config;
+pub mod consent;
+pub mod customers;
 pub mod directory;
 pub mod error;
 pub mod health;

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Admin { command: AdminCommand::Clients { connection, command } } => {
             report(cli::admin::clients(&connection.into(), command.into()))
         }
+        Command::Customers { command } => report(cli::customers::run(command)),
         Command::Keys { command: KeysCommand::Rotate { config, publish_ahead } } => {
             report(cli::keys::rotate(&config, publish_ahead))
         }

@@ -28,6 +28,7 @@ pub struct Metrics {
 const HELP: &[(&str, &str, &str)] = &[
     ("keyfort_registrations_total", "counter", "Registration attempts by outcome and OAuth error code."),
     ("keyfort_token_requests_total", "counter", "Token requests by outcome and OAuth error code."),
+    ("keyfort_consent_requests_total", "counter", "Consent API requests by consent type, outcome and error code."),
     ("keyfort_http_requests_total", "counter", "HTTP requests by route, method and status."),
     ("keyfort_http_request_duration_seconds", "histogram", "HTTP request latency by route and method."),
     ("keyfort_jwks_fetches_total", "counter", "JWKS fetches (directory and software keys) by result."),

@@ -9,7 +9,7 @@ mod sign;
 
 pub use alg::{SigningAlg, UnsupportedAlg};
 pub use jwk::{JwkSet, JwksError, PublicJwk};
-pub use jws::{CompactJws, JwsError, JwsHeader};
+pub use jws::{verify_with_kid, CompactJws, JwsError, JwsHeader};
 pub use sign::SigningKey;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

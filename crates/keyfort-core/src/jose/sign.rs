@@ -107,6 +107,17 @@ impl SigningKey {
         format!("{input}.{}", b64url_encode(signature))
     }
 
+    /// A detached JWS (RFC 7515 Appendix F) over `payload` with the given protected
+    /// `header`, as sent as it is: `base64url(header)..base64url(signature)`, the signature
+    /// computed over `base64url(header).base64url(payload)`. The header is used as given
+    /// (it should name this key's alg and kid); OBIE message signing puts such a JWS in
+    /// `x-jws-signature`.
+    pub fn sign_detached(&self, header: &Value, payload: &[u8]) -> String {
+        let protected = b64url_encode(header.to_string());
+        let input = format!("{protected}.{}", b64url_encode(payload));
+        format!("{protected}..{}", b64url_encode(self.sign(input.as_bytes())))
+    }
+
     fn sign(&self, message: &[u8]) -> Vec<u8> {
         let rng = SystemRandom::new();
         match &self.inner {

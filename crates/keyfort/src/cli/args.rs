@@ -75,6 +75,62 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Bank customers (PSUs) of the built-in customer store, and their accounts.
+    Customers {
+        #[command(subcommand)]
+        command: CustomersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CustomersCommand {
+    /// Add a customer. The password is asked for twice at a prompt, or read from the first
+    /// line of standard input with --password-stdin; never from an argument. With --totp,
+    /// the customer also needs a one-time code from an authenticator app: the secret and an
+    /// otpauth:// URI are printed once.
+    Add {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// The name the customer signs in with.
+        username: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Require a one-time code (RFC 6238) at sign-in.
+        #[arg(long)]
+        totp: bool,
+    },
+    /// Add an account to a customer.
+    AddAccount {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// The customer's username.
+        username: String,
+        /// The account's id, unique in the bank (what an authorised consent records).
+        #[arg(long)]
+        account_id: String,
+        /// The account's name, shown on the consent page.
+        #[arg(long)]
+        name: String,
+        /// The OBIE scheme of --identification, e.g. UK.OBIE.SortCodeAccountNumber or UK.OBIE.IBAN.
+        #[arg(long)]
+        scheme: String,
+        /// The account number in that scheme, e.g. 60304560123456 (sort code and account number).
+        #[arg(long)]
+        identification: String,
+        /// ISO 4217 currency code, e.g. GBP.
+        #[arg(long)]
+        currency: String,
+        /// A secondary identification (a building society roll number).
+        #[arg(long)]
+        secondary_identification: Option<String>,
+    },
+    /// List customers with their ids, whether they use one-time codes, and their accounts
+    /// (never a password or secret).
+    List {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]

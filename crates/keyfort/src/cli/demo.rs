@@ -1,7 +1,8 @@
 //! `keyfort demo`: the whole onboarding on one machine with no network. It creates a
 //! sandbox directory, starts Keyfort on an embedded database trusting it, onboards a demo
 //! TPP over mutual TLS, gets a certificate-bound token with private_key_jwt, reads the
-//! registration back, and leaves the server running with the commands to try next.
+//! registration back, creates a demo bank customer with two accounts, and leaves the server
+//! running with the commands to try next.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -84,7 +85,12 @@ async fn free_port(preferred: u16) -> anyhow::Result<u16> {
 
 /// Configuration for a server that trusts `sandbox` as its directory and CA.
 pub fn sandbox_config(sandbox: &Sandbox, port: u16, data_dir: &Path) -> anyhow::Result<Config> {
-    let text = format!(
+    Ok(Config::from_toml(&sandbox_config_text(sandbox, port, data_dir), "demo configuration", data_dir)?)
+}
+
+/// The text of [`sandbox_config`], every path in it absolute.
+fn sandbox_config_text(sandbox: &Sandbox, port: u16, data_dir: &Path) -> String {
+    format!(
         r#"
 [server]
 listen = "127.0.0.1:{port}"
@@ -108,8 +114,7 @@ level = "warn"
         data = data_dir.display(),
         bundle = sandbox.ca_bundle().display(),
         jwks = sandbox.directory_jwks_url(),
-    );
-    Ok(Config::from_toml(&text, "demo configuration", data_dir)?)
+    )
 }
 
 /// Runs the demo on its own runtime (for the command line).
@@ -118,7 +123,7 @@ pub fn run_blocking(wait: bool) -> anyhow::Result<()> {
 }
 
 pub async fn run(wait: bool) -> anyhow::Result<()> {
-    let mut out = Printer { colour: std::io::stdout().is_terminal(), steps: 5, step: 0 };
+    let mut out = Printer { colour: std::io::stdout().is_terminal(), steps: 6, step: 0 };
     let dir: PathBuf = std::env::temp_dir().join(format!(
         "keyfort-demo-{}-{}",
         super::now(),
@@ -157,7 +162,10 @@ pub async fn run(wait: bool) -> anyhow::Result<()> {
     let port = free_port(9446).await?;
     let data = dir.join("data");
     let config = sandbox_config(&sandbox, port, &data)?;
-    let app = crate::Application::build(config).await?;
+    // Written out too, so that the commands printed at the end can name it.
+    let config_file = dir.join("keyfort.toml");
+    std::fs::write(&config_file, sandbox_config_text(&sandbox, port, &data))?;
+    let app = crate::Application::build(config.clone()).await?;
     let server = format!("https://localhost:{}", app.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(app.run_until(async {
@@ -242,6 +250,16 @@ pub async fn run(wait: bool) -> anyhow::Result<()> {
     }
     out.ok("registration read with the registration access token");
 
+    out.step("A bank customer (PSU) with two accounts, for the consent journey");
+    let customer = demo_customer(&config).await?;
+    out.ok(&format!("customer \"{}\" created with two accounts", customer.username));
+    out.detail("username", &customer.username);
+    out.detail("password", &customer.password);
+    out.detail("customer id (the ID token's sub)", &customer.customer_id);
+    for account in &customer.accounts {
+        out.detail("account", account);
+    }
+
     println!("\n{}", out.paint("1", "Try it yourself against the running server:"));
     let curl = format!(
         "curl --cacert {} --cert {} --key {}",
@@ -257,7 +275,8 @@ pub async fn run(wait: bool) -> anyhow::Result<()> {
     let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "keyfort".into());
     println!("  {exe} tpp token --registration {}", registration_file.display());
     println!("  {exe} jwt decode {}", files.ssa.display());
-    println!("\nThis demo printed the registration access token so you can try it; a real one is a secret.");
+    println!("  {exe} customers list --config {}", config_file.display());
+    println!("\nThis demo printed the registration access token and the customer's password so you can try them; real ones are secrets.");
 
     if wait {
         println!("{}", out.paint("1", "\nThe server keeps running; press Ctrl-C to stop it."));
@@ -267,4 +286,39 @@ pub async fn run(wait: bool) -> anyhow::Result<()> {
     let _ = serving.await;
     println!("Demo finished.");
     Ok(())
+}
+
+/// The demo's customer, as created.
+struct DemoCustomer {
+    username: String,
+    password: String,
+    customer_id: String,
+    accounts: Vec<String>,
+}
+
+/// Adds the demo customer, with a random password and two accounts, to the demo's database.
+async fn demo_customer(config: &Config) -> anyhow::Result<DemoCustomer> {
+    use crate::customers::manage::{add_account, add_customer, NewAccount};
+    let store = crate::storage::open(&config.storage).await?;
+    let username = "demo-customer".to_owned();
+    let password = keyfort_core::secret::random_b64url(12);
+    let added = add_customer(store.as_ref(), &config.customers, &username, &password, false, super::now()).await?;
+    let accounts = [
+        ("demo-current-account", "Current account", "60304560123456"),
+        ("demo-savings-account", "Savings account", "60304587654321"),
+    ];
+    let mut shown = Vec::new();
+    for (id, name, number) in accounts {
+        let account = NewAccount {
+            account_id: id.to_owned(),
+            name: name.to_owned(),
+            scheme: "UK.OBIE.SortCodeAccountNumber".to_owned(),
+            identification: number.to_owned(),
+            secondary_identification: None,
+            currency: "GBP".to_owned(),
+        };
+        add_account(store.as_ref(), &username, &account, super::now()).await?;
+        shown.push(format!("{id}: {name}, sort code and account number {number}, GBP"));
+    }
+    Ok(DemoCustomer { username, password, customer_id: added.customer_id, accounts: shown })
 }

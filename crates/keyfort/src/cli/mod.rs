@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod customers;
 pub mod demo;
 pub mod keys;
 pub mod migrate;

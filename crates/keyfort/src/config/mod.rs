@@ -13,6 +13,8 @@
 mod admin;
 mod authorization;
 mod branding;
+mod consents;
+mod customers;
 mod dcr;
 mod environment;
 mod error;
@@ -36,6 +38,8 @@ use keyfort_core::registration::TokenLifetimes;
 pub use admin::AdminConfig;
 pub use authorization::{AuthorizationConfig, SubjectChoice};
 pub use branding::{BrandingConfig, Colour};
+pub use consents::ConsentsConfig;
+pub use customers::CustomersConfig;
 pub use dcr::{default_role_scopes, DcrConfig};
 pub use error::{ConfigError, Problem};
 pub use http_client::HttpClientConfig;
@@ -65,6 +69,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub authorization: AuthorizationConfig,
     pub branding: BrandingConfig,
+    pub consents: ConsentsConfig,
+    pub customers: CustomersConfig,
 }
 
 impl Config {
@@ -145,6 +151,8 @@ impl Config {
         let admin = admin::read(root.section("admin"));
         let authorization = authorization::read(root.section("authorization"));
         let branding = branding::read(root.section("branding"), &paths);
+        let consents = consents::read(root.section("consents"));
+        let customers = customers::read(root.section("customers"), public_url);
         drop(root);
 
         let config = match (server, storage, dcr, token) {
@@ -162,6 +170,8 @@ impl Config {
                 admin,
                 authorization,
                 branding,
+                consents,
+                customers,
             }),
             _ => None,
         };

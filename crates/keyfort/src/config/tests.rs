@@ -412,3 +412,42 @@ fn every_key_ending_in_file_is_known_to_the_environment_mapping() {
         assert!(super::environment::KEYS_ENDING_IN_FILE.contains(&key.as_str()), "{key} is missing");
     }
 }
+
+#[test]
+fn consents_and_customers_defaults_and_limits() {
+    let c = load(MINIMAL).unwrap();
+    assert!(c.consents.require_request_signature);
+    assert_eq!(c.consents.signature_trust_anchor, "openbanking.org.uk");
+    assert_eq!(c.consents.idempotency_seconds, 86_400);
+    let k = &c.customers;
+    assert_eq!((k.min_password_length, k.max_failed_logins, k.lockout.as_secs()), (8, 5, 300));
+    assert_eq!((k.failed_logins_per_address, k.failed_logins_window.as_secs()), (30, 900));
+    assert_eq!((k.concurrent_password_checks, k.password_check_queue), (2, 32));
+    assert_eq!(k.totp_issuer, "bank.example", "the public URL's host");
+
+    let set = load(&format!(
+        "{MINIMAL}[consents]\nrequire_request_signature = false\nsignature_trust_anchor = \"directory.example\"\nidempotency_seconds = 172800\n\
+         [customers]\nmin_password_length = 12\nmax_failed_logins = 3\nlockout_seconds = 60\ntotp_issuer = \"Acme Bank\"\n"
+    ))
+    .unwrap();
+    assert!(!set.consents.require_request_signature);
+    assert_eq!(set.consents.signature_trust_anchor, "directory.example");
+    assert_eq!(set.consents.idempotency_seconds, 172_800);
+    assert_eq!((set.customers.min_password_length, set.customers.max_failed_logins), (12, 3));
+    assert_eq!((set.customers.lockout.as_secs(), set.customers.totp_issuer.as_str()), (60, "Acme Bank"));
+
+    let found = problems(&format!(
+        "{MINIMAL}[consents]\nidempotency_seconds = 60\nsignature_trust_anchor = \"\"\nrequire_request_signatures = true\n\
+         [customers]\nmin_password_length = 4\nmax_failed_logins = 0\ntotp_issuer = \"a:b\"\n"
+    ));
+    for key in [
+        "[consents] idempotency_seconds",
+        "[consents] signature_trust_anchor",
+        "[consents] require_request_signatures",
+        "[customers] min_password_length",
+        "[customers] max_failed_logins",
+        "[customers] totp_issuer",
+    ] {
+        assert!(found.iter().any(|(k, _)| k == key), "{key} missing from {found:?}");
+    }
+}

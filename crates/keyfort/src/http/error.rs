@@ -60,7 +60,7 @@ impl ApiError {
 pub fn status_for(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
-        ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
+        ErrorCode::AccessDenied | ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
         ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
@@ -78,6 +78,7 @@ impl IntoResponse for ApiError {
         let mut challenge = None;
         let mut retry_after = None;
         let (status, error) = match self {
+            ApiError::Service(ServiceError::Obie(e)) => return obie_response(&e),
             ApiError::Edge(status, e) => (status, e),
             ApiError::Service(ServiceError::Refused(e)) => (status_for(e.code), e),
             ApiError::Service(ServiceError::Forbidden(e)) => (StatusCode::FORBIDDEN, e),
@@ -138,10 +139,11 @@ impl IntoResponse for ApiError {
         if let Some(value) = challenge {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
-        if error.code == ErrorCode::InvalidToken {
+        if matches!(error.code, ErrorCode::InvalidToken | ErrorCode::InsufficientScope) {
             // RFC 6750 §3: the Bearer challenge carries the error.
             let challenge = format!(
-                "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                "Bearer error=\"{}\", error_description=\"{}\"",
+                error.code.as_str(),
                 error.description.replace(['"', '\\'], "'")
             );
             if let Ok(value) = HeaderValue::from_str(&challenge) {
@@ -153,4 +155,16 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// An OBIE error (`OBErrorResponse1`): the category's status and the OBIE body. The error's
+/// `Id` is logged with it, so a TPP quoting it can be helped.
+fn obie_response(error: &keyfort_core::consent::ObieError) -> Response {
+    let status = StatusCode::from_u16(error.category.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    tracing::info!(error_id = %error.id, status = status.as_u16(), error = %error.describe(), "request refused");
+    let mut response = (status, axum::Json(error.to_json())).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
 }

@@ -3,6 +3,7 @@
 //! its result into a response; every error goes through [`ApiError`], mapped in one place.
 
 mod admin;
+mod consents;
 mod discovery;
 mod error;
 mod extract;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use axum::http::{Method, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
+use keyfort_core::consent::ConsentType;
 use keyfort_core::error::OAuthError;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -28,6 +30,8 @@ pub use listener::{connections_that_fit, raise_descriptor_limit, serve, serve_wi
 
 use crate::admin::AdminAuthenticator;
 use crate::config::Config;
+use crate::consent::ConsentService;
+use crate::customers::{AccountLookup, CustomerDirectory};
 use crate::health::Readiness;
 use crate::metrics::Metrics;
 use crate::operator::OperatorService;
@@ -45,6 +49,12 @@ pub struct AppState {
     pub registration: Arc<RegistrationService>,
     pub tokens: Arc<TokenService>,
     pub operator: Arc<OperatorService>,
+    /// The intents API and the customers' decisions about consents.
+    pub consents: Arc<ConsentService>,
+    /// Who the bank's customers are (the login page signs them in through it).
+    pub customers: Arc<dyn CustomerDirectory>,
+    /// Which accounts a customer may choose on the consent page.
+    pub accounts: Arc<dyn AccountLookup>,
     pub admins: Arc<AdminAuthenticator>,
     pub readiness: Arc<Readiness>,
     /// Transport certificate checks; `None` when no client CA is configured.
@@ -70,6 +80,18 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route(JWKS_PATH, get(token::jwks))
         .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/oauth2/token/.well-known/openid-configuration", get(discovery::openid_configuration))
+        .route(ConsentType::AccountAccess.path(), post(consents::create_account_access))
+        .route(
+            &format!("{}/{{ConsentId}}", ConsentType::AccountAccess.path()),
+            get(consents::get_account_access).delete(consents::delete_account_access),
+        )
+        .route(ConsentType::DomesticPayment.path(), post(consents::create_domestic_payment))
+        .route(&format!("{}/{{ConsentId}}", ConsentType::DomesticPayment.path()), get(consents::get_domestic_payment))
+        .route(ConsentType::FundsConfirmation.path(), post(consents::create_funds_confirmation))
+        .route(
+            &format!("{}/{{ConsentId}}", ConsentType::FundsConfirmation.path()),
+            get(consents::get_funds_confirmation).delete(consents::delete_funds_confirmation),
+        )
         .route("/admin/clients", get(admin::list))
         .route("/admin/clients/{client_id}", get(admin::show).delete(admin::delete))
         .route("/admin/clients/{client_id}/suspend", post(admin::suspend))

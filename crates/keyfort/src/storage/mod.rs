@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keyfort_core::clock::UnixTime;
+use keyfort_core::consent::{Consent, ConsentStatus, ConsentType};
 use keyfort_core::registration::{ClientStatus, RegisteredClient};
 
 pub use authorization::{
@@ -104,6 +105,10 @@ pub struct AuditEvent {
     pub cert_subject: Option<String>,
     pub peer: Option<String>,
     pub detail: Option<String>,
+    /// The consent a consent action was about.
+    pub consent_id: Option<String>,
+    /// The customer (PSU) who acted, or whose consent it was.
+    pub customer_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,8 +127,6 @@ pub enum CreateAdminError {
     Store(#[from] StoreError),
 }
 
-/// Everything Keyfort keeps. Concerns with many methods have their own trait (in their own
-/// file), which every store implements too.
 /// What an administrator's sign-in needs to know about the name: the password hash and the
 /// failed sign-ins counted for it by every node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +138,107 @@ pub struct AdminSignInState {
     pub last_failure_at: Option<UnixTime>,
 }
 
+/// An `x-idempotency-key` as remembered: which body it was first sent with (SHA-256, hex)
+/// and which consent that created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub client_id: String,
+    pub consent_type: ConsentType,
+    pub key: String,
+    pub body_sha256: String,
+    pub consent_id: String,
+    pub created_at: UnixTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateConsentError {
+    /// Another request of this client took the same idempotency key first.
+    #[error("the idempotency key is already used")]
+    IdempotencyKeyTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A status change of a consent, made only if the consent is still in `from` (so that two
+/// decisions cannot both win). `customer_id` and `account_ids`, when given, are recorded
+/// with it; when `None`, the stored values are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentStatusChange {
+    pub consent_id: String,
+    pub from: ConsentStatus,
+    pub to: ConsentStatus,
+    pub at: UnixTime,
+    pub customer_id: Option<String>,
+    pub account_ids: Option<Vec<String>>,
+}
+
+/// A customer (PSU) of the built-in store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredCustomer {
+    /// Stable and random: the ID token's `sub`.
+    pub customer_id: String,
+    pub username: String,
+    /// Argon2id, PHC string.
+    pub password_hash: String,
+    /// The RFC 6238 secret, base32, when the customer uses one-time codes.
+    pub totp_secret: Option<String>,
+    /// The last accepted TOTP time step: a code of this step or earlier is refused.
+    pub totp_last_step: Option<i64>,
+    pub failed_logins: i64,
+    pub locked_until: Option<UnixTime>,
+    pub created_at: UnixTime,
+}
+
+/// Written by hand so that neither the password hash nor the TOTP secret reaches a log.
+impl std::fmt::Debug for StoredCustomer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCustomer")
+            .field("customer_id", &self.customer_id)
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .field("totp", &self.totp_secret.as_ref().map(|_| "<redacted>"))
+            .field("totp_last_step", &self.totp_last_step)
+            .field("failed_logins", &self.failed_logins)
+            .field("locked_until", &self.locked_until)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// A customer's account.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CustomerAccount {
+    /// Unique bank-wide; what a consent records as chosen.
+    pub account_id: String,
+    pub customer_id: String,
+    pub name: String,
+    /// An OBIE scheme name, e.g. `UK.OBIE.SortCodeAccountNumber`.
+    pub scheme: String,
+    pub identification: String,
+    pub secondary_identification: Option<String>,
+    pub currency: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateCustomerError {
+    #[error("a customer with that username exists")]
+    UsernameTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AddAccountError {
+    #[error("an account with that id exists")]
+    AccountIdTaken,
+    #[error("no such customer")]
+    NoSuchCustomer,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Everything Keyfort keeps. Concerns with many methods have their own trait (in their own
+/// file), which every store implements too.
 #[async_trait]
 pub trait Store: AuthorizationStore + Send + Sync + 'static {
     /// Records the request's jti, creates the client and writes its audit line in one
@@ -222,6 +326,71 @@ pub trait Store: AuthorizationStore + Send + Sync + 'static {
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Creates a consent, remembers its idempotency key (if any) and writes `audit`, in one
+    /// transaction. A key record of the same client, type and key created before
+    /// `idempotency_not_before` has expired and is replaced; a live one fails with
+    /// `IdempotencyKeyTaken` and nothing is written.
+    async fn create_consent(
+        &self,
+        consent: &Consent,
+        idempotency: Option<&IdempotencyRecord>,
+        idempotency_not_before: UnixTime,
+        audit: &AuditEvent,
+    ) -> Result<(), CreateConsentError>;
+
+    async fn find_consent(&self, consent_id: &str) -> Result<Option<Consent>, StoreError>;
+
+    /// The live record of an idempotency key: created at or after `not_before`.
+    async fn find_idempotency_record(
+        &self,
+        client_id: &str,
+        consent_type: ConsentType,
+        key: &str,
+        not_before: UnixTime,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// Applies `change` and writes `audit`, in one transaction, if the consent is still in
+    /// `change.from`; returns whether it was (when it was not, nothing is written).
+    async fn change_consent_status(&self, change: &ConsentStatusChange, audit: &AuditEvent)
+        -> Result<bool, StoreError>;
+
+    /// Forgets idempotency keys created before `before`; returns how many.
+    async fn purge_idempotency_records(&self, before: UnixTime) -> Result<u64, StoreError>;
+
+    /// Audit events about one consent, newest first.
+    async fn consent_audit_events(&self, consent_id: &str, limit: i64) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Adds a customer; fails with `UsernameTaken` if the username is.
+    async fn create_customer(&self, customer: &StoredCustomer) -> Result<(), CreateCustomerError>;
+
+    async fn find_customer(&self, customer_id: &str) -> Result<Option<StoredCustomer>, StoreError>;
+
+    async fn find_customer_by_username(&self, username: &str) -> Result<Option<StoredCustomer>, StoreError>;
+
+    /// Every customer, by username.
+    async fn list_customers(&self) -> Result<Vec<StoredCustomer>, StoreError>;
+
+    /// Adds an account to its customer.
+    async fn add_customer_account(&self, account: &CustomerAccount, now: UnixTime) -> Result<(), AddAccountError>;
+
+    /// A customer's accounts, by account id.
+    async fn customer_accounts(&self, customer_id: &str) -> Result<Vec<CustomerAccount>, StoreError>;
+
+    /// Counts a failed sign-in of a customer, atomically (several nodes may count at once).
+    /// The failure that reaches `max_failures` locks the customer until `lock_until` and
+    /// starts the count again; returns that time when this failure locked.
+    async fn record_customer_failure(
+        &self,
+        customer_id: &str,
+        max_failures: u32,
+        lock_until: UnixTime,
+    ) -> Result<Option<UnixTime>, StoreError>;
+
+    /// Records a successful sign-in: clears failures and lock, and stores `totp_step` as the
+    /// last used one, only if it is later than the stored one. Returns false (and changes
+    /// nothing) when that step was already used: the one-time code was replayed.
+    async fn record_customer_success(&self, customer_id: &str, totp_step: Option<i64>) -> Result<bool, StoreError>;
 }
 
 /// Opens the configured store (`sqlite://...` or `postgres://...`). With

@@ -13,9 +13,12 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row};
 
+use keyfort_core::consent::{Consent, ConsentRequest, ConsentStatus, ConsentType};
+
 use super::{
-    migrations, AdminSignInState, AuditEvent, ClientFilter, CreateAdminError, CreateClientError, JtiError,
-    MigrationReport, ReplayRecord, Store, StoreError, StoredSigningKey,
+    migrations, AddAccountError, AdminSignInState, AuditEvent, ClientFilter, ConsentStatusChange, CreateAdminError,
+    CreateClientError, CreateConsentError, CreateCustomerError, CustomerAccount, IdempotencyRecord, JtiError,
+    MigrationReport, ReplayRecord, Store, StoreError, StoredCustomer, StoredSigningKey,
 };
 use crate::config::{SslMode, StorageConfig};
 use keyfort_core::registration::BoundCertificate;
@@ -61,6 +64,114 @@ where
     })
 }
 
+const AUDIT_COLUMNS: &str =
+    "at, action, outcome, client_id, software_id, org_id, cert_thumbprint, cert_subject, peer, detail, consent_id, customer_id";
+
+fn audit_from_row<R: Row>(r: &R) -> Result<AuditEvent, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(AuditEvent {
+        at: r.try_get("at")?,
+        action: r.try_get("action")?,
+        outcome: r.try_get("outcome")?,
+        client_id: r.try_get("client_id")?,
+        software_id: r.try_get("software_id")?,
+        org_id: r.try_get("org_id")?,
+        cert_thumbprint: r.try_get("cert_thumbprint")?,
+        cert_subject: r.try_get("cert_subject")?,
+        peer: r.try_get("peer")?,
+        detail: r.try_get("detail")?,
+        consent_id: r.try_get("consent_id")?,
+        customer_id: r.try_get("customer_id")?,
+    })
+}
+
+const CONSENT_COLUMNS: &str =
+    "consent_id, consent_type, client_id, status, created_at, status_updated_at, expires_at, request, customer_id, account_ids";
+
+fn consent_from_row<R: Row>(row: &R) -> Result<Consent, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let id: String = row.try_get("consent_id")?;
+    let corrupt = |what: &str, e: String| StoreError(format!("consent {id}: stored {what} is unreadable: {e}"));
+    let kind: String = row.try_get("consent_type")?;
+    let kind = ConsentType::parse(&kind).ok_or_else(|| corrupt("type", kind.clone()))?;
+    let status: String = row.try_get("status")?;
+    let status = ConsentStatus::parse(&status).ok_or_else(|| corrupt("status", status.clone()))?;
+    let request: String = row.try_get("request")?;
+    // The request passed these checks when it was accepted; they hold for it still.
+    let request = ConsentRequest::parse(kind, request.as_bytes()).map_err(|e| corrupt("request", e.describe()))?;
+    let account_ids: String = row.try_get("account_ids")?;
+    Ok(Consent {
+        kind,
+        client_id: row.try_get("client_id")?,
+        status,
+        created_at: row.try_get("created_at")?,
+        status_updated_at: row.try_get("status_updated_at")?,
+        expires_at: row.try_get("expires_at")?,
+        request,
+        customer_id: row.try_get("customer_id")?,
+        account_ids: serde_json::from_str(&account_ids).map_err(|e| corrupt("account_ids", e.to_string()))?,
+        id,
+    })
+}
+
+const CUSTOMER_COLUMNS: &str =
+    "customer_id, username, password_hash, totp_secret, totp_last_step, failed_logins, locked_until, created_at";
+
+fn customer_from_row<R: Row>(r: &R) -> Result<StoredCustomer, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(StoredCustomer {
+        customer_id: r.try_get("customer_id")?,
+        username: r.try_get("username")?,
+        password_hash: r.try_get("password_hash")?,
+        totp_secret: r.try_get("totp_secret")?,
+        totp_last_step: r.try_get("totp_last_step")?,
+        failed_logins: r.try_get("failed_logins")?,
+        locked_until: r.try_get("locked_until")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+const ACCOUNT_COLUMNS: &str =
+    "account_id, customer_id, name, scheme, identification, secondary_identification, currency";
+
+fn account_from_row<R: Row>(r: &R) -> Result<CustomerAccount, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(CustomerAccount {
+        account_id: r.try_get("account_id")?,
+        customer_id: r.try_get("customer_id")?,
+        name: r.try_get("name")?,
+        scheme: r.try_get("scheme")?,
+        identification: r.try_get("identification")?,
+        secondary_identification: r.try_get("secondary_identification")?,
+        currency: r.try_get("currency")?,
+    })
+}
+
+fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError(e.to_string()))
+}
+
 /// Inserts a replay record; a duplicate (issuer, jti) is a replay. A macro rather than a
 /// generic function because sqlx executors and `async_trait` lifetimes do not mix.
 macro_rules! insert_jti {
@@ -88,7 +199,7 @@ macro_rules! insert_audit {
     ($executor:expr, $e:expr) => {
         sqlx::query(
             "INSERT INTO audit_events (at, action, outcome, client_id, software_id, org_id, cert_thumbprint, \
-             cert_subject, peer, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             cert_subject, peer, detail, consent_id, customer_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind($e.at)
         .bind(&$e.action)
@@ -100,6 +211,8 @@ macro_rules! insert_audit {
         .bind(&$e.cert_subject)
         .bind(&$e.peer)
         .bind(&$e.detail)
+        .bind(&$e.consent_id)
+        .bind(&$e.customer_id)
         .execute($executor)
         .await
         .map(|_| ())
@@ -370,30 +483,14 @@ macro_rules! sql_store {
             }
 
             async fn audit_events(&self, client_id: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT at, action, outcome, client_id, software_id, org_id, cert_thumbprint, cert_subject, peer, detail \
-                     FROM audit_events WHERE ($1 IS NULL OR client_id = $1) ORDER BY id DESC LIMIT $2",
-                )
+                let rows = sqlx::query(&format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE ($1 IS NULL OR client_id = $1) ORDER BY id DESC LIMIT $2"
+                ))
                 .bind(client_id)
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(AuditEvent {
-                            at: r.try_get("at")?,
-                            action: r.try_get("action")?,
-                            outcome: r.try_get("outcome")?,
-                            client_id: r.try_get("client_id")?,
-                            software_id: r.try_get("software_id")?,
-                            org_id: r.try_get("org_id")?,
-                            cert_thumbprint: r.try_get("cert_thumbprint")?,
-                            cert_subject: r.try_get("cert_subject")?,
-                            peer: r.try_get("peer")?,
-                            detail: r.try_get("detail")?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(audit_from_row).collect()
             }
 
             async fn purge_expired_jtis(&self, before: UnixTime) -> Result<u64, StoreError> {
@@ -477,6 +574,290 @@ macro_rules! sql_store {
             async fn ping(&self) -> Result<(), StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
+            }
+
+            async fn create_consent(
+                &self,
+                consent: &Consent,
+                idempotency: Option<&IdempotencyRecord>,
+                idempotency_not_before: UnixTime,
+                audit: &AuditEvent,
+            ) -> Result<(), CreateConsentError> {
+                let request = json_text(consent.request.json())?;
+                let account_ids = json_text(&consent.account_ids)?;
+                let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+                sqlx::query(&format!(
+                    "INSERT INTO consents ({CONSENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                ))
+                .bind(&consent.id)
+                .bind(consent.kind.as_str())
+                .bind(&consent.client_id)
+                .bind(consent.status.as_str())
+                .bind(consent.created_at)
+                .bind(consent.status_updated_at)
+                .bind(consent.expires_at)
+                .bind(request)
+                .bind(&consent.customer_id)
+                .bind(account_ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+                if let Some(record) = idempotency {
+                    // An expired record of the same key gives way; a live one makes the
+                    // insert below fail.
+                    sqlx::query(
+                        "DELETE FROM consent_idempotency WHERE client_id = $1 AND consent_type = $2 \
+                         AND idempotency_key = $3 AND created_at < $4",
+                    )
+                    .bind(&record.client_id)
+                    .bind(record.consent_type.as_str())
+                    .bind(&record.key)
+                    .bind(idempotency_not_before)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+                    sqlx::query(
+                        "INSERT INTO consent_idempotency (client_id, consent_type, idempotency_key, body_sha256, \
+                         consent_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(&record.client_id)
+                    .bind(record.consent_type.as_str())
+                    .bind(&record.key)
+                    .bind(&record.body_sha256)
+                    .bind(&record.consent_id)
+                    .bind(record.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            CreateConsentError::IdempotencyKeyTaken
+                        } else {
+                            StoreError::from(e).into()
+                        }
+                    })?;
+                }
+                insert_audit!(&mut *tx, audit)?;
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok(())
+            }
+
+            async fn find_consent(&self, consent_id: &str) -> Result<Option<Consent>, StoreError> {
+                let row = sqlx::query(&format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE consent_id = $1"))
+                    .bind(consent_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(consent_from_row).transpose()
+            }
+
+            async fn find_idempotency_record(
+                &self,
+                client_id: &str,
+                consent_type: ConsentType,
+                key: &str,
+                not_before: UnixTime,
+            ) -> Result<Option<IdempotencyRecord>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT body_sha256, consent_id, created_at FROM consent_idempotency WHERE client_id = $1 \
+                     AND consent_type = $2 AND idempotency_key = $3 AND created_at >= $4",
+                )
+                .bind(client_id)
+                .bind(consent_type.as_str())
+                .bind(key)
+                .bind(not_before)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| {
+                    Ok(IdempotencyRecord {
+                        client_id: client_id.to_owned(),
+                        consent_type,
+                        key: key.to_owned(),
+                        body_sha256: r.try_get("body_sha256")?,
+                        consent_id: r.try_get("consent_id")?,
+                        created_at: r.try_get("created_at")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn change_consent_status(
+                &self,
+                change: &ConsentStatusChange,
+                audit: &AuditEvent,
+            ) -> Result<bool, StoreError> {
+                let account_ids = change.account_ids.as_ref().map(json_text).transpose()?;
+                let mut tx = self.pool.begin().await?;
+                // Compare-and-set: a decision made meanwhile by another request (or node)
+                // makes this one change nothing.
+                let done = sqlx::query(
+                    "UPDATE consents SET status = $3, status_updated_at = $4, \
+                     customer_id = COALESCE(CAST($5 AS TEXT), customer_id), \
+                     account_ids = COALESCE(CAST($6 AS TEXT), account_ids) \
+                     WHERE consent_id = $1 AND status = $2",
+                )
+                .bind(&change.consent_id)
+                .bind(change.from.as_str())
+                .bind(change.to.as_str())
+                .bind(change.at)
+                .bind(&change.customer_id)
+                .bind(account_ids)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                insert_audit!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn purge_idempotency_records(&self, before: UnixTime) -> Result<u64, StoreError> {
+                let done = sqlx::query("DELETE FROM consent_idempotency WHERE created_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn consent_audit_events(&self, consent_id: &str, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE consent_id = $1 ORDER BY id DESC LIMIT $2"
+                ))
+                .bind(consent_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(audit_from_row).collect()
+            }
+
+            async fn create_customer(&self, c: &StoredCustomer) -> Result<(), CreateCustomerError> {
+                sqlx::query(&format!("INSERT INTO customers ({CUSTOMER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+                    .bind(&c.customer_id)
+                    .bind(&c.username)
+                    .bind(&c.password_hash)
+                    .bind(&c.totp_secret)
+                    .bind(c.totp_last_step)
+                    .bind(c.failed_logins)
+                    .bind(c.locked_until)
+                    .bind(c.created_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            CreateCustomerError::UsernameTaken
+                        } else {
+                            StoreError::from(e).into()
+                        }
+                    })?;
+                Ok(())
+            }
+
+            async fn find_customer(&self, customer_id: &str) -> Result<Option<StoredCustomer>, StoreError> {
+                let row = sqlx::query(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE customer_id = $1"))
+                    .bind(customer_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(customer_from_row).transpose()
+            }
+
+            async fn find_customer_by_username(&self, username: &str) -> Result<Option<StoredCustomer>, StoreError> {
+                let row = sqlx::query(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE username = $1"))
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(customer_from_row).transpose()
+            }
+
+            async fn list_customers(&self) -> Result<Vec<StoredCustomer>, StoreError> {
+                let rows = sqlx::query(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers ORDER BY username"))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(customer_from_row).collect()
+            }
+
+            async fn add_customer_account(&self, a: &CustomerAccount, now: UnixTime) -> Result<(), AddAccountError> {
+                let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+                // Checked here rather than left to the foreign key, so the caller learns
+                // which of the two went wrong on both databases.
+                let customer = sqlx::query("SELECT 1 FROM customers WHERE customer_id = $1")
+                    .bind(&a.customer_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+                if customer.is_none() {
+                    return Err(AddAccountError::NoSuchCustomer);
+                }
+                sqlx::query(&format!(
+                    "INSERT INTO customer_accounts ({ACCOUNT_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                ))
+                .bind(&a.account_id)
+                .bind(&a.customer_id)
+                .bind(&a.name)
+                .bind(&a.scheme)
+                .bind(&a.identification)
+                .bind(&a.secondary_identification)
+                .bind(&a.currency)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        AddAccountError::AccountIdTaken
+                    } else {
+                        StoreError::from(e).into()
+                    }
+                })?;
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok(())
+            }
+
+            async fn customer_accounts(&self, customer_id: &str) -> Result<Vec<CustomerAccount>, StoreError> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM customer_accounts WHERE customer_id = $1 ORDER BY account_id"
+                ))
+                .bind(customer_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(account_from_row).collect()
+            }
+
+            async fn record_customer_failure(
+                &self,
+                customer_id: &str,
+                max_failures: u32,
+                lock_until: UnixTime,
+            ) -> Result<Option<UnixTime>, StoreError> {
+                // One statement, so that failures counted at once on several nodes all count.
+                // Both CASEs read the row as it was before the update.
+                let row = sqlx::query(
+                    "UPDATE customers SET \
+                     locked_until = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until END, \
+                     failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END \
+                     WHERE customer_id = $1 RETURNING failed_logins, locked_until",
+                )
+                .bind(customer_id)
+                .bind(i64::from(max_failures))
+                .bind(lock_until)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let failures: i64 = row.try_get("failed_logins")?;
+                let locked_until: Option<i64> = row.try_get("locked_until")?;
+                // The count is back at zero only when this failure reached the limit.
+                Ok(locked_until.filter(|_| failures == 0))
+            }
+
+            async fn record_customer_success(&self, customer_id: &str, totp_step: Option<i64>) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE customers SET failed_logins = 0, locked_until = NULL, \
+                     totp_last_step = COALESCE(CAST($2 AS BIGINT), totp_last_step) \
+                     WHERE customer_id = $1 AND (CAST($2 AS BIGINT) IS NULL OR totp_last_step IS NULL \
+                     OR totp_last_step < CAST($2 AS BIGINT))",
+                )
+                .bind(customer_id)
+                .bind(totp_step)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
         }
     };

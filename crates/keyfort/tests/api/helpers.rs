@@ -223,6 +223,8 @@ pub struct Options {
     pub server: Vec<String>,
     /// Lines of an `[admin]` section.
     pub admin: Vec<String>,
+    /// Whole sections appended to the configuration (`"[consents]\nkey = value"`).
+    pub sections: Vec<String>,
 }
 
 impl Default for Options {
@@ -240,6 +242,7 @@ impl Default for Options {
             metrics: false,
             server: vec![],
             admin: vec![],
+            sections: vec![],
         }
     }
 }
@@ -275,6 +278,12 @@ impl Options {
         self
     }
 
+    /// Appends a whole section, e.g. `"[consents]\nrequire_request_signature = false"`.
+    pub fn section(mut self, text: &str) -> Self {
+        self.sections.push(text.to_owned());
+        self
+    }
+
     pub fn with_metrics(mut self) -> Self {
         self.metrics = true;
         self
@@ -302,6 +311,9 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub dir: Arc<tempfile::TempDir>,
     pub config_path: PathBuf,
+    /// The running application's consent service, to drive the customer's decisions the
+    /// authorization flow makes.
+    pub consents: Option<Arc<keyfort::consent::ConsentService>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -348,6 +360,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     );
     let metrics = if options.metrics { "[metrics]\nlisten = \"127.0.0.1:0\"\n" } else { "" };
     let config = config.replace("[log]", &format!("{metrics}[log]"));
+    let config = format!("{config}\n{}\n", options.sections.join("\n"));
     let config_path = dir.path().join("keyfort.toml");
     std::fs::write(&config_path, config).unwrap();
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
@@ -362,6 +375,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         clock,
         dir,
         config_path,
+        consents: None,
         shutdown: None,
         task: None,
     };
@@ -418,6 +432,7 @@ impl TestApp {
         let app = Application::build_with_clock(config, self.clock.clone()).await.unwrap();
         self.base = format!("https://localhost:{}", app.port());
         self.metrics_addr = app.metrics_addr();
+        self.consents = Some(app.consents());
         let (tx, rx) = oneshot::channel::<()>();
         self.shutdown = Some(tx);
         self.task = Some(tokio::spawn(app.run_until(async {
@@ -591,4 +606,153 @@ pub async fn create_postgres_database(admin_url: &str) -> String {
     let mut url = url::Url::parse(admin_url).unwrap();
     url.set_path(&format!("/{name}"));
     url.to_string()
+}
+
+/// The issuer (`http://openbanking.org.uk/iss`) of the seed TPP's request signatures.
+pub fn seed_signature_issuer() -> String {
+    format!("{ORG_ID}/{SOFTWARE_ID}")
+}
+
+/// The JOSE header of an OBIE request signature (OBIE message signing v3.1.4 and later) by
+/// `key` for the TPP `issuer` (`org_id/software_id`), with `patch` applied (`null` removes
+/// a parameter).
+pub fn obie_signature_header(key: &TestKey, issuer: &str, iat: i64, patch: Value) -> Value {
+    patch_header(
+        json!({
+            "alg": key.key.alg(),
+            "kid": key.kid(),
+            "typ": "JOSE",
+            "cty": "application/json",
+            "http://openbanking.org.uk/iat": iat,
+            "http://openbanking.org.uk/iss": issuer,
+            "http://openbanking.org.uk/tan": "openbanking.org.uk",
+            "crit": ["http://openbanking.org.uk/iat", "http://openbanking.org.uk/iss", "http://openbanking.org.uk/tan"],
+        }),
+        patch,
+    )
+}
+
+fn patch_header(mut header: Value, patch: Value) -> Value {
+    for (k, v) in patch.as_object().unwrap() {
+        if v.is_null() {
+            header.as_object_mut().unwrap().remove(k);
+        } else {
+            header[k] = v.clone();
+        }
+    }
+    header
+}
+
+/// A detached JWS (`header..signature`, RFC 7515 Appendix F) over `body` with `header`,
+/// signed here with aws-lc-rs directly rather than with Keyfort's signer, so that the
+/// server's verifier is checked against an independent construction of the signing input:
+/// `base64url(header) + "." + base64url(body)`.
+pub fn detached_jws(key: &TestKey, header: &Value, body: &[u8]) -> String {
+    use aws_lc_rs::signature::{EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PSS_SHA256};
+    let protected = URL_SAFE_NO_PAD.encode(header.to_string());
+    let input = format!("{protected}.{}", URL_SAFE_NO_PAD.encode(body));
+    let der = key.key.to_pkcs8_der();
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let signature = match key.key.alg() {
+        SigningAlg::ES256 => EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+            .unwrap()
+            .sign(&rng, input.as_bytes())
+            .unwrap()
+            .as_ref()
+            .to_vec(),
+        SigningAlg::PS256 => {
+            let pair = RsaKeyPair::from_pkcs8(&der).unwrap();
+            let mut signature = vec![0u8; pair.public_modulus_len()];
+            pair.sign(&RSA_PSS_SHA256, &rng, input.as_bytes(), &mut signature).unwrap();
+            signature
+        }
+        other => panic!("no detached signer for {other}"),
+    };
+    format!("{protected}..{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+impl TestApp {
+    /// The seed TPP's `x-jws-signature` over `body`: PS256 with its software key, now.
+    pub fn jws_signature(&self, body: &[u8]) -> String {
+        self.jws_signature_with(body, json!({}))
+    }
+
+    /// Like [`TestApp::jws_signature`], with the header patched.
+    pub fn jws_signature_with(&self, body: &[u8], patch: Value) -> String {
+        let header = obie_signature_header(&self.keys.software_ps, &seed_signature_issuer(), self.now(), patch);
+        detached_jws(&self.keys.software_ps, &header, body)
+    }
+}
+
+pub const ACCOUNT_ACCESS_CONSENTS: &str = "/open-banking/v3.1/aisp/account-access-consents";
+pub const DOMESTIC_PAYMENT_CONSENTS: &str = "/open-banking/v3.1/pisp/domestic-payment-consents";
+pub const FUNDS_CONFIRMATION_CONSENTS: &str = "/open-banking/v3.1/cbpii/funds-confirmation-consents";
+
+/// An account-access consent (`OBReadConsent1`) expiring at `expires_at`.
+pub fn account_access_consent_body(expires_at: i64) -> Value {
+    json!({
+        "Data": {
+            "Permissions": ["ReadAccountsDetail", "ReadBalances", "ReadTransactionsDetail", "ReadTransactionsCredits"],
+            "ExpirationDateTime": keyfort_core::consent::format_date_time(expires_at),
+            "TransactionFromDateTime": "2024-01-01T00:00:00+00:00"
+        },
+        "Risk": {}
+    })
+}
+
+/// A domestic-payment consent (`OBWriteDomesticConsent4`) of 165.88 GBP to ACME Inc.
+pub fn payment_consent_body(reference: &str) -> Value {
+    json!({
+        "Data": {
+            "Initiation": {
+                "InstructionIdentification": "ACME412",
+                "EndToEndIdentification": "FRESCO.21302.GFX.20",
+                "LocalInstrument": "UK.OBIE.FPS",
+                "InstructedAmount": {"Amount": "165.88", "Currency": "GBP"},
+                "CreditorAccount": {
+                    "SchemeName": "UK.OBIE.SortCodeAccountNumber",
+                    "Identification": "08080021325698",
+                    "Name": "ACME Inc",
+                    "SecondaryIdentification": "0002"
+                },
+                "RemittanceInformation": {"Reference": reference, "Unstructured": "Internal ops code 5120101"}
+            }
+        },
+        "Risk": {"PaymentContextCode": "EcommerceGoods", "MerchantCategoryCode": "5967"}
+    })
+}
+
+/// A funds-confirmation consent (`OBFundsConfirmationConsent1`) naming the debtor account
+/// 60304560123456 (sort code and account number).
+pub fn funds_confirmation_consent_body() -> Value {
+    json!({
+        "Data": {
+            "DebtorAccount": {"SchemeName": "UK.OBIE.SortCodeAccountNumber", "Identification": "60304560123456", "Name": "Ann"}
+        }
+    })
+}
+
+impl TestApp {
+    /// Creates a consent at `path` as the seed TPP (its `http` client presents the TPP's
+    /// certificate, `token` is its client-credentials token): a payment consent gets an
+    /// idempotency key and the TPP's `x-jws-signature`. Asserts 201 and returns the
+    /// ConsentId.
+    pub async fn create_consent(&self, http: &reqwest::Client, token: &str, path: &str, body: &Value) -> String {
+        let text = body.to_string();
+        let mut request = http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(text.clone());
+        if path == DOMESTIC_PAYMENT_CONSENTS {
+            request = request
+                .header("x-idempotency-key", keyfort_core::secret::random_b64url(9))
+                .header("x-jws-signature", self.jws_signature(text.as_bytes()));
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 201, "the consent was not created: {body}");
+        body["Data"]["ConsentId"].as_str().expect("a ConsentId").to_owned()
+    }
 }

@@ -32,12 +32,18 @@ fn path(p: &Path) -> &str {
 fn the_demo_runs_every_step() {
     let output = keyfort(&["demo", "--no-wait"]);
     let text = ok(&output);
-    for step in 1..=5 {
-        assert!(text.contains(&format!("[{step}/5]")), "step {step} missing:\n{text}");
+    for step in 1..=6 {
+        assert!(text.contains(&format!("[{step}/6]")), "step {step} missing:\n{text}");
     }
-    assert_eq!(text.matches('✔').count(), 5, "each step succeeded:\n{text}");
+    assert_eq!(text.matches('✔').count(), 6, "each step succeeded:\n{text}");
     assert!(!text.contains('✘'), "{text}");
     assert!(text.contains("cnf.x5t#S256 matches"), "{text}");
+    // The demo customer, with its password and two accounts, and how to list it.
+    assert!(text.contains("username: demo-customer"), "{text}");
+    let password = text.lines().find_map(|l| l.trim().strip_prefix("password: ")).expect("the password is printed");
+    assert!(password.len() >= 12, "{password}");
+    assert_eq!(text.matches("    account: demo-").count(), 2, "{text}");
+    assert!(text.contains("customers list --config"), "{text}");
 }
 
 #[test]

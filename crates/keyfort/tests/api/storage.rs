@@ -548,3 +548,276 @@ fn every_store_method_has_a_contract_test() {
     let untested: Vec<&String> = methods.iter().filter(|m| !tests.contains(&format!("store.{m}("))).collect();
     assert!(untested.is_empty(), "Store methods without a contract test: {untested:?}");
 }
+
+// ----- Consents -----
+
+fn consent(client_id: &str) -> keyfort_core::consent::Consent {
+    use keyfort_core::consent::{Consent, ConsentRequest, ConsentType};
+    let body = serde_json::json!({
+        "Data": {"Permissions": ["ReadAccountsDetail", "ReadBalances"], "ExpirationDateTime": "2099-01-01T00:00:00+00:00"},
+        "Risk": {}
+    });
+    let request = ConsentRequest::parse(ConsentType::AccountAccess, body.to_string().as_bytes()).unwrap();
+    Consent::new(client_id, request, 1_800_000_000)
+}
+
+fn consent_line(action: &str, consent_id: &str) -> keyfort::storage::AuditEvent {
+    keyfort::storage::AuditEvent {
+        at: 1,
+        action: action.into(),
+        outcome: "success".into(),
+        client_id: Some("tpp".into()),
+        consent_id: Some(consent_id.into()),
+        customer_id: Some("cust".into()),
+        ..Default::default()
+    }
+}
+
+fn key_record(consent_id: &str, key: &str, created_at: i64) -> keyfort::storage::IdempotencyRecord {
+    keyfort::storage::IdempotencyRecord {
+        client_id: "tpp".into(),
+        consent_type: keyfort_core::consent::ConsentType::AccountAccess,
+        key: key.into(),
+        body_sha256: "ab".repeat(32),
+        consent_id: consent_id.into(),
+        created_at,
+    }
+}
+
+#[tokio::test]
+async fn a_consent_reads_back_identically_with_its_audit_line() {
+    for b in backends().await {
+        let c = consent("tpp");
+        let line = consent_line("consent_create", &c.id);
+        b.store.create_consent(&c, None, 0, &line).await.unwrap();
+        assert_eq!(b.store.find_consent(&c.id).await.unwrap().as_ref(), Some(&c), "{}", b.name);
+        assert!(b.store.find_consent("aac-nobody").await.unwrap().is_none(), "{}", b.name);
+        assert_eq!(b.store.consent_audit_events(&c.id, 10).await.unwrap(), vec![line], "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_taken_once_while_it_lives() {
+    use keyfort::storage::CreateConsentError;
+    use keyfort_core::consent::ConsentType;
+    for b in backends().await {
+        let first = consent("tpp");
+        b.store
+            .create_consent(&first, Some(&key_record(&first.id, "k1", 1000)), 500, &consent_line("c", &first.id))
+            .await
+            .unwrap();
+        let found = b.store.find_idempotency_record("tpp", ConsentType::AccountAccess, "k1", 900).await.unwrap();
+        assert_eq!(found, Some(key_record(&first.id, "k1", 1000)), "{}", b.name);
+        // Past the idempotency period the record is not found ...
+        assert!(b
+            .store
+            .find_idempotency_record("tpp", ConsentType::AccountAccess, "k1", 1001)
+            .await
+            .unwrap()
+            .is_none());
+        // ... and per client and type.
+        assert!(b.store.find_idempotency_record("other", ConsentType::AccountAccess, "k1", 0).await.unwrap().is_none());
+        assert!(b
+            .store
+            .find_idempotency_record("tpp", ConsentType::FundsConfirmation, "k1", 0)
+            .await
+            .unwrap()
+            .is_none());
+
+        // A live key refuses a second consent, and nothing of it is written.
+        let second = consent("tpp");
+        let err = b
+            .store
+            .create_consent(&second, Some(&key_record(&second.id, "k1", 1100)), 900, &consent_line("c", &second.id))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CreateConsentError::IdempotencyKeyTaken), "{}: {err}", b.name);
+        assert!(b.store.find_consent(&second.id).await.unwrap().is_none(), "{}", b.name);
+        assert!(b.store.consent_audit_events(&second.id, 10).await.unwrap().is_empty(), "{}", b.name);
+
+        // An expired key gives way to a new consent.
+        b.store
+            .create_consent(&second, Some(&key_record(&second.id, "k1", 2000)), 1500, &consent_line("c", &second.id))
+            .await
+            .unwrap();
+        let found =
+            b.store.find_idempotency_record("tpp", ConsentType::AccountAccess, "k1", 1500).await.unwrap().unwrap();
+        assert_eq!(found.consent_id, second.id, "{}", b.name);
+
+        // Purging forgets old keys only.
+        let third = consent("tpp");
+        b.store
+            .create_consent(&third, Some(&key_record(&third.id, "k2", 100)), 0, &consent_line("c", &third.id))
+            .await
+            .unwrap();
+        assert_eq!(b.store.purge_idempotency_records(1000).await.unwrap(), 1, "{}", b.name);
+        assert!(b.store.find_idempotency_record("tpp", ConsentType::AccountAccess, "k2", 0).await.unwrap().is_none());
+        assert!(b.store.find_consent(&third.id).await.unwrap().is_some(), "the consent stays");
+    }
+}
+
+#[tokio::test]
+async fn consent_status_changes_are_compare_and_set_with_their_audit_line() {
+    use keyfort::storage::ConsentStatusChange;
+    use keyfort_core::consent::ConsentStatus::*;
+    for b in backends().await {
+        let c = consent("tpp");
+        b.store.create_consent(&c, None, 0, &consent_line("consent_create", &c.id)).await.unwrap();
+        let authorise = ConsentStatusChange {
+            consent_id: c.id.clone(),
+            from: AwaitingAuthorisation,
+            to: Authorised,
+            at: 1_800_000_100,
+            customer_id: Some("cust".into()),
+            account_ids: Some(vec!["acc-1".into(), "acc-2".into()]),
+        };
+        let line = consent_line("consent_authorise", &c.id);
+        assert!(b.store.change_consent_status(&authorise, &line).await.unwrap(), "{}", b.name);
+        let read = b.store.find_consent(&c.id).await.unwrap().unwrap();
+        assert_eq!((read.status, read.status_updated_at), (Authorised, 1_800_000_100), "{}", b.name);
+        assert_eq!(read.customer_id.as_deref(), Some("cust"));
+        assert_eq!(read.account_ids, vec!["acc-1", "acc-2"]);
+
+        // A second decision finds the consent no longer awaiting: nothing changes or is written.
+        let reject = ConsentStatusChange {
+            to: Rejected,
+            customer_id: Some("mallory".into()),
+            account_ids: None,
+            ..authorise.clone()
+        };
+        assert!(!b.store.change_consent_status(&reject, &consent_line("consent_reject", &c.id)).await.unwrap());
+        assert_eq!(b.store.find_consent(&c.id).await.unwrap().unwrap().status, Authorised, "{}", b.name);
+
+        // Revoking keeps the customer and the accounts.
+        let revoke = ConsentStatusChange {
+            from: Authorised,
+            to: Revoked,
+            at: 1_800_000_200,
+            customer_id: None,
+            account_ids: None,
+            ..authorise
+        };
+        assert!(b.store.change_consent_status(&revoke, &consent_line("consent_revoke", &c.id)).await.unwrap());
+        let read = b.store.find_consent(&c.id).await.unwrap().unwrap();
+        assert_eq!((read.status, read.customer_id.as_deref()), (Revoked, Some("cust")), "{}", b.name);
+        assert_eq!(read.account_ids, vec!["acc-1", "acc-2"], "{}", b.name);
+
+        let story: Vec<String> =
+            b.store.consent_audit_events(&c.id, 10).await.unwrap().into_iter().rev().map(|e| e.action).collect();
+        assert_eq!(story, vec!["consent_create", "consent_authorise", "consent_revoke"], "{}", b.name);
+    }
+}
+
+// ----- Customers -----
+
+fn customer(id: &str, username: &str) -> keyfort::storage::StoredCustomer {
+    keyfort::storage::StoredCustomer {
+        customer_id: id.into(),
+        username: username.into(),
+        password_hash: "$argon2id$hash".into(),
+        totp_secret: Some("JBSWY3DPEHPK3PXP".into()),
+        totp_last_step: None,
+        failed_logins: 0,
+        locked_until: None,
+        created_at: 1,
+    }
+}
+
+fn account(id: &str, customer_id: &str) -> keyfort::storage::CustomerAccount {
+    keyfort::storage::CustomerAccount {
+        account_id: id.into(),
+        customer_id: customer_id.into(),
+        name: format!("Account {id}"),
+        scheme: "UK.OBIE.SortCodeAccountNumber".into(),
+        identification: "60304560123456".into(),
+        secondary_identification: None,
+        currency: "GBP".into(),
+    }
+}
+
+#[tokio::test]
+async fn customers_and_their_accounts() {
+    use keyfort::storage::{AddAccountError, CreateCustomerError};
+    for b in backends().await {
+        let ann = customer("c-ann", "ann");
+        b.store.create_customer(&ann).await.unwrap();
+        b.store.create_customer(&customer("c-bob", "bob")).await.unwrap();
+        let taken = b.store.create_customer(&customer("c-other", "ann")).await.unwrap_err();
+        assert!(matches!(taken, CreateCustomerError::UsernameTaken), "{}: {taken}", b.name);
+        assert_eq!(b.store.find_customer_by_username("ann").await.unwrap().as_ref(), Some(&ann), "{}", b.name);
+        assert_eq!(b.store.find_customer("c-ann").await.unwrap().as_ref(), Some(&ann), "{}", b.name);
+        assert!(b.store.find_customer_by_username("Ann").await.unwrap().is_none(), "usernames are exact");
+        let names: Vec<String> = b.store.list_customers().await.unwrap().into_iter().map(|c| c.username).collect();
+        assert_eq!(names, vec!["ann", "bob"], "{}", b.name);
+
+        b.store.add_customer_account(&account("acc-2", "c-ann"), 5).await.unwrap();
+        b.store.add_customer_account(&account("acc-1", "c-ann"), 5).await.unwrap();
+        let mut with_secondary = account("acc-3", "c-bob");
+        with_secondary.secondary_identification = Some("roll-1".into());
+        b.store.add_customer_account(&with_secondary, 5).await.unwrap();
+        let again = b.store.add_customer_account(&account("acc-1", "c-bob"), 5).await.unwrap_err();
+        assert!(matches!(again, AddAccountError::AccountIdTaken), "{}: {again}", b.name);
+        let orphan = b.store.add_customer_account(&account("acc-9", "c-nobody"), 5).await.unwrap_err();
+        assert!(matches!(orphan, AddAccountError::NoSuchCustomer), "{}: {orphan}", b.name);
+        assert_eq!(
+            b.store.customer_accounts("c-ann").await.unwrap(),
+            vec![account("acc-1", "c-ann"), account("acc-2", "c-ann")],
+            "{}",
+            b.name
+        );
+        assert_eq!(b.store.customer_accounts("c-bob").await.unwrap(), vec![with_secondary], "{}", b.name);
+        assert!(b.store.customer_accounts("c-nobody").await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn failed_sign_ins_lock_a_customer_and_success_clears_them() {
+    for b in backends().await {
+        b.store.create_customer(&customer("c-ann", "ann")).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(b.store.record_customer_failure("c-ann", 3, 9_000).await.unwrap(), None, "{}", b.name);
+        }
+        assert_eq!(b.store.find_customer("c-ann").await.unwrap().unwrap().failed_logins, 2, "{}", b.name);
+        // The third failure locks, and the count starts again.
+        assert_eq!(b.store.record_customer_failure("c-ann", 3, 9_000).await.unwrap(), Some(9_000), "{}", b.name);
+        let locked = b.store.find_customer("c-ann").await.unwrap().unwrap();
+        assert_eq!((locked.failed_logins, locked.locked_until), (0, Some(9_000)), "{}", b.name);
+        assert_eq!(b.store.record_customer_failure("c-nobody", 3, 9_000).await.unwrap(), None);
+
+        // Success clears failures and lock.
+        b.store.record_customer_failure("c-ann", 3, 9_500).await.unwrap();
+        assert!(b.store.record_customer_success("c-ann", None).await.unwrap(), "{}", b.name);
+        let cleared = b.store.find_customer("c-ann").await.unwrap().unwrap();
+        assert_eq!((cleared.failed_logins, cleared.locked_until), (0, None), "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn a_one_time_code_step_is_accepted_once() {
+    for b in backends().await {
+        b.store.create_customer(&customer("c-ann", "ann")).await.unwrap();
+        assert!(b.store.record_customer_success("c-ann", Some(100)).await.unwrap(), "{}", b.name);
+        assert!(!b.store.record_customer_success("c-ann", Some(100)).await.unwrap(), "{}: replayed step", b.name);
+        assert!(!b.store.record_customer_success("c-ann", Some(99)).await.unwrap(), "{}: older step", b.name);
+        assert!(b.store.record_customer_success("c-ann", Some(101)).await.unwrap(), "{}", b.name);
+        assert!(b.store.record_customer_success("c-ann", None).await.unwrap(), "{}: no code keeps the step", b.name);
+        assert_eq!(b.store.find_customer("c-ann").await.unwrap().unwrap().totp_last_step, Some(101), "{}", b.name);
+        assert!(!b.store.record_customer_success("c-nobody", None).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn concurrent_failures_all_count() {
+    for b in backends().await {
+        b.store.create_customer(&customer("c-ann", "ann")).await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let store = b.store.clone();
+            tasks.push(tokio::spawn(async move { store.record_customer_failure("c-ann", 100, 9_000).await }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(b.store.find_customer("c-ann").await.unwrap().unwrap().failed_logins, 8, "{}", b.name);
+    }
+}

@@ -19,11 +19,13 @@ pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
     serializer.finish()
 }
 
+/// An onboarded TPP: its client, registration token, transport certificate, and an HTTP
+/// client presenting that certificate.
 pub(crate) struct Tpp {
-    pub client_id: String,
-    pub registration_token: String,
-    pub cert: ClientCert,
-    pub http: reqwest::Client,
+    pub(crate) client_id: String,
+    pub(crate) registration_token: String,
+    pub(crate) cert: ClientCert,
+    pub(crate) http: reqwest::Client,
 }
 
 impl TestApp {
