@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::{AdminAuthenticator, SignInLimits};
 use crate::audit::Auditor;
+use crate::authorization::AuthorizationService;
 use crate::config::{ClientAuthMode, Config, ConfigError, KeySource};
 use crate::consent::ConsentService;
 use crate::customers::{AccountLookup, CustomerDirectory, StoreAccountLookup, StoreCustomerDirectory};
@@ -20,6 +21,7 @@ use crate::health::Readiness;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::operator::OperatorService;
+use crate::pages::Pages;
 use crate::registration::RegistrationService;
 use crate::signing::KeyRing;
 use crate::storage::{self, Store};
@@ -139,6 +141,7 @@ impl Application {
             Some(lookup) => lookup,
             None => Arc::new(StoreAccountLookup::new(store.clone())),
         };
+        let jwks_for_authorization = jwks.clone();
         let consents = Arc::new(ConsentService::new(
             config.clone(),
             store.clone(),
@@ -146,6 +149,17 @@ impl Application {
             jwks,
             accounts.clone(),
             auditor.clone(),
+            clock.clone(),
+        ));
+        let pages = Arc::new(Pages::new(&config.branding)?);
+        let authorization = Arc::new(AuthorizationService::new(
+            config.clone(),
+            store.clone(),
+            jwks_for_authorization,
+            ring.clone(),
+            consents.clone(),
+            customers,
+            accounts,
             clock.clone(),
         ));
         let request_limits = http::RequestLimits {
@@ -157,8 +171,8 @@ impl Application {
                 config: config.clone(),
                 operator: Arc::new(OperatorService::new(store.clone(), auditor, clock.clone())),
                 consents: consents.clone(),
-                customers,
-                accounts,
+                authorization,
+                pages,
                 readiness: Arc::new(Readiness::new(store.clone(), registration.clone())),
                 registration,
                 tokens,

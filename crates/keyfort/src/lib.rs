@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod app;
 pub mod audit;
+pub mod authorization;
 pub mod caller;
 pub mod cli;
 pub mod config;

@@ -116,4 +116,8 @@ pub struct ClientMetadata {
     pub tls_client_certificate_bound_access_tokens: bool,
     pub require_pushed_authorization_requests: bool,
     pub jwks_uri: Option<Url>,
+    /// WSO2's `ext_pkce_mandatory`: the client's authorization requests must carry a PKCE
+    /// (S256) challenge. Clients stored before it existed read as `false`.
+    #[serde(default)]
+    pub pkce_mandatory: bool,
 }

@@ -153,7 +153,7 @@ impl RegisteredClient {
         put("ext_user_token_lifetime", json!(lifetimes.user));
         put("ext_refresh_token_lifetime", json!(lifetimes.refresh));
         put("ext_id_token_lifetime", json!(lifetimes.id_token));
-        put("ext_pkce_mandatory", json!(false));
+        put("ext_pkce_mandatory", json!(m.pkce_mandatory));
         put("ext_pkce_support_plain", json!(false));
         put("ext_public_client", json!(false));
         put("ext_token_type", json!("JWT"));

@@ -187,6 +187,7 @@ impl RegistrationPolicy {
                 tls_client_certificate_bound_access_tokens,
                 require_pushed_authorization_requests: request.require_pushed_authorization_requests.unwrap_or(false),
                 jwks_uri,
+                pkce_mandatory: request.ext_pkce_mandatory.unwrap_or(false),
             },
             software_id,
             org_id: ssa.map(|s| s.org_id.clone()),

@@ -43,6 +43,8 @@ pub struct RegistrationRequest {
     pub token_type_extension: Option<String>,
     pub jwks_uri: Option<String>,
     pub subject_type: Option<String>,
+    /// WSO2's `ext_pkce_mandatory`: authorization requests must carry a PKCE challenge.
+    pub ext_pkce_mandatory: Option<bool>,
     /// Encryption metadata Keyfort does not support, kept so the policy can say so.
     pub unsupported_encryption: Vec<&'static str>,
 }
@@ -102,6 +104,7 @@ impl RegistrationRequest {
             token_type_extension: s("token_type_extension")?,
             jwks_uri: s("jwks_uri")?,
             subject_type: s("subject_type")?,
+            ext_pkce_mandatory: b("ext_pkce_mandatory")?,
             unsupported_encryption,
         })
     }

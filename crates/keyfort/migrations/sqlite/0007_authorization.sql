@@ -5,6 +5,7 @@ CREATE TABLE authorization_sessions (
     request       TEXT NOT NULL,
     csrf_hash     TEXT NOT NULL,
     customer_id   TEXT,
+    customer_name TEXT,
     auth_time     BIGINT,
     acr           TEXT,
     created_at    BIGINT NOT NULL,

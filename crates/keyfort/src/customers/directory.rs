@@ -203,6 +203,6 @@ impl CustomerDirectory for StoreCustomerDirectory {
             return Err(self.fail_known(&customer, peer, SignInRefused::OtpMissingOrWrong).await);
         }
         tracing::info!(customer_id = %customer.customer_id, "customer signed in");
-        Ok(Customer { id: customer.customer_id, username: customer.username })
+        Ok(Customer { id: customer.customer_id, username: customer.username, second_factor: step.is_some() })
     }
 }

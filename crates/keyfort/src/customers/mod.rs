@@ -27,6 +27,9 @@ pub struct Customer {
     /// Stable and the same for every TPP: the ID token's `sub`.
     pub id: String,
     pub username: String,
+    /// Signed in with two factors (a password and a one-time code): strong customer
+    /// authentication (`urn:openbanking:psd2:sca`); one factor is `urn:openbanking:psd2:ca`.
+    pub second_factor: bool,
 }
 
 /// Why a sign-in was refused. The login page says so (without telling which of username

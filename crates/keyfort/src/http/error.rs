@@ -73,63 +73,82 @@ fn challenge_header(challenge: Challenge) -> HeaderValue {
     }
 }
 
+/// What a service error means for an HTTP answer: its status, the error the caller sees,
+/// the authentication challenge and the wait to ask for. The JSON answers of the APIs and
+/// the HTML error page of the customer's pages both come from here. (An OBIE error has its
+/// own body; as parts it is the OAuth error closest to it.)
+pub struct ErrorParts {
+    pub status: StatusCode,
+    pub error: OAuthError,
+    pub challenge: Option<HeaderValue>,
+    pub retry_after: Option<u64>,
+}
+
+pub fn service_error_parts(e: ServiceError) -> ErrorParts {
+    let mut challenge = None;
+    let mut retry_after = None;
+    let (status, error) = match e {
+        ServiceError::Obie(e) => (
+            StatusCode::from_u16(e.category.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            OAuthError::new(ServiceError::Obie(e.clone()).code(), e.describe()),
+        ),
+        ServiceError::Refused(e) => (status_for(e.code), e),
+        ServiceError::Forbidden(e) => (StatusCode::FORBIDDEN, e),
+        ServiceError::NotFound(e) => (StatusCode::NOT_FOUND, e),
+        ServiceError::Unauthenticated(e, scheme) => {
+            challenge = Some(challenge_header(scheme));
+            (StatusCode::UNAUTHORIZED, e)
+        }
+        ServiceError::Throttled { error, retry_after: wait } => {
+            retry_after = Some(wait.as_secs().max(1));
+            (StatusCode::TOO_MANY_REQUESTS, error)
+        }
+        overloaded @ ServiceError::Overloaded { .. } => {
+            if let ServiceError::Overloaded { retry_after: wait, .. } = &overloaded {
+                retry_after = Some(wait.as_secs().max(1));
+            }
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                OAuthError::new(ErrorCode::TemporarilyUnavailable, overloaded.description()),
+            )
+        }
+        unavailable @ ServiceError::Unavailable(_) => {
+            tracing::warn!(error = %unavailable, "dependency unavailable");
+            retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECONDS);
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                OAuthError::new(ErrorCode::TemporarilyUnavailable, unavailable.description()),
+            )
+        }
+        storage @ ServiceError::StorageUnavailable(_) => {
+            // Inside the request's span, so the line carries its request id.
+            if let ServiceError::StorageUnavailable(cause) = &storage {
+                tracing::error!(error = %cause, "storage unavailable: answered 503");
+            }
+            retry_after = Some(STORAGE_RETRY_AFTER_SECONDS);
+            (StatusCode::SERVICE_UNAVAILABLE, OAuthError::new(ErrorCode::TemporarilyUnavailable, storage.description()))
+        }
+        ServiceError::Internal(cause) => {
+            let reference = keyfort_core::secret::random_b64url(9);
+            tracing::error!(reference = %reference, error = format!("{cause:#}"), "internal error");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                OAuthError::new(
+                    ErrorCode::ServerError,
+                    format!("the server failed to handle the request; quote reference {reference} to the operator"),
+                ),
+            )
+        }
+    };
+    ErrorParts { status, error, challenge, retry_after }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut challenge = None;
-        let mut retry_after = None;
-        let (status, error) = match self {
+        let ErrorParts { status, error, challenge, retry_after } = match self {
             ApiError::Service(ServiceError::Obie(e)) => return obie_response(&e),
-            ApiError::Edge(status, e) => (status, e),
-            ApiError::Service(ServiceError::Refused(e)) => (status_for(e.code), e),
-            ApiError::Service(ServiceError::Forbidden(e)) => (StatusCode::FORBIDDEN, e),
-            ApiError::Service(ServiceError::NotFound(e)) => (StatusCode::NOT_FOUND, e),
-            ApiError::Service(ServiceError::Unauthenticated(e, scheme)) => {
-                challenge = Some(challenge_header(scheme));
-                (StatusCode::UNAUTHORIZED, e)
-            }
-            ApiError::Service(ServiceError::Throttled { error, retry_after: wait }) => {
-                retry_after = Some(wait.as_secs().max(1));
-                (StatusCode::TOO_MANY_REQUESTS, error)
-            }
-            ApiError::Service(overloaded @ ServiceError::Overloaded { .. }) => {
-                if let ServiceError::Overloaded { retry_after: wait, .. } = &overloaded {
-                    retry_after = Some(wait.as_secs().max(1));
-                }
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    OAuthError::new(ErrorCode::TemporarilyUnavailable, overloaded.description()),
-                )
-            }
-            ApiError::Service(unavailable @ ServiceError::Unavailable(_)) => {
-                tracing::warn!(error = %unavailable, "dependency unavailable");
-                retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECONDS);
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    OAuthError::new(ErrorCode::TemporarilyUnavailable, unavailable.description()),
-                )
-            }
-            ApiError::Service(storage @ ServiceError::StorageUnavailable(_)) => {
-                // Inside the request's span, so the line carries its request id.
-                if let ServiceError::StorageUnavailable(cause) = &storage {
-                    tracing::error!(error = %cause, "storage unavailable: answered 503");
-                }
-                retry_after = Some(STORAGE_RETRY_AFTER_SECONDS);
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    OAuthError::new(ErrorCode::TemporarilyUnavailable, storage.description()),
-                )
-            }
-            ApiError::Service(ServiceError::Internal(cause)) => {
-                let reference = keyfort_core::secret::random_b64url(9);
-                tracing::error!(reference = %reference, error = format!("{cause:#}"), "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    OAuthError::new(
-                        ErrorCode::ServerError,
-                        format!("the server failed to handle the request; quote reference {reference} to the operator"),
-                    ),
-                )
-            }
+            ApiError::Edge(status, error) => ErrorParts { status, error, challenge: None, retry_after: None },
+            ApiError::Service(e) => service_error_parts(e),
         };
         let body = json!({"error": error.code.as_str(), "error_description": error.description});
         let mut response = (status, axum::Json(body)).into_response();

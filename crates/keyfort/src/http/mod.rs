@@ -3,6 +3,7 @@
 //! its result into a response; every error goes through [`ApiError`], mapped in one place.
 
 mod admin;
+mod authorize;
 mod consents;
 mod discovery;
 mod error;
@@ -29,12 +30,13 @@ pub use limits::RequestLimits;
 pub use listener::{connections_that_fit, raise_descriptor_limit, serve, serve_with, ConnectionInfo, ConnectionLimits};
 
 use crate::admin::AdminAuthenticator;
+use crate::authorization::{AuthorizationService, AUTHORIZATION_PATH};
 use crate::config::Config;
 use crate::consent::ConsentService;
-use crate::customers::{AccountLookup, CustomerDirectory};
 use crate::health::Readiness;
 use crate::metrics::Metrics;
 use crate::operator::OperatorService;
+use crate::pages::Pages;
 use crate::registration::{RegistrationService, REGISTRATION_PATH};
 use crate::token::{TokenService, INTROSPECTION_PATH, JWKS_PATH, REVOCATION_PATH, TOKEN_PATH};
 use crate::transport::TransportTrust;
@@ -49,12 +51,12 @@ pub struct AppState {
     pub registration: Arc<RegistrationService>,
     pub tokens: Arc<TokenService>,
     pub operator: Arc<OperatorService>,
-    /// The intents API and the customers' decisions about consents.
+    /// The intents API.
     pub consents: Arc<ConsentService>,
-    /// Who the bank's customers are (the login page signs them in through it).
-    pub customers: Arc<dyn CustomerDirectory>,
-    /// Which accounts a customer may choose on the consent page.
-    pub accounts: Arc<dyn AccountLookup>,
+    /// The customer's authorization: the authorization endpoint, sign-in and decision.
+    pub authorization: Arc<AuthorizationService>,
+    /// The customer's pages, rendered from templates.
+    pub pages: Arc<Pages>,
     pub admins: Arc<AdminAuthenticator>,
     pub readiness: Arc<Readiness>,
     /// Transport certificate checks; `None` when no client CA is configured.
@@ -92,6 +94,11 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
             &format!("{}/{{ConsentId}}", ConsentType::FundsConfirmation.path()),
             get(consents::get_funds_confirmation).delete(consents::delete_funds_confirmation),
         )
+        .route(AUTHORIZATION_PATH, get(authorize::authorize_query).post(authorize::authorize_form))
+        .route("/oauth2/authorize/login", post(authorize::login))
+        .route("/oauth2/authorize/consent", get(authorize::consent_page).post(authorize::decide))
+        .route("/assets/keyfort.css", get(authorize::stylesheet))
+        .route("/assets/logo", get(authorize::logo))
         .route("/admin/clients", get(admin::list))
         .route("/admin/clients/{client_id}", get(admin::show).delete(admin::delete))
         .route("/admin/clients/{client_id}/suspend", post(admin::suspend))

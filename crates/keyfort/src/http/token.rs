@@ -99,12 +99,25 @@ fn basic_client_credentials(headers: &HeaderMap) -> Result<Option<(String, Strin
 
 /// The grant the form asks for.
 fn grant(form: &mut Form) -> Result<Grant, OAuthError> {
+    let required = |form: &mut Form, name: &str| {
+        form.take(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| OAuthError::invalid_request(format!("{name} is required with this grant_type")))
+    };
     match form.take("grant_type").as_deref() {
         Some("client_credentials") => Ok(Grant::ClientCredentials { scope: form.take("scope") }),
+        Some("authorization_code") => Ok(Grant::AuthorizationCode {
+            code: required(form, "code")?,
+            redirect_uri: form.take("redirect_uri"),
+            code_verifier: form.take("code_verifier"),
+        }),
+        Some("refresh_token") => {
+            Ok(Grant::RefreshToken { refresh_token: required(form, "refresh_token")?, scope: form.take("scope") })
+        }
         Some(other) => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             format!(
-                "grant_type \"{}\" is not supported here; use client_credentials",
+                "grant_type \"{}\" is not supported here; use client_credentials, authorization_code or refresh_token",
                 other.chars().take(64).collect::<String>()
             ),
         )),

@@ -16,8 +16,10 @@ pub struct AuthorizationSession {
     pub request: String,
     /// SHA-256 of the CSRF token of its forms.
     pub csrf_hash: String,
-    /// Set once the customer signed in.
+    /// Set once the customer signed in: who, and the name they signed in with (shown on
+    /// the consent page).
     pub customer_id: Option<String>,
+    pub customer_name: Option<String>,
     pub auth_time: Option<UnixTime>,
     pub acr: Option<String>,
     pub created_at: UnixTime,
@@ -85,10 +87,12 @@ pub trait AuthorizationStore: Send + Sync {
 
     /// Records the signed-in customer of an open (not completed, not expired) session;
     /// returns whether there was one.
+    #[allow(clippy::too_many_arguments)]
     async fn sign_in_authorization_session(
         &self,
         session_hash: &str,
         customer_id: &str,
+        customer_name: &str,
         auth_time: UnixTime,
         acr: &str,
         now: UnixTime,
@@ -130,8 +134,8 @@ macro_rules! sql_authorization_store {
                 s: &$crate::storage::AuthorizationSession,
             ) -> Result<(), StoreError> {
                 sqlx::query(
-                    "INSERT INTO authorization_sessions (session_hash, request, csrf_hash, customer_id, auth_time, acr, \
-                     created_at, expires_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    "INSERT INTO authorization_sessions (session_hash, request, csrf_hash, customer_id, customer_name, \
+                     auth_time, acr, created_at, expires_at, completed_at) VALUES ($1, $2, $3, $4, $10, $5, $6, $7, $8, $9)",
                 )
                 .bind(&s.session_hash)
                 .bind(&s.request)
@@ -142,6 +146,7 @@ macro_rules! sql_authorization_store {
                 .bind(s.created_at)
                 .bind(s.expires_at)
                 .bind(s.completed_at)
+                .bind(&s.customer_name)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -152,8 +157,8 @@ macro_rules! sql_authorization_store {
                 session_hash: &str,
             ) -> Result<Option<$crate::storage::AuthorizationSession>, StoreError> {
                 let row = sqlx::query(
-                    "SELECT session_hash, request, csrf_hash, customer_id, auth_time, acr, created_at, expires_at, \
-                     completed_at FROM authorization_sessions WHERE session_hash = $1",
+                    "SELECT session_hash, request, csrf_hash, customer_id, customer_name, auth_time, acr, created_at, \
+                     expires_at, completed_at FROM authorization_sessions WHERE session_hash = $1",
                 )
                 .bind(session_hash)
                 .fetch_optional(&self.pool)
@@ -164,6 +169,7 @@ macro_rules! sql_authorization_store {
                         request: r.try_get("request")?,
                         csrf_hash: r.try_get("csrf_hash")?,
                         customer_id: r.try_get("customer_id")?,
+                        customer_name: r.try_get("customer_name")?,
                         auth_time: r.try_get("auth_time")?,
                         acr: r.try_get("acr")?,
                         created_at: r.try_get("created_at")?,
@@ -178,12 +184,13 @@ macro_rules! sql_authorization_store {
                 &self,
                 session_hash: &str,
                 customer_id: &str,
+                customer_name: &str,
                 auth_time: UnixTime,
                 acr: &str,
                 now: UnixTime,
             ) -> Result<bool, StoreError> {
                 let done = sqlx::query(
-                    "UPDATE authorization_sessions SET customer_id = $2, auth_time = $3, acr = $4 \
+                    "UPDATE authorization_sessions SET customer_id = $2, auth_time = $3, acr = $4, customer_name = $6 \
                      WHERE session_hash = $1 AND completed_at IS NULL AND expires_at > $5",
                 )
                 .bind(session_hash)
@@ -191,6 +198,7 @@ macro_rules! sql_authorization_store {
                 .bind(auth_time)
                 .bind(acr)
                 .bind(now)
+                .bind(customer_name)
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)

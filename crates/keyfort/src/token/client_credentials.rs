@@ -1,7 +1,7 @@
 //! The client-credentials grant (RFC 6749 §4.4): an access token for the client itself,
 //! bound to its certificate where it registered for that (RFC 8705).
 
-use keyfort_core::error::{ErrorCode, OAuthError};
+use keyfort_core::error::ErrorCode;
 use keyfort_core::registration::GrantType;
 use keyfort_core::token::{select_scope, AccessTokenClaims};
 
@@ -22,17 +22,7 @@ impl TokenService {
             ));
         }
         let scope = select_scope(requested_scope, &client.metadata.scope)?;
-        let certificate_thumbprint = if client.metadata.tls_client_certificate_bound_access_tokens {
-            let cert = authenticated.certificate().ok_or_else(|| {
-                OAuthError::invalid_request(
-                    "this client is registered for certificate-bound access tokens: call the token endpoint over mutual TLS with your transport certificate",
-                )
-            })?;
-            self.check_certificate_belongs_to(client, cert)?;
-            Some(cert.thumbprint_s256.clone())
-        } else {
-            None
-        };
+        let certificate_thumbprint = self.bound_thumbprint(authenticated)?;
         let now = self.clock.now();
         let lifetime = self.config.token_lifetimes.application;
         let claims = AccessTokenClaims {
@@ -48,6 +38,13 @@ impl TokenService {
         };
         let token = self.ring.signing_key().sign_jwt(&claims.to_json(), "at+jwt");
         tracing::info!(bound = claims.certificate_thumbprint.is_some(), "access token issued");
-        Ok(TokenResponse { access_token: token, token_type: "Bearer", expires_in: lifetime, scope: scope.join(" ") })
+        Ok(TokenResponse {
+            access_token: token,
+            token_type: "Bearer",
+            expires_in: lifetime,
+            scope: scope.join(" "),
+            refresh_token: None,
+            id_token: None,
+        })
     }
 }

@@ -2,6 +2,7 @@
 //! bound to the client certificate where the client registered for it (RFC 8705), and
 //! their introspection (RFC 7662) and revocation (RFC 7009).
 
+mod authorization_code;
 mod client_auth;
 mod client_credentials;
 mod request;
@@ -45,6 +46,9 @@ pub enum TokenRejected {
     Expired,
     Revoked,
     ClientGone,
+    /// The consent the token acts under is no longer Authorised (revoked, expired, consumed),
+    /// or the authorization it came from was revoked (a reused code).
+    ConsentEnded,
 }
 
 impl TokenRejected {
@@ -54,6 +58,7 @@ impl TokenRejected {
             TokenRejected::Expired => "the access token has expired",
             TokenRejected::Revoked => "the access token has been revoked",
             TokenRejected::ClientGone => "the access token's client is no longer registered",
+            TokenRejected::ConsentEnded => "the consent this access token acts under is no longer in force",
         }
     }
 }
@@ -83,7 +88,29 @@ impl TokenService {
     pub async fn issue(&self, client: &AuthenticatedClient, grant: Grant) -> Result<TokenResponse, ServiceError> {
         match grant {
             Grant::ClientCredentials { scope } => self.client_credentials(client, scope.as_deref()),
+            Grant::AuthorizationCode { code, redirect_uri, code_verifier } => {
+                self.authorization_code(client, &code, redirect_uri.as_deref(), code_verifier.as_deref()).await
+            }
+            Grant::RefreshToken { refresh_token, scope } => {
+                self.refresh_token(client, &refresh_token, scope.as_deref()).await
+            }
         }
+    }
+
+    /// The thumbprint a token of `client` is bound to: its certificate of this call, which
+    /// must be one of its own, when it registered for certificate-bound tokens.
+    fn bound_thumbprint(&self, client: &AuthenticatedClient) -> Result<Option<String>, ServiceError> {
+        let registered = client.client();
+        if !registered.metadata.tls_client_certificate_bound_access_tokens {
+            return Ok(None);
+        }
+        let cert = client.certificate().ok_or_else(|| {
+            OAuthError::invalid_request(
+                "this client is registered for certificate-bound access tokens: call the token endpoint over mutual TLS with your transport certificate",
+            )
+        })?;
+        self.check_certificate_belongs_to(registered, cert)?;
+        Ok(Some(cert.thumbprint_s256.clone()))
     }
 
     /// A token is bound only to a certificate of the client: the one it registered with, or
@@ -133,10 +160,24 @@ impl TokenService {
         if self.store.is_token_revoked(&claims.jti).await? {
             return Ok(Err(TokenRejected::Revoked));
         }
-        Ok(match self.store.find_client(&claims.client_id).await? {
-            Some(client) if client.status == ClientStatus::Active => Ok(claims),
-            _ => Err(TokenRejected::ClientGone),
-        })
+        match self.store.find_client(&claims.client_id).await? {
+            Some(client) if client.status == ClientStatus::Active => {}
+            _ => return Ok(Err(TokenRejected::ClientGone)),
+        }
+        if let Some(binding) = &claims.consent {
+            let granted = self.store.find_grant(&binding.grant_id).await?;
+            if !granted.is_some_and(|grant| grant.revoked_at.is_none() && grant.consent_id == binding.consent_id) {
+                return Ok(Err(TokenRejected::ConsentEnded));
+            }
+            let consent = self.store.find_consent(&binding.consent_id).await?;
+            let in_force = consent.is_some_and(|c| {
+                c.status == keyfort_core::consent::ConsentStatus::Authorised && !c.expired(self.clock.now())
+            });
+            if !in_force {
+                return Ok(Err(TokenRejected::ConsentEnded));
+            }
+        }
+        Ok(Ok(claims))
     }
 
     /// RFC 7662: what `caller` may know about `token`. Tokens of other clients are reported

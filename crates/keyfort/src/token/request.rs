@@ -45,10 +45,30 @@ impl std::fmt::Debug for ClientCredentials {
 }
 
 /// The grant a client asks for, one variant per `grant_type` this server issues.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Grant {
     /// RFC 6749 §4.4, with the requested `scope` (none means every registered scope).
     ClientCredentials { scope: Option<String> },
+    /// RFC 6749 §4.1.3: a code from the customer's authorization, with the redirect URI of
+    /// that request and the PKCE verifier (RFC 7636) when the request had a challenge.
+    AuthorizationCode { code: String, redirect_uri: Option<String>, code_verifier: Option<String> },
+    /// RFC 6749 §6, optionally narrowing the scope.
+    RefreshToken { refresh_token: String, scope: Option<String> },
+}
+
+impl std::fmt::Debug for Grant {
+    // Never print a code, a refresh token or a verifier.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Grant::ClientCredentials { scope } => f.debug_struct("ClientCredentials").field("scope", scope).finish(),
+            Grant::AuthorizationCode { redirect_uri, .. } => {
+                f.debug_struct("AuthorizationCode").field("redirect_uri", redirect_uri).finish_non_exhaustive()
+            }
+            Grant::RefreshToken { scope, .. } => {
+                f.debug_struct("RefreshToken").field("scope", scope).finish_non_exhaustive()
+            }
+        }
+    }
 }
 
 /// A client whose authentication at the token endpoint succeeded, with the certificate of
@@ -76,4 +96,8 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     pub expires_in: i64,
     pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }

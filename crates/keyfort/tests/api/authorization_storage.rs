@@ -13,6 +13,7 @@ fn session(hash: &str) -> AuthorizationSession {
         request: r#"{"client_id":"c"}"#.into(),
         csrf_hash: "csrf".into(),
         customer_id: None,
+        customer_name: None,
         auth_time: None,
         acr: None,
         created_at: NOW,
@@ -68,14 +69,15 @@ async fn a_session_reads_back_and_signs_in_until_it_completes() {
 
         assert!(b
             .store
-            .sign_in_authorization_session("s1", "cust", NOW + 5, "urn:openbanking:psd2:ca", NOW + 5)
+            .sign_in_authorization_session("s1", "cust", "ann", NOW + 5, "urn:openbanking:psd2:ca", NOW + 5)
             .await
             .unwrap());
         let signed = b.store.find_authorization_session("s1").await.unwrap().unwrap();
         assert_eq!(signed.customer_id.as_deref(), Some("cust"), "{}", b.name);
+        assert_eq!(signed.customer_name.as_deref(), Some("ann"), "{}", b.name);
         assert_eq!((signed.auth_time, signed.acr.as_deref()), (Some(NOW + 5), Some("urn:openbanking:psd2:ca")));
         // Expired sessions take no sign-in.
-        assert!(!b.store.sign_in_authorization_session("s1", "cust", NOW, "a", NOW + 601).await.unwrap());
+        assert!(!b.store.sign_in_authorization_session("s1", "cust", "ann", NOW, "a", NOW + 601).await.unwrap());
     }
 }
 
@@ -85,7 +87,11 @@ async fn a_session_completes_once() {
         b.store.create_authorization_session(&session("s2")).await.unwrap();
         assert!(b.store.complete_authorization_session("s2", NOW + 10).await.unwrap(), "{}", b.name);
         assert!(!b.store.complete_authorization_session("s2", NOW + 11).await.unwrap(), "{}: twice", b.name);
-        assert!(!b.store.sign_in_authorization_session("s2", "c", NOW, "a", NOW + 12).await.unwrap(), "{}", b.name);
+        assert!(
+            !b.store.sign_in_authorization_session("s2", "c", "ann", NOW, "a", NOW + 12).await.unwrap(),
+            "{}",
+            b.name
+        );
         b.store.create_authorization_session(&session("s3")).await.unwrap();
         assert!(!b.store.complete_authorization_session("s3", NOW + 601).await.unwrap(), "{}: expired", b.name);
     }

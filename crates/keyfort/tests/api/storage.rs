@@ -68,6 +68,7 @@ fn client(software_id: &str) -> RegisteredClient {
             tls_client_certificate_bound_access_tokens: true,
             require_pushed_authorization_requests: false,
             jwks_uri: Some("https://keystore.example/o/s.jwks".parse().unwrap()),
+            pkce_mandatory: false,
         },
         software_id: Some(software_id.into()),
         org_id: Some("org".into()),

@@ -547,13 +547,28 @@ async fn discovery_is_complete_for_what_exists() {
             ("jwks_uri", json!("https://localhost:9446/oauth2/jwks")),
             ("introspection_endpoint", json!("https://localhost:9446/oauth2/introspect")),
             ("revocation_endpoint", json!("https://localhost:9446/oauth2/revoke")),
-            ("grant_types_supported", json!(["client_credentials"])),
+            ("grant_types_supported", json!(["authorization_code", "client_credentials", "refresh_token"])),
+            ("authorization_endpoint", json!("https://localhost:9446/oauth2/authorize")),
+            ("response_types_supported", json!(["code id_token"])),
+            ("request_parameter_supported", json!(true)),
+            ("request_uri_parameter_supported", json!(false)),
+            ("claims_parameter_supported", json!(true)),
+            ("code_challenge_methods_supported", json!(["S256"])),
+            ("request_object_signing_alg_values_supported", json!(["PS256", "ES256"])),
+            ("id_token_signing_alg_values_supported", json!(["PS256", "ES256"])),
+            ("acr_values_supported", json!(["urn:openbanking:psd2:sca", "urn:openbanking:psd2:ca"])),
+            ("subject_types_supported", json!(["public"])),
             ("tls_client_certificate_bound_access_tokens", json!(true)),
             ("access_token_signing_alg_values_supported", json!(["PS256"])),
         ] {
             assert_eq!(d[field], value, "{path}: {field}");
         }
         assert_eq!(d["mtls_endpoint_aliases"]["token_endpoint"], "https://localhost:9446/oauth2/token");
-        assert!(d["scopes_supported"].as_array().unwrap().contains(&json!("accounts")));
+        for scope in ["openid", "accounts", "payments", "fundsconfirmations"] {
+            assert!(d["scopes_supported"].as_array().unwrap().contains(&json!(scope)), "{scope}");
+        }
+        for claim in ["acr", "openbanking_intent_id", "nonce", "auth_time"] {
+            assert!(d["claims_supported"].as_array().unwrap().contains(&json!(claim)), "{claim}");
+        }
     }
 }
