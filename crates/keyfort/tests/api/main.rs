@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a module per capability.
 
 mod abuse;
+mod authorization;
 mod authorization_storage;
 mod cluster;
 mod config;
