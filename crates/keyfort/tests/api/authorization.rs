@@ -148,7 +148,7 @@ impl Journey {
         let now = self.app.now();
         patch(
             json!({
-                "iss": self.tpp.client_id, "client_id": self.tpp.client_id, "aud": ISSUER,
+                "iss": self.tpp.client_id, "client_id": self.tpp.client_id, "aud": self.app.public_url,
                 "iat": now, "nbf": now, "exp": now + 300, "jti": keyfort_core::secret::random_b64url(12),
                 "response_type": "code id_token", "scope": scope, "redirect_uri": REDIRECT,
                 "state": "state-1", "nonce": "nonce-1",
@@ -184,7 +184,7 @@ impl Journey {
             .browser
             .post(format!("{}{path}", self.app.base))
             .header("cookie", cookie)
-            .header("origin", ISSUER)
+            .header("origin", self.app.public_url.as_str())
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form(pairs))
             .send()
@@ -288,7 +288,7 @@ impl Journey {
         let jwk = jwks.find(header.kid.as_deref().expect("a kid")).expect("the kid is published");
         let mut validation = jsonwebtoken::Validation::new(header.alg);
         validation.set_audience(&[self.tpp.client_id.as_str()]);
-        validation.set_issuer(&[ISSUER]);
+        validation.set_issuer(&[self.app.public_url.as_str()]);
         let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
         jsonwebtoken::decode::<Value>(id_token, &key, &validation).expect("the ID token verifies").claims
     }

@@ -221,6 +221,9 @@ pub struct Options {
     pub metrics: bool,
     /// Lines appended to `[server]`.
     pub server: Vec<String>,
+    /// Listen on a port chosen before the start and make the public URL that port's, so a
+    /// browser reaches the server at its issuer's origin (`https://localhost:9446` otherwise).
+    pub own_port: bool,
     /// Lines of an `[admin]` section.
     pub admin: Vec<String>,
     /// Whole sections appended to the configuration (`"[consents]\nkey = value"`).
@@ -241,6 +244,7 @@ impl Default for Options {
             mtls: vec![],
             metrics: false,
             server: vec![],
+            own_port: false,
             admin: vec![],
             sections: vec![],
         }
@@ -305,6 +309,8 @@ pub struct TestApp {
     pub metrics_addr: Option<SocketAddr>,
     pub server_ca_pem: String,
     pub base: String,
+    /// The issuer: `[server] public_url`.
+    pub public_url: String,
     pub client: reqwest::Client,
     pub keys: Arc<TestKeys>,
     pub key_server: KeyServer,
@@ -350,8 +356,14 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let storage = options.storage_url.clone().map(|u| format!("[storage]\nurl = \"{u}\"\n")).unwrap_or_default();
     let admin =
         if options.admin.is_empty() { String::new() } else { format!("[admin]\n{}\n", options.admin.join("\n")) };
+    let (listen, public_url) = if options.own_port {
+        let port = crate::crash::free_port();
+        (format!("127.0.0.1:{port}"), format!("https://localhost:{port}"))
+    } else {
+        ("127.0.0.1:0".to_owned(), "https://localhost:9446".to_owned())
+    };
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://localhost:9446\"\ndata_dir = \"data\"\n{}\n{tls}\n{storage}\n{mtls}\n{admin}\n\
+        "[server]\nlisten = \"{listen}\"\npublic_url = \"{public_url}\"\ndata_dir = \"data\"\n{}\n{tls}\n{storage}\n{mtls}\n{admin}\n\
          [log]\nlevel = \"warn\"\n\n[http_client]\n{}\n\n[oauth.dcr]\nssa_jkws = \"{}\"\naudience = \"{AUDIENCE}\"\nsoftware_environment = \"sandbox\"\n{}\n",
         options.server.join("\n"),
         options.http_client.join("\n"),
@@ -369,6 +381,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         pki: test_pki,
         server_ca_pem: pki.ca_pem.clone(),
         base: String::new(),
+        public_url,
         client: test_client(Some(&pki.ca_pem)),
         keys,
         key_server,

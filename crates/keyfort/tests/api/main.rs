@@ -3,6 +3,7 @@
 mod abuse;
 mod authorization;
 mod authorization_storage;
+mod browser;
 mod cluster;
 mod config;
 mod consents;

@@ -42,7 +42,7 @@ impl TestApp {
     pub(crate) fn assertion(&self, client_id: &str, patch_claims: Value) -> String {
         let claims = patch(
             json!({
-                "iss": client_id, "sub": client_id, "aud": "https://localhost:9446/oauth2/token",
+                "iss": client_id, "sub": client_id, "aud": format!("{}/oauth2/token", self.public_url),
                 "iat": self.now(), "exp": self.now() + 60, "jti": keyfort_core::secret::random_b64url(12),
             }),
             patch_claims,
@@ -145,8 +145,8 @@ impl TestApp {
         let header = jsonwebtoken::decode_header(token).unwrap();
         let jwk = jwks.find(header.kid.as_deref().expect("tokens carry a kid")).expect("the kid is published");
         let mut validation = jsonwebtoken::Validation::new(header.alg);
-        validation.set_audience(&["https://localhost:9446"]);
-        validation.set_issuer(&["https://localhost:9446"]);
+        validation.set_audience(&[self.public_url.as_str()]);
+        validation.set_issuer(&[self.public_url.as_str()]);
         jsonwebtoken::decode::<Value>(token, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &validation)
             .expect("the access token verifies with an independent JWT library")
             .claims
