@@ -316,7 +316,8 @@ impl Application {
 /// reports every problem: the server certificate chain and key (and that they form a pair),
 /// the `client_ca_file` bundle (which must hold a root), `[storage] ssl_root_cert`,
 /// `[http_client] ca_file`, the
-/// `[mtls] crl_files` and `[oauth.token] signing_key_file`. `keyfort check-config` runs it,
+/// `[mtls] crl_files`, `[oauth.token] signing_key_file`, and `[branding] logo_file` and the
+/// templates of `template_dir` (which must compile). `keyfort check-config` runs it,
 /// and so does [`Application::build`] before anything else, so a configuration that passes
 /// the check does not fail on these files at start-up.
 ///
@@ -355,6 +356,9 @@ pub fn preflight(config: &Config) -> Result<(), ConfigError> {
                 format!("{e} (it must be a PKCS#8 PEM key for signing_alg {})", config.token.signing_alg),
             ));
         }
+    }
+    if let Err(problem) = crate::pages::Pages::new(&config.branding) {
+        problems.push(config.problem(&format!("[branding] {}", problem.key), problem.message));
     }
     if problems.is_empty() {
         Ok(())

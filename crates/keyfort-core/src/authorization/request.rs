@@ -212,6 +212,15 @@ impl AuthorizationRequest {
             return Err(invalid(format!("nonce is longer than {MAX_ECHOED_CHARS} characters")));
         }
 
+        // Every authorization is a fresh sign-in and decision: there is no session a silent
+        // (prompt=none) request could use.
+        if text("prompt")?.is_some_and(|prompt| prompt.split(' ').any(|p| p == "none")) {
+            return Err(OAuthError::new(
+                ErrorCode::LoginRequired,
+                "prompt=none cannot be met: the customer signs in and decides for every authorization",
+            ));
+        }
+
         // Which consent, at what level of authentication.
         let claims_request = claims.object("claims").map_err(|e| invalid(e.to_string()))?;
         let id_token_claims = claims_request.and_then(|c| c.get("id_token")).and_then(Value::as_object);
@@ -355,6 +364,7 @@ mod tests {
                 "essential",
             ),
             (json!({"code_challenge": "abc", "code_challenge_method": "plain"}), InvalidRequestObject, "S256"),
+            (json!({"prompt": "none"}), LoginRequired, "prompt=none"),
         ] {
             let err = judge(&object(patch.clone()), &OuterParameters { ..outer() }, false).unwrap_err();
             assert_eq!(err.code, code, "{patch}: {}", err.description);

@@ -115,17 +115,22 @@ pub struct Pages {
 impl Pages {
     /// Compiles every template (built-in or overridden) and reads the logo, so that a
     /// broken template or logo stops the start-up rather than a customer's sign-in.
-    pub fn new(branding: &BrandingConfig) -> anyhow::Result<Self> {
+    pub fn new(branding: &BrandingConfig) -> Result<Self, BrandingProblem> {
         let mut templates = Environment::new();
+        if let Some(dir) = &branding.template_dir {
+            if !dir.is_dir() {
+                return Err(BrandingProblem::template_dir(format!("{} is not a directory", dir.display())));
+            }
+        }
         for (name, built_in) in TEMPLATES {
             let source = match &branding.template_dir {
                 Some(dir) if dir.join(name).is_file() => std::fs::read_to_string(dir.join(name))
-                    .map_err(|e| anyhow::anyhow!("[branding] template_dir {}: {e}", dir.join(name).display()))?,
+                    .map_err(|e| BrandingProblem::template_dir(format!("{}: {e}", dir.join(name).display())))?,
                 _ => built_in.to_owned(),
             };
             templates
                 .add_template_owned(name.to_owned(), source)
-                .map_err(|e| anyhow::anyhow!("[branding] template {name} does not compile: {e}"))?;
+                .map_err(|e| BrandingProblem::template_dir(format!("{name} does not compile: {e}")))?;
         }
         let logo = branding.logo_file.as_deref().map(read_logo).transpose()?;
         let colour = branding.primary_colour.css();
@@ -170,13 +175,40 @@ impl Pages {
     }
 }
 
-fn read_logo(path: &Path) -> anyhow::Result<(Vec<u8>, &'static str)> {
-    let size =
-        std::fs::metadata(path).map_err(|e| anyhow::anyhow!("[branding] logo_file {}: {e}", path.display()))?.len();
-    if size > MAX_LOGO_BYTES {
-        anyhow::bail!("[branding] logo_file {} is larger than {MAX_LOGO_BYTES} bytes", path.display());
+/// A template or logo that cannot be used, found when the pages are built (at start-up and
+/// by `keyfort check-config`).
+#[derive(Debug)]
+pub struct BrandingProblem {
+    /// The `[branding]` key at fault.
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl BrandingProblem {
+    fn template_dir(message: String) -> Self {
+        Self { key: "template_dir", message }
     }
-    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("[branding] logo_file {}: {e}", path.display()))?;
+
+    fn logo_file(message: String) -> Self {
+        Self { key: "logo_file", message }
+    }
+}
+
+impl std::fmt::Display for BrandingProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[branding] {}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for BrandingProblem {}
+
+fn read_logo(path: &Path) -> Result<(Vec<u8>, &'static str), BrandingProblem> {
+    let unreadable = |e: std::io::Error| BrandingProblem::logo_file(format!("{}: {e}", path.display()));
+    let size = std::fs::metadata(path).map_err(unreadable)?.len();
+    if size > MAX_LOGO_BYTES {
+        return Err(BrandingProblem::logo_file(format!("{} is larger than {MAX_LOGO_BYTES} bytes", path.display())));
+    }
+    let bytes = std::fs::read(path).map_err(unreadable)?;
     let kind = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("svg") => "image/svg+xml",
         Some("jpg" | "jpeg") => "image/jpeg",

@@ -102,6 +102,25 @@ fn a_garbage_ca_bundle_is_refused() {
 }
 
 #[test]
+fn a_missing_logo_and_a_broken_template_are_refused_before_any_customer_meets_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("templates")).unwrap();
+    std::fs::write(dir.path().join("templates/login.html"), "{% block content %}unclosed").unwrap();
+    let config =
+        write_config(dir.path(), "[branding]\nlogo_file = \"missing-logo.png\"\ntemplate_dir = \"templates\"\n");
+    refused(&check_config(&config), &["[branding] template_dir", "login.html does not compile"]);
+
+    std::fs::write(dir.path().join("templates/login.html"), "{% extends \"base.html\" %}").unwrap();
+    refused(&check_config(&config), &["[branding] logo_file", "missing-logo.png"]);
+    let served = keyfort(&["serve", "--config", config.to_str().unwrap()]);
+    refused(&served, &["[branding] logo_file", "missing-logo.png"]);
+
+    std::fs::write(dir.path().join("missing-logo.png"), b"\x89PNG\r\n\x1a\n").unwrap();
+    let output = check_config(&config);
+    assert!(output.status.success(), "stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
 fn a_plain_http_directory_jwks_on_another_host_is_refused_even_in_development() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("keyfort.toml");
