@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 use crate::pki::Subject;
 
-const ADMIN: &str = "ops@bank.example";
-const PASSWORD: &str = "a long operator password";
+pub(crate) const ADMIN: &str = "ops@bank.example";
+pub(crate) const PASSWORD: &str = "a long operator password";
 
 pub(crate) fn basic() -> (&'static str, String) {
     (

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::authorization::{journey_with, Journey, CURRENT, REDIRECT, SAVINGS};
 use crate::helpers::*;
-use crate::operations::{add_admin, admin_call};
+use crate::operations::{add_admin, admin_call, ADMIN, PASSWORD as ADMIN_PASSWORD};
 use crate::pki::Subject;
 
 /// One attribute, so the subject reads the same in any RDN order a certificate library picks.
@@ -309,13 +309,27 @@ async fn an_administrator_withdraws_access_and_every_token_of_the_consent_ends()
         "aac-nobody",
     );
 
+    // The command line lists them and revokes the account-access consent; the API the payment's.
+    let listed = admin_consents_cli(&j.app, &["list", "--client-id", &j.tpp.client_id]).await;
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let table = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(table.starts_with("CONSENT_ID"), "{table}");
+    for (g, kind) in [(&accounts, "account-access"), (&payment, "domestic-payment")] {
+        let line = table.lines().find(|l| l.starts_with(&g.consent_id)).unwrap_or_else(|| panic!("{table}"));
+        assert!(line.contains(kind) && line.contains("Authorised"), "{line}");
+    }
+    let revoked = admin_consents_cli(&j.app, &["revoke", &accounts.consent_id]).await;
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    assert!(String::from_utf8_lossy(&revoked.stdout).contains("Revoked"), "{revoked:?}");
+    let revoked =
+        admin_call(&j.app, reqwest::Method::POST, &format!("/admin/consents/{}/revoke", payment.consent_id)).await;
+    assert_eq!((revoked.status, &revoked.body["grants_revoked"]), (200, &json!(1)), "{}", revoked.body);
     for g in [&accounts, &payment] {
-        let revoked =
-            admin_call(&j.app, reqwest::Method::POST, &format!("/admin/consents/{}/revoke", g.consent_id)).await;
-        assert_eq!(revoked.status, 200, "{}", revoked.body);
         assert_eq!(j.app.introspect_as(&j.tpp, &g.access_token).await.body["active"], false);
         j.refresh(&g.refresh_token).await.assert_error(400, "invalid_grant", "evoked");
     }
+    let unknown = admin_consents_cli(&j.app, &["revoke", "aac-nobody"]).await;
+    assert!(!unknown.status.success() && String::from_utf8_lossy(&unknown.stderr).contains("aac-nobody"));
     let shown = admin_call(&j.app, reqwest::Method::GET, &format!("/admin/consents/{}", accounts.consent_id)).await;
     assert_eq!(shown.body["consent"]["status"], "Revoked");
     let revocation = shown.body["audit"].as_array().unwrap().iter().find(|e| e["action"] == "consent_revoke").unwrap();
@@ -327,4 +341,14 @@ async fn an_administrator_withdraws_access_and_every_token_of_the_consent_ends()
     // Without administrator credentials, nothing.
     let anonymous = j.app.client.get(format!("{}/admin/consents", j.app.base)).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
+}
+
+async fn admin_consents_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keyfort"));
+    command
+        .args(["admin", "consents", "--server", &app.base, "--user", ADMIN, "--cacert"])
+        .arg(app.dir.path().join("ca.pem"))
+        .args(args)
+        .env("KEYFORT_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
 }
