@@ -96,6 +96,20 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
+/// How a secret that is looked up (a session cookie, a code, a refresh token, a CSRF
+/// token) is stored: SHA-256, base64url. The secret is random and long, so a plain hash is
+/// enough, and a database leak reveals nothing usable.
+pub fn lookup_digest(secret: &str) -> String {
+    crate::jose::b64url_encode(sha256(secret.as_bytes()))
+}
+
+/// A CSRF token for the forms of session `session`, separated by `purpose` so that the
+/// token of one kind of page never works on another: only a holder of the session cookie
+/// can compute it, and the server recomputes rather than stores it.
+pub fn csrf_token(purpose: &str, session: &str) -> String {
+    lookup_digest(&format!("keyfort-{purpose}-csrf:{session}"))
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {

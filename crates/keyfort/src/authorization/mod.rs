@@ -19,6 +19,7 @@ use keyfort_core::consent::Consent;
 use keyfort_core::error::{ErrorCode, OAuthError};
 use keyfort_core::jose::{CompactJws, JwsError, SigningAlg};
 use keyfort_core::registration::{ClientStatus, GrantType, RegisteredClient, ResponseType};
+use keyfort_core::secret::lookup_digest as digest;
 
 use crate::caller::Caller;
 use crate::config::{Config, KeySource, SubjectChoice};
@@ -130,15 +131,9 @@ fn page(code: ErrorCode, description: impl Into<String>) -> AuthorizationFailure
     AuthorizationFailure::Page(OAuthError::new(code, description))
 }
 
-/// A digest for the database: session cookies and codes are stored only this way.
-fn digest(secret: &str) -> String {
-    keyfort_core::jose::b64url_encode(keyfort_core::secret::sha256(secret.as_bytes()))
-}
-
-/// The CSRF token of a session's forms, derived from its cookie so that only a holder of
-/// the cookie can compute it (the cookie itself is HttpOnly and never in a page).
+/// The CSRF token of an authorization's forms.
 fn csrf_token(session: &str) -> String {
-    digest(&format!("keyfort-csrf:{session}"))
+    keyfort_core::secret::csrf_token("authorization", session)
 }
 
 impl AuthorizationService {

@@ -58,7 +58,8 @@ pub struct BrandingConfig {
     pub logo_file: Option<PathBuf>,
     /// The header, buttons and focus colour; white text must be readable on it.
     pub primary_colour: Colour,
-    /// Templates here (`base.html`, `login.html`, `consent.html`, `error.html`) replace the
+    /// Templates here (`base.html`, `login.html`, `consent.html`, `error.html`, the customer
+    /// page's `customer-sign-in.html` and `customer-access.html`, `credentials.html`) replace the
     /// built-in ones of the same name.
     pub template_dir: Option<PathBuf>,
 }

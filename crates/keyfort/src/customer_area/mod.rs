@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use keyfort_core::clock::Clock;
+use keyfort_core::secret::lookup_digest as digest;
 
 use crate::authorization::view;
 use crate::caller::Caller;
@@ -47,13 +48,9 @@ pub enum Signed<T> {
     Out,
 }
 
-fn digest(secret: &str) -> String {
-    keyfort_core::secret::hex(&keyfort_core::secret::sha256(secret.as_bytes()))
-}
-
-/// The CSRF token of a session's forms: only the holder of the cookie can know it.
+/// The CSRF token of the customer page's forms.
 fn csrf_token(session: &str) -> String {
-    digest(&format!("keyfort-customer-csrf:{session}"))
+    keyfort_core::secret::csrf_token("customer", session)
 }
 
 pub struct CustomerAreaService {

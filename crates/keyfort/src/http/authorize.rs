@@ -10,9 +10,12 @@ use keyfort_core::error::{ErrorCode, OAuthError};
 
 use super::extract::RequestCaller;
 use super::page_support::{
-    cookie, cross_site, customer_address, error_page, origin_of, page, pairs, same_origin, see_other,
-    service_error_page, set_session_cookie, take,
+    cookie, customer_address, error_page, origin_of, page, pairs, posted_form, see_other, service_error_page,
+    set_session_cookie, sign_in_again, take,
 };
+
+/// What a customer whose form was refused should do.
+const START_AGAIN: &str = "go back to the app you came from and start again";
 use super::AppState;
 use crate::authorization::{
     AuthorizationFailure, AuthorizeParams, Decision, DecisionForm, DecisionOutcome, SignInForm, SignInOutcome,
@@ -83,12 +86,9 @@ pub async fn login(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    if !same_origin(&state, &headers) {
-        return cross_site(&state, "go back to the app you came from and start again");
-    }
-    let mut p = match pairs(&body, &[]) {
+    let mut p = match posted_form(&state, &headers, &body, &[], START_AGAIN) {
         Ok(p) => p,
-        Err(error) => return failure(&state, AuthorizationFailure::Page(error)),
+        Err(refused) => return *refused,
     };
     let form = SignInForm {
         csrf_token: take(&mut p, "csrf_token").unwrap_or_default(),
@@ -104,17 +104,8 @@ pub async fn login(
         Ok(SignInOutcome::Consent) => see_other("/oauth2/authorize/consent"),
         Ok(SignInOutcome::Cancelled { location }) => see_other(&location),
         Ok(SignInOutcome::Retry { login, retry_after, busy, redirect_uri }) => {
-            let status = match (retry_after, busy) {
-                (Some(_), true) => StatusCode::SERVICE_UNAVAILABLE,
-                (Some(_), false) => StatusCode::TOO_MANY_REQUESTS,
-                (None, _) => StatusCode::OK,
-            };
             let target = origin_of(&redirect_uri);
-            let mut response = page(&state, status, state.pages.login(&login), target.as_deref());
-            if let Some(wait) = retry_after {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
-            }
-            response
+            sign_in_again(&state, state.pages.login(&login), retry_after, busy, target.as_deref())
         }
         Err(e) => failure(&state, e),
     }
@@ -139,12 +130,9 @@ pub async fn decide(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    if !same_origin(&state, &headers) {
-        return cross_site(&state, "go back to the app you came from and start again");
-    }
-    let mut p = match pairs(&body, &["account"]) {
+    let mut p = match posted_form(&state, &headers, &body, &["account"], START_AGAIN) {
         Ok(p) => p,
-        Err(error) => return failure(&state, AuthorizationFailure::Page(error)),
+        Err(refused) => return *refused,
     };
     let decision = match take(&mut p, "decision").as_deref() {
         Some("approve") => Decision::Approve,

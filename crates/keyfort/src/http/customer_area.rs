@@ -3,13 +3,12 @@
 //! The same security headers, same-origin check and error page as the authorization's.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::extract::RequestCaller;
 use super::page_support::{
-    cookie, cross_site, customer_address, page, pairs, same_origin, see_other, service_error_page, set_session_cookie,
-    take,
+    cookie, customer_address, page, posted_form, see_other, service_error_page, set_session_cookie, sign_in_again, take,
 };
 use super::AppState;
 use crate::customer_area::{CustomerSignIn, SignInAnswer, Signed, CUSTOMER_AREA_PATH};
@@ -47,12 +46,9 @@ pub async fn sign_in(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    if !same_origin(&state, &headers) {
-        return cross_site(&state, AGAIN);
-    }
-    let mut form = match pairs(&body, &[]) {
+    let mut form = match posted_form(&state, &headers, &body, &[], AGAIN) {
         Ok(form) => form,
-        Err(error) => return service_error_page(&state, error.into()),
+        Err(refused) => return *refused,
     };
     let form = CustomerSignIn {
         username: take(&mut form, "username").unwrap_or_default(),
@@ -67,16 +63,7 @@ pub async fn sign_in(
             response
         }
         Ok(SignInAnswer::Retry { page: view, retry }) => {
-            let status = match (retry.retry_after, retry.busy) {
-                (Some(_), true) => StatusCode::SERVICE_UNAVAILABLE,
-                (Some(_), false) => StatusCode::TOO_MANY_REQUESTS,
-                (None, _) => StatusCode::OK,
-            };
-            let mut response = sign_in_page(&state, status, &view);
-            if let Some(wait) = retry.retry_after {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
-            }
-            response
+            sign_in_again(&state, state.pages.customer_sign_in(&view), retry.retry_after, retry.busy, None)
         }
         Err(e) => service_error_page(&state, e),
     }
@@ -89,12 +76,9 @@ pub async fn withdraw(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    if !same_origin(&state, &headers) {
-        return cross_site(&state, AGAIN);
-    }
-    let mut form = match pairs(&body, &[]) {
+    let mut form = match posted_form(&state, &headers, &body, &[], AGAIN) {
         Ok(form) => form,
-        Err(error) => return service_error_page(&state, error.into()),
+        Err(refused) => return *refused,
     };
     let csrf = take(&mut form, "csrf_token").unwrap_or_default();
     let consent_id = take(&mut form, "consent_id").unwrap_or_default();
@@ -109,12 +93,9 @@ pub async fn withdraw(
 
 /// `POST /customer/sign-out`.
 pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap, body: bytes::Bytes) -> Response {
-    if !same_origin(&state, &headers) {
-        return cross_site(&state, AGAIN);
-    }
-    let mut form = match pairs(&body, &[]) {
+    let mut form = match posted_form(&state, &headers, &body, &[], AGAIN) {
         Ok(form) => form,
-        Err(error) => return service_error_page(&state, error.into()),
+        Err(refused) => return *refused,
     };
     let csrf = take(&mut form, "csrf_token").unwrap_or_default();
     let cookie = cookie(&headers, SESSION_COOKIE);

@@ -167,3 +167,40 @@ pub(super) fn page(
         Err(e) => service_error_page(state, ServiceError::Internal(e)),
     }
 }
+
+/// The fields of a form posted from one of the bank's own pages: refused with the error
+/// page (saying `what_to_do`) when it comes from elsewhere or repeats a field other than
+/// `repeatable` ones.
+pub(super) fn posted_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    repeatable: &[&str],
+    what_to_do: &str,
+) -> Result<Vec<(String, String)>, Box<Response>> {
+    if !same_origin(state, headers) {
+        return Err(Box::new(cross_site(state, what_to_do)));
+    }
+    pairs(body, repeatable).map_err(|error| Box::new(error_page(state, StatusCode::BAD_REQUEST, &error)))
+}
+
+/// A sign-in page shown again after a refusal: 429 (locked, throttled) or 503 (busy) with
+/// `Retry-After` when the customer must wait, 200 when they may simply try again.
+pub(super) fn sign_in_again(
+    state: &AppState,
+    rendered: anyhow::Result<String>,
+    retry_after: Option<std::time::Duration>,
+    busy: bool,
+    form_target: Option<&str>,
+) -> Response {
+    let status = match (retry_after, busy) {
+        (Some(_), true) => StatusCode::SERVICE_UNAVAILABLE,
+        (Some(_), false) => StatusCode::TOO_MANY_REQUESTS,
+        (None, _) => StatusCode::OK,
+    };
+    let mut response = page(state, status, rendered, form_target);
+    if let Some(wait) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+    }
+    response
+}

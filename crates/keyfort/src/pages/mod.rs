@@ -15,8 +15,9 @@ use serde::Serialize;
 use crate::config::BrandingConfig;
 
 /// The templates, by name, with their built-in text.
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 7] = [
     ("base.html", include_str!("../../templates/base.html")),
+    ("credentials.html", include_str!("../../templates/credentials.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("login.html", include_str!("../../templates/login.html")),
     ("consent.html", include_str!("../../templates/consent.html")),

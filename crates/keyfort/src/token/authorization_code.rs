@@ -7,6 +7,7 @@ use keyfort_core::consent::{Consent, ConsentStatus};
 use keyfort_core::error::ErrorCode;
 use keyfort_core::jose::SigningAlg;
 use keyfort_core::registration::GrantType;
+use keyfort_core::secret::lookup_digest as digest;
 use keyfort_core::token::{select_scope, AccessTokenClaims, ConsentBinding};
 
 use super::{AuthenticatedClient, TokenResponse, TokenService};
@@ -16,10 +17,6 @@ use crate::storage::{GrantRecord, RedeemError, RefreshTokenRecord};
 
 fn invalid_grant(description: impl Into<String>) -> ServiceError {
     ServiceError::refused(ErrorCode::InvalidGrant, description)
-}
-
-fn digest(secret: &str) -> String {
-    keyfort_core::jose::b64url_encode(keyfort_core::secret::sha256(secret.as_bytes()))
 }
 
 /// What a code or refresh token is redeemed with.

@@ -319,6 +319,25 @@ impl Journey {
     }
 }
 
+impl Journey {
+    /// An account-access consent (expiring in `expires_in` seconds) approved with `accounts`.
+    pub async fn account_access_granted(&self, expires_in: i64, accounts: &[&str]) -> Granted {
+        let body = account_access_consent_body(self.app.now() + expires_in);
+        self.granted(ACCOUNT_ACCESS_CONSENTS, &body, "openid accounts", accounts).await
+    }
+
+    /// A payment consent (of 165.88 GBP, with `reference`) approved to be paid from `account`.
+    pub async fn payment_granted(&self, reference: &str, account: &str) -> Granted {
+        self.granted(DOMESTIC_PAYMENT_CONSENTS, &payment_consent_body(reference), "openid payments", &[account]).await
+    }
+
+    /// A funds-confirmation consent on the current account, approved.
+    pub async fn funds_confirmation_granted(&self) -> Granted {
+        let body = funds_confirmation_consent_body();
+        self.granted(FUNDS_CONFIRMATION_CONSENTS, &body, "openid fundsconfirmations", &[]).await
+    }
+}
+
 /// The left half of SHA-256, base64url: `c_hash`, `s_hash`, `at_hash` of a PS256/ES256 token.
 pub fn half_sha256(value: &str) -> String {
     b64url_encode(&keyfort_core::secret::sha256(value.as_bytes())[..16])

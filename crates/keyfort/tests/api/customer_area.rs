@@ -46,16 +46,8 @@ async fn sign_in(j: &Journey) -> String {
 async fn a_customer_sees_the_tpps_they_authorised_and_withdraws_one() {
     let j = journey().await;
     let origin = j.app.public_url.clone();
-    let accounts = j
-        .granted(
-            ACCOUNT_ACCESS_CONSENTS,
-            &account_access_consent_body(j.app.now() + 86_400),
-            "openid accounts",
-            &[CURRENT.0],
-        )
-        .await;
-    let payment =
-        j.granted(DOMESTIC_PAYMENT_CONSENTS, &payment_consent_body("INV-5"), "openid payments", &[SAVINGS.0]).await;
+    let accounts = j.account_access_granted(86_400, &[CURRENT.0]).await;
+    let payment = j.payment_granted("INV-5", SAVINGS.0).await;
     // A consent awaiting authorisation gives no access: it is not listed.
     j.account_access_consent().await;
 

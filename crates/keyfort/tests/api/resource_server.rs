@@ -74,19 +74,9 @@ async fn introspect_as_gateway(j: &Journey, gw: &reqwest::Client, token: &str) -
 async fn introspection_names_the_consent_of_each_type_to_the_client_and_the_gateway() {
     let j = journey_with(gateway_options()).await;
     let gw = gateway(&j);
-    let accounts = j
-        .granted(
-            ACCOUNT_ACCESS_CONSENTS,
-            &account_access_consent_body(j.app.now() + 86_400),
-            "openid accounts",
-            &[CURRENT.0],
-        )
-        .await;
-    let payment =
-        j.granted(DOMESTIC_PAYMENT_CONSENTS, &payment_consent_body("INV-7"), "openid payments", &[SAVINGS.0]).await;
-    let funds = j
-        .granted(FUNDS_CONFIRMATION_CONSENTS, &funds_confirmation_consent_body(), "openid fundsconfirmations", &[])
-        .await;
+    let accounts = j.account_access_granted(86_400, &[CURRENT.0]).await;
+    let payment = j.payment_granted("INV-7", SAVINGS.0).await;
+    let funds = j.funds_confirmation_granted().await;
 
     for (granted, kind, permissions, account) in [
         (
@@ -128,14 +118,7 @@ async fn introspection_names_the_consent_of_each_type_to_the_client_and_the_gate
 async fn validation_allows_only_the_permissions_accounts_and_certificate_of_the_consent() {
     let j = journey_with(gateway_options()).await;
     let gw = gateway(&j);
-    let g = j
-        .granted(
-            ACCOUNT_ACCESS_CONSENTS,
-            &account_access_consent_body(j.app.now() + 86_400),
-            "openid accounts",
-            &[CURRENT.0],
-        )
-        .await;
+    let g = j.account_access_granted(86_400, &[CURRENT.0]).await;
     let token = g.access_token.as_str();
 
     let list = ask(&j, &gw, token, "GET", ACCOUNTS).await;
@@ -200,14 +183,7 @@ async fn validation_allows_only_the_permissions_accounts_and_certificate_of_the_
 async fn an_expired_consent_covers_nothing_though_its_token_lives() {
     let j = journey_with(gateway_options()).await;
     let gw = gateway(&j);
-    let g = j
-        .granted(
-            ACCOUNT_ACCESS_CONSENTS,
-            &account_access_consent_body(j.app.now() + 120),
-            "openid accounts",
-            &[CURRENT.0],
-        )
-        .await;
+    let g = j.account_access_granted(120, &[CURRENT.0]).await;
     assert_eq!(ask(&j, &gw, &g.access_token, "GET", ACCOUNTS).await["allowed"], true);
     j.app.clock.advance(180);
     assert_denied(&ask(&j, &gw, &g.access_token, "GET", ACCOUNTS).await, "expired");
@@ -219,7 +195,7 @@ async fn an_expired_consent_covers_nothing_though_its_token_lives() {
 async fn a_payment_consumes_its_consent_once_and_funds_confirmations_need_their_own_consent() {
     let j = journey_with(gateway_options()).await;
     let gw = gateway(&j);
-    let g = j.granted(DOMESTIC_PAYMENT_CONSENTS, &payment_consent_body("INV-9"), "openid payments", &[SAVINGS.0]).await;
+    let g = j.payment_granted("INV-9", SAVINGS.0).await;
     let pay = json!({
         "token": g.access_token, "method": "POST", "path": "/open-banking/v3.1/pisp/domestic-payments",
         "x5t#S256": thumbprint(&j), "account_id": SAVINGS.0, "consume": true
@@ -235,9 +211,7 @@ async fn a_payment_consumes_its_consent_once_and_funds_confirmations_need_their_
     assert_eq!(status["allowed"], true, "{status}");
     j.refresh(&g.refresh_token).await.assert_error(400, "invalid_grant", "Consumed");
 
-    let funds = j
-        .granted(FUNDS_CONFIRMATION_CONSENTS, &funds_confirmation_consent_body(), "openid fundsconfirmations", &[])
-        .await;
+    let funds = j.funds_confirmation_granted().await;
     let confirm = ask(&j, &gw, &funds.access_token, "POST", "/open-banking/v3.1/cbpii/funds-confirmations").await;
     assert_eq!(confirm["allowed"], true, "{confirm}");
     assert_denied(&ask(&j, &gw, &funds.access_token, "GET", ACCOUNTS).await, "account-access consent");
@@ -247,16 +221,8 @@ async fn a_payment_consumes_its_consent_once_and_funds_confirmations_need_their_
 async fn an_administrator_withdraws_access_and_every_token_of_the_consent_ends() {
     let j = journey_with(gateway_options()).await;
     add_admin(&j.app).await;
-    let accounts = j
-        .granted(
-            ACCOUNT_ACCESS_CONSENTS,
-            &account_access_consent_body(j.app.now() + 86_400),
-            "openid accounts",
-            &[CURRENT.0],
-        )
-        .await;
-    let payment =
-        j.granted(DOMESTIC_PAYMENT_CONSENTS, &payment_consent_body("INV-3"), "openid payments", &[SAVINGS.0]).await;
+    let accounts = j.account_access_granted(86_400, &[CURRENT.0]).await;
+    let payment = j.payment_granted("INV-3", SAVINGS.0).await;
 
     // The operator finds them by client, type and status.
     let listed = admin_call(
