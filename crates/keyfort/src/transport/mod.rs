@@ -9,6 +9,7 @@
 mod certificate;
 mod gateway;
 mod revocation;
+mod validated;
 mod verifier;
 
 use std::net::SocketAddr;
@@ -39,7 +40,14 @@ pub struct TransportTrust {
     anchor_subjects: Vec<rustls::DistinguishedName>,
     crls: Arc<CrlStore>,
     gateway: Option<gateway::Gateway>,
+    validated: validated::ValidatedChains,
+    /// The earliest `notAfter` of the configured intermediates: no cached validation
+    /// outlives the CAs it went through.
+    bundle_expiry: UnixTime,
 }
+
+/// How many validated chains are remembered (a few hundred bytes each).
+const VALIDATED_CHAINS: usize = 10_000;
 
 /// The trust anchors and intermediates of a `client_ca_file` bundle.
 pub struct CaBundle {
@@ -85,12 +93,15 @@ impl TransportTrust {
         let Some(path) = &config.server.client_ca_file else { return Ok(None) };
         let CaBundle { anchors, intermediates, anchor_subjects } =
             read_ca_bundle(path).map_err(|e| anyhow::anyhow!("[server.tls] client_ca_file: {e}"))?;
+        let bundle_expiry = validated::earliest_expiry(&intermediates).unwrap_or(UnixTime::MAX);
         Ok(Some(Self {
             anchors,
             intermediates,
             anchor_subjects,
             crls,
             gateway: gateway::Gateway::from_config(&config.mtls),
+            validated: validated::ValidatedChains::new(VALIDATED_CHAINS),
+            bundle_expiry,
         }))
     }
 
@@ -103,8 +114,26 @@ impl TransportTrust {
         self.gateway.as_ref().map(gateway::Gateway::header)
     }
 
-    /// Checks a presented chain (end-entity first) at time `now`.
+    /// Checks a presented chain (end-entity first) at time `now`; a chain that passed
+    /// before is taken from the cache while that result still holds (see [`validated`]).
     pub fn validate(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<CertificateIdentity, CertificateRejected> {
+        let key = validated::fingerprint(chain);
+        let generation = self.crls.current().generation;
+        if let Some(identity) = self.validated.get(&key, now, generation) {
+            return Ok(identity);
+        }
+        let identity = self.validate_afresh(chain, now)?;
+        if let Some(expiry) = validated::earliest_expiry(chain) {
+            self.validated.insert(key, identity.clone(), now, expiry.min(self.bundle_expiry), generation);
+        }
+        Ok(identity)
+    }
+
+    fn validate_afresh(
         &self,
         chain: &[CertificateDer<'_>],
         now: UnixTime,

@@ -16,6 +16,8 @@ use crate::metrics::Metrics;
 pub struct CrlSnapshot {
     pub lists: Vec<CertRevocationList<'static>>,
     pub unavailable: Option<String>,
+    /// Counts the loads: a validation made under another generation may be out of date.
+    pub generation: u64,
 }
 
 pub struct CrlStore {
@@ -42,7 +44,7 @@ impl CrlStore {
             sources,
             policy,
             last_good: Mutex::default(),
-            current: RwLock::new(Arc::new(CrlSnapshot { lists: vec![], unavailable: None })),
+            current: RwLock::new(Arc::new(CrlSnapshot { lists: vec![], unavailable: None, generation: 0 })),
         }
     }
 
@@ -108,8 +110,10 @@ impl CrlStore {
                 .filter_map(|der| webpki::OwnedCertRevocationList::from_der(der).ok().map(CertRevocationList::from))
                 .collect()
         };
-        let snapshot = CrlSnapshot { lists, unavailable: (!problems.is_empty()).then(|| problems.join("; ")) };
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let generation = current.generation + 1;
+        let unavailable = (!problems.is_empty()).then(|| problems.join("; "));
+        *current = Arc::new(CrlSnapshot { lists, unavailable, generation });
     }
 }
 

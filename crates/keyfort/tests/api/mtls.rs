@@ -215,3 +215,28 @@ async fn administrators_authenticate_registration_when_configured() {
     let locked = app.register_as(&app.client, &[basic("is_admin@wso2.com", "correct horse battery staple")]).await;
     locked.assert_error(429, "invalid_client", "too many failed sign-ins");
 }
+
+#[tokio::test]
+async fn a_certificate_accepted_before_is_refused_once_the_crl_revokes_it() {
+    // Validated chains are remembered; a new CRL must end that at once.
+    let app = spawn_app_with(gateway("127.0.0.1/32").mtls("crl_refresh_seconds = 10")).await;
+    let cert = app.pki.issue(&Subject::legacy_ob(ORG_ID, SOFTWARE_ID).serial(77));
+    let first = app.register_as(&app.client, &[forwarded(&cert)]).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    // Accepted again (from the cache): refused only because the software is registered.
+    let again = app.register_as(&app.client, &[forwarded(&cert)]).await;
+    again.assert_error(400, "invalid_client_metadata", "active registration");
+
+    app.key_server.set("/issuing.crl", Doc::Raw(app.pki.crl_der_revoking(&[REVOKED_SERIAL, 77], 2)));
+    let mut last = None;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let reply = app.register_as(&app.client, &[forwarded(&cert)]).await;
+        if reply.status == 401 {
+            reply.assert_error(401, "invalid_client", "revoked");
+            return;
+        }
+        last = Some(reply);
+    }
+    panic!("the revoked certificate was still accepted after the CRL reload: {:?}", last.map(|r| r.body));
+}

@@ -190,18 +190,26 @@ impl TestPki {
 
     /// The issuing CA's CRL, listing [`REVOKED_SERIAL`].
     pub fn crl_der(&self) -> Vec<u8> {
+        self.crl_der_revoking(&[REVOKED_SERIAL], 1)
+    }
+
+    /// The issuing CA's CRL number `number`, listing `serials`.
+    pub fn crl_der_revoking(&self, serials: &[u64], number: u8) -> Vec<u8> {
         let now = time_now();
         let params = CertificateRevocationListParams {
             this_update: now - std::time::Duration::from_secs(3600),
             next_update: now + std::time::Duration::from_secs(86400),
-            crl_number: SerialNumber::from(vec![1]),
+            crl_number: SerialNumber::from(vec![number]),
             issuing_distribution_point: None,
-            revoked_certs: vec![RevokedCertParams {
-                serial_number: SerialNumber::from(REVOKED_SERIAL.to_be_bytes().to_vec()),
-                revocation_time: now - std::time::Duration::from_secs(600),
-                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
-                invalidity_date: None,
-            }],
+            revoked_certs: serials
+                .iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from(serial.to_be_bytes().to_vec()),
+                    revocation_time: now - std::time::Duration::from_secs(600),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
             key_identifier_method: KeyIdMethod::Sha256,
         };
         params.signed_by(&self.issuing.cert, &self.issuing.key).unwrap().der().to_vec()
