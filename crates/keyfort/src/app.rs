@@ -151,6 +151,12 @@ impl Application {
             auditor.clone(),
             clock.clone(),
         ));
+        let resource_server = Arc::new(crate::resource_server::ResourceServerService::new(
+            config.clone(),
+            tokens.clone(),
+            consents.clone(),
+            clock.clone(),
+        ));
         let pages = Arc::new(Pages::new(&config.branding)?);
         let authorization = Arc::new(AuthorizationService::new(
             config.clone(),
@@ -172,6 +178,7 @@ impl Application {
                 operator: Arc::new(OperatorService::new(store.clone(), auditor, clock.clone())),
                 consents: consents.clone(),
                 authorization,
+                resource_server,
                 pages,
                 readiness: Arc::new(Readiness::new(store.clone(), registration.clone())),
                 registration,
@@ -250,7 +257,7 @@ impl Application {
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) {
         let purge =
-            tokio::spawn(purge_replay_records(self.store.clone(), self.clock.clone(), self.idempotency_seconds));
+            tokio::spawn(purge_expired_records(self.store.clone(), self.clock.clone(), self.idempotency_seconds));
         // Another node or `keyfort keys rotate` may add keys: pick them up. The interval bounds
         // how long this node may not know a new key, so a rotation must publish keys at
         // least this long before they sign (the configuration and `keys rotate` insist).
@@ -367,7 +374,7 @@ pub fn preflight(config: &Config) -> Result<(), ConfigError> {
     }
 }
 
-async fn purge_replay_records(store: Arc<dyn Store>, clock: Arc<dyn Clock>, idempotency_seconds: i64) {
+async fn purge_expired_records(store: Arc<dyn Store>, clock: Arc<dyn Clock>, idempotency_seconds: i64) {
     let mut interval = tokio::time::interval(PURGE_INTERVAL);
     loop {
         interval.tick().await;
@@ -381,6 +388,18 @@ async fn purge_replay_records(store: Arc<dyn Store>, clock: Arc<dyn Clock>, idem
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired replay records purged"),
             Err(e) => tracing::warn!(error = %e, "purging replay records failed"),
+        }
+        // Sessions and codes are useless once expired; an hour of margin keeps a code that
+        // was just reused traceable to its grant while the reuse is investigated.
+        match store.purge_expired_authorizations(clock.now() - 3_600).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired authorization sessions and codes purged"),
+            Err(e) => tracing::warn!(error = %e, "purging authorization sessions failed"),
+        }
+        match store.purge_expired_customer_sessions(clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired customer sessions purged"),
+            Err(e) => tracing::warn!(error = %e, "purging customer sessions failed"),
         }
     }
 }

@@ -26,8 +26,11 @@ pub enum AuditAction {
     /// A TPP creates a consent (or repeats a creation with the same idempotency key).
     ConsentCreate,
     ConsentRead,
-    /// A TPP revokes (DELETEs) a consent.
+    /// A TPP revokes (DELETEs) a consent, or its customer or an administrator withdraws
+    /// the TPP's access (the detail says who).
     ConsentRevoke,
+    /// A resource server reports the payment of a payment consent made.
+    ConsentConsume,
     /// A customer authorises a consent.
     ConsentAuthorise,
     /// A customer rejects (denies or cancels) a consent.
@@ -46,6 +49,7 @@ impl AuditAction {
             AuditAction::ConsentCreate => "consent_create",
             AuditAction::ConsentRead => "consent_read",
             AuditAction::ConsentRevoke => "consent_revoke",
+            AuditAction::ConsentConsume => "consent_consume",
             AuditAction::ConsentAuthorise => "consent_authorise",
             AuditAction::ConsentReject => "consent_reject",
         }

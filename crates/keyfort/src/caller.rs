@@ -72,3 +72,24 @@ impl Caller {
         }
     }
 }
+
+/// A bank gateway or resource server, recognised by the subject of its transport
+/// certificate (`[resource_server] client_subject_dns`). It may introspect any token and
+/// ask whether a customer's token covers a call.
+#[derive(Debug, Clone)]
+pub struct ResourceServer {
+    /// The certificate subject it presented, for the log and the audit trail.
+    pub subject: String,
+}
+
+impl ResourceServer {
+    /// The resource server `caller` is, if its validated certificate names one listed in
+    /// `config`.
+    pub fn recognise(caller: &Caller, config: &crate::config::ResourceServerConfig) -> Option<Self> {
+        let PresentedCertificate::Valid(identity) = &caller.certificate else { return None };
+        config
+            .client_subject_dns
+            .contains(&identity.subject)
+            .then(|| Self { subject: identity.subject.as_str().to_owned() })
+    }
+}

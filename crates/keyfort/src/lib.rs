@@ -14,6 +14,8 @@
 //! - [`transport`]: mutual TLS: client certificate checks, CRLs, gateway-forwarded certificates.
 //! - [`admin`]: administrator accounts and HTTP Basic authentication.
 //! - [`consent`]: the Open Banking intents API (consents) and the decisions of customers.
+//! - [`resource_server`]: what the bank's gateways ask about customers' tokens (consent
+//!   validation), and the payments they report.
 //! - [`customers`]: bank customers (PSUs), their sign-in and accounts, behind traits a bank
 //!   can implement.
 
@@ -36,6 +38,7 @@ pub mod pages;
 pub mod password;
 pub mod pem;
 pub mod registration;
+pub mod resource_server;
 pub mod sandbox;
 pub mod signing;
 pub mod storage;

@@ -3,12 +3,14 @@
 //! checks, the OBIE error model, and the stored consent with its response body and what the
 //! consent page shows.
 
+mod access;
 mod error;
 mod fields;
 mod permission;
 mod request;
 mod signature;
 
+pub use access::Resource;
 pub use error::{ObieCategory, ObieError, ObieErrorCode, ObieErrorItem};
 pub use fields::{
     check_identification, format_date_time, normalise_identification, AccountIdentification, Amount, Currency,

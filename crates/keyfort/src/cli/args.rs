@@ -267,6 +267,13 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// List, show or revoke customers' consents through the admin API.
+    Consents {
+        #[command(flatten)]
+        connection: AdminConnection,
+        #[command(subcommand)]
+        command: ConsentsCommand,
+    },
 }
 
 #[derive(Args)]
@@ -313,6 +320,38 @@ pub enum ClientsCommand {
     Reactivate { client_id: String },
     /// Delete a registration.
     Delete { client_id: String },
+}
+
+#[derive(Subcommand)]
+pub enum ConsentsCommand {
+    /// List consents, newest first.
+    List {
+        #[arg(long)]
+        client_id: Option<String>,
+        /// The customer's id (as `keyfort customers list` shows it).
+        #[arg(long)]
+        customer: Option<String>,
+        /// AwaitingAuthorisation, Authorised, Rejected, Revoked or Consumed.
+        #[arg(long)]
+        status: Option<String>,
+        /// account-access, domestic-payment or funds-confirmation.
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// Only consents created after this Unix time.
+        #[arg(long)]
+        created_after: Option<i64>,
+        /// Only consents created before this Unix time.
+        #[arg(long)]
+        created_before: Option<i64>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Show one consent with its audit trail.
+    Show { consent_id: String },
+    /// Withdraw the TPP's access: an account-access or funds-confirmation consent becomes
+    /// Revoked; a payment consent's tokens are revoked. Every token issued under it stops
+    /// working.
+    Revoke { consent_id: String },
 }
 
 #[derive(Subcommand)]

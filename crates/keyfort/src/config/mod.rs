@@ -22,6 +22,7 @@ mod http_client;
 mod loader;
 mod mtls;
 mod observability;
+mod resource_server;
 mod server;
 mod sources;
 mod storage;
@@ -45,6 +46,7 @@ pub use error::{ConfigError, Problem};
 pub use http_client::HttpClientConfig;
 pub use mtls::{MtlsConfig, RevocationUnavailable};
 pub use observability::{LogConfig, LogFormat};
+pub use resource_server::ResourceServerConfig;
 pub use server::{ClientAuthMode, ServerConfig};
 pub use sources::KeySource;
 pub use storage::{redact_url, SslMode, StorageConfig};
@@ -71,6 +73,7 @@ pub struct Config {
     pub branding: BrandingConfig,
     pub consents: ConsentsConfig,
     pub customers: CustomersConfig,
+    pub resource_server: ResourceServerConfig,
 }
 
 impl Config {
@@ -141,6 +144,7 @@ impl Config {
             certificates_possible: tls.client_auth != ClientAuthMode::Off || mtls.gateway_header.is_some(),
             allow_insecure_loopback: http_client.allow_insecure_loopback,
         };
+        let certificates_possible = dcr_context.certificates_possible;
         let dcr = dcr::read(oauth.section("dcr"), &dcr_context, &paths);
         let token_lifetimes = token::read_lifetimes(oauth.section("token_lifetimes"));
         let token = token::read(oauth.section("token"), public_url, &paths);
@@ -153,6 +157,7 @@ impl Config {
         let branding = branding::read(root.section("branding"), &paths);
         let consents = consents::read(root.section("consents"));
         let customers = customers::read(root.section("customers"), public_url);
+        let resource_server = resource_server::read(root.section("resource_server"), certificates_possible);
         drop(root);
 
         let config = match (server, storage, dcr, token) {
@@ -172,6 +177,7 @@ impl Config {
                 branding,
                 consents,
                 customers,
+                resource_server,
             }),
             _ => None,
         };

@@ -9,6 +9,8 @@
 //! authorization flow are OAuth `access_denied`, for the authorization endpoint to send back
 //! to the TPP's redirect URI.
 
+mod oversight;
+
 use std::sync::Arc;
 
 use keyfort_core::clock::{Clock, UnixTime};
@@ -28,6 +30,8 @@ use crate::directory::JwksCache;
 use crate::error::ServiceError;
 use crate::storage::{ConsentStatusChange, CreateConsentError, IdempotencyRecord, Store};
 use crate::token::TokenService;
+
+pub use oversight::{Withdrawer, Withdrawn};
 
 /// OBIE: `x-idempotency-key` is at most 40 characters.
 const MAX_IDEMPOTENCY_KEY_CHARS: usize = 40;

@@ -1,6 +1,7 @@
 //! The operator's API, behind administrator authentication: list and search registrations,
-//! show one with its audit trail, suspend, reactivate and delete. `keyfort admin clients`
-//! is a command-line client of these endpoints.
+//! show one with its audit trail, suspend, reactivate and delete; list and search consents,
+//! show one with its audit trail, revoke one. `keyfort admin clients` and `keyfort admin
+//! consents` are command-line clients of these endpoints.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -13,7 +14,10 @@ use serde_json::{json, Value};
 
 use super::extract::AdminCaller;
 use super::{ApiError, AppState};
-use crate::storage::ClientFilter;
+use keyfort_core::consent::{Consent, ConsentStatus, ConsentType};
+
+use crate::consent::Withdrawer;
+use crate::storage::{ClientFilter, ConsentFilter};
 
 /// The most clients one list answer holds.
 const MAX_LIST_LIMIT: i64 = 500;
@@ -115,4 +119,104 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     state.operator.delete(&caller, &client_id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentListQuery {
+    client_id: Option<String>,
+    customer: Option<String>,
+    status: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    created_after: Option<i64>,
+    created_before: Option<i64>,
+    limit: Option<i64>,
+}
+
+impl ConsentListQuery {
+    fn into_filter(self) -> Result<ConsentFilter, OAuthError> {
+        let shown = |s: &str| s.chars().take(64).collect::<String>();
+        let status = match self.status.as_deref() {
+            None => None,
+            Some(s) => Some(ConsentStatus::parse(s).ok_or_else(|| {
+                OAuthError::invalid_request(format!(
+                    "status \"{}\" is not one of AwaitingAuthorisation, Authorised, Rejected, Revoked, Consumed",
+                    shown(s)
+                ))
+            })?),
+        };
+        let kind = match self.kind.as_deref() {
+            None => None,
+            Some(s) => Some(ConsentType::parse(s).ok_or_else(|| {
+                OAuthError::invalid_request(format!(
+                    "type \"{}\" is not one of account-access, domestic-payment, funds-confirmation",
+                    shown(s)
+                ))
+            })?),
+        };
+        let limit = self.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+            return Err(OAuthError::invalid_request(format!("limit must be between 1 and {MAX_LIST_LIMIT}")));
+        }
+        Ok(ConsentFilter {
+            client_id: self.client_id,
+            customer_id: self.customer,
+            status,
+            kind,
+            created_after: self.created_after,
+            created_before: self.created_before,
+            with_live_grant: false,
+            limit,
+        })
+    }
+}
+
+fn consent_summary(consent: &Consent) -> Value {
+    json!({
+        "consent_id": consent.id,
+        "type": consent.kind.as_str(),
+        "status": consent.status.as_str(),
+        "client_id": consent.client_id,
+        "customer_id": consent.customer_id,
+        "created_at": consent.created_at,
+        "status_updated_at": consent.status_updated_at,
+        "expires_at": consent.expires_at,
+        "permissions": consent.permissions().iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        "account_ids": consent.account_ids,
+    })
+}
+
+pub async fn list_consents(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    query: Result<Query<ConsentListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| OAuthError::invalid_request(format!("bad query: {}", e.body_text())))?;
+    let consents = state.consents.list(&caller, &query.into_filter()?).await?;
+    Ok(Json(json!({ "consents": consents.iter().map(consent_summary).collect::<Vec<_>>() })))
+}
+
+/// One consent: the summary, the body the TPP sees, and its audit trail.
+pub async fn show_consent(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    Path(consent_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (consent, audit) = state.consents.show(&caller, &consent_id).await?;
+    let mut body = consent_summary(&consent);
+    body["body"] = state.consents.response_body(&consent);
+    Ok(Json(json!({ "consent": body, "audit": audit })))
+}
+
+pub async fn revoke_consent(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    Path(consent_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let withdrawn = state.consents.withdraw(&caller, &consent_id, Withdrawer::Administrator).await?;
+    Ok(Json(json!({
+        "consent": consent_summary(&withdrawn.consent),
+        "grants_revoked": withdrawn.grants_revoked,
+    })))
 }

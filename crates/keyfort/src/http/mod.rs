@@ -13,6 +13,7 @@ mod listener;
 mod management;
 mod openapi;
 mod registration;
+mod resource_server;
 mod token;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use crate::metrics::Metrics;
 use crate::operator::OperatorService;
 use crate::pages::Pages;
 use crate::registration::{RegistrationService, REGISTRATION_PATH};
+use crate::resource_server::{ResourceServerService, VALIDATION_PATH};
 use crate::token::{TokenService, INTROSPECTION_PATH, JWKS_PATH, REVOCATION_PATH, TOKEN_PATH};
 use crate::transport::TransportTrust;
 use keyfort_core::clock::Clock;
@@ -55,6 +57,8 @@ pub struct AppState {
     pub consents: Arc<ConsentService>,
     /// The customer's authorization: the authorization endpoint, sign-in and decision.
     pub authorization: Arc<AuthorizationService>,
+    /// What the bank's gateways ask about customers' tokens.
+    pub resource_server: Arc<ResourceServerService>,
     /// The customer's pages, rendered from templates.
     pub pages: Arc<Pages>,
     pub admins: Arc<AdminAuthenticator>,
@@ -96,6 +100,7 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         )
         .route(AUTHORIZATION_PATH, get(authorize::authorize_query).post(authorize::authorize_form))
         .route("/oauth2/authorize/login", post(authorize::login))
+        .route(VALIDATION_PATH, post(resource_server::validate))
         .route("/oauth2/authorize/consent", get(authorize::consent_page).post(authorize::decide))
         .route("/assets/keyfort.css", get(authorize::stylesheet))
         .route("/assets/logo", get(authorize::logo))
@@ -103,6 +108,9 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route("/admin/clients/{client_id}", get(admin::show).delete(admin::delete))
         .route("/admin/clients/{client_id}/suspend", post(admin::suspend))
         .route("/admin/clients/{client_id}/reactivate", post(admin::reactivate))
+        .route("/admin/consents", get(admin::list_consents))
+        .route("/admin/consents/{consent_id}", get(admin::show_consent))
+        .route("/admin/consents/{consent_id}/revoke", post(admin::revoke_consent))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::document))

@@ -14,9 +14,9 @@ use keyfort_core::error::{ErrorCode, OAuthError};
 
 use super::extract::RequestCaller;
 use super::{ApiError, AppState};
-use crate::caller::Caller;
+use crate::caller::{Caller, ResourceServer};
 use crate::error::{Challenge, ServiceError};
-use crate::token::{AuthenticatedClient, ClientCredentials, Grant};
+use crate::token::{AuthenticatedClient, ClientCredentials, Grant, Introspector};
 
 /// An `application/x-www-form-urlencoded` body in which every parameter appears once.
 struct Form(HashMap<String, String>);
@@ -183,14 +183,30 @@ async fn caller_and_token(
     Ok((client, token))
 }
 
+/// A resource server (recognised by its certificate) introspects any token without client
+/// credentials; everyone else authenticates as a client and sees only its own tokens.
 pub async fn introspect(
     State(state): State<AppState>,
     RequestCaller(caller): RequestCaller,
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Result<Response, ApiError> {
+    let resource_server = ResourceServer::recognise(&caller, &state.config.resource_server);
+    if let Some(resource_server) = resource_server.filter(|_| !has_client_credentials(&headers, &body)) {
+        let mut form = read_form(&headers, &body)?;
+        let token = form.take("token").ok_or_else(|| OAuthError::invalid_request("the token parameter is required"))?;
+        let answer = state.tokens.introspect(Introspector::ResourceServer(&resource_server), &token).await?;
+        return Ok(no_store(answer));
+    }
     let (client, token) = caller_and_token(&state, &caller, &headers, &body).await?;
-    Ok(no_store(state.tokens.introspect(&client, &token).await?))
+    Ok(no_store(state.tokens.introspect(Introspector::Client(&client), &token).await?))
+}
+
+/// Whether a request carries any client authentication (which then must succeed).
+fn has_client_credentials(headers: &HeaderMap, body: &[u8]) -> bool {
+    headers.contains_key(header::AUTHORIZATION)
+        || url::form_urlencoded::parse(body)
+            .any(|(name, _)| matches!(name.as_ref(), "client_id" | "client_assertion" | "client_secret"))
 }
 
 pub async fn revoke(

@@ -113,6 +113,16 @@ pub trait AuthorizationStore: Send + Sync {
     /// Revokes a grant and its refresh tokens; returns whether it was not revoked before.
     async fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> Result<bool, StoreError>;
 
+    /// Revokes every grant of a consent and their refresh tokens, and writes `audit`, in
+    /// one transaction; returns how many grants were live. (A payment consent has no
+    /// Revoked status: this is how its customer or an operator stops its tokens.)
+    async fn revoke_grants_of_consent(
+        &self,
+        consent_id: &str,
+        now: UnixTime,
+        audit: &super::AuditEvent,
+    ) -> Result<u64, StoreError>;
+
     async fn create_refresh_token(&self, token: &RefreshTokenRecord) -> Result<(), StoreError>;
 
     async fn find_refresh_token(&self, token_hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError>;
@@ -334,6 +344,32 @@ macro_rules! sql_authorization_store {
                 .await?;
                 tx.commit().await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn revoke_grants_of_consent(
+                &self,
+                consent_id: &str,
+                now: UnixTime,
+                audit: &$crate::storage::AuditEvent,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "UPDATE refresh_tokens SET revoked_at = $2 WHERE revoked_at IS NULL \
+                     AND grant_id IN (SELECT grant_id FROM grants WHERE consent_id = $1)",
+                )
+                .bind(consent_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let done =
+                    sqlx::query("UPDATE grants SET revoked_at = $2 WHERE consent_id = $1 AND revoked_at IS NULL")
+                        .bind(consent_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                insert_audit!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(done.rows_affected())
             }
 
             async fn create_refresh_token(&self, t: &$crate::storage::RefreshTokenRecord) -> Result<(), StoreError> {

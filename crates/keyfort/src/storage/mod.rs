@@ -7,6 +7,7 @@
 //! unbounded numbers is written here (failed sign-ins of unknown names stay in memory).
 
 mod authorization;
+mod customer_area;
 mod migrations;
 mod sql;
 
@@ -20,6 +21,7 @@ use keyfort_core::registration::{ClientStatus, RegisteredClient};
 pub use authorization::{
     AuthorizationSession, AuthorizationStore, CodeRecord, GrantRecord, RedeemError, RefreshTokenRecord,
 };
+pub use customer_area::{CustomerAreaStore, CustomerSession};
 pub use migrations::{MigrationReport, MigrationState};
 pub use sql::{PostgresStore, SqliteStore};
 
@@ -87,6 +89,20 @@ pub struct ClientFilter {
     pub status: Option<ClientStatus>,
     pub registered_after: Option<UnixTime>,
     pub registered_before: Option<UnixTime>,
+    pub limit: i64,
+}
+
+/// Which consents an operator (or a customer's own page) wants to see, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsentFilter {
+    pub client_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub status: Option<ConsentStatus>,
+    pub kind: Option<ConsentType>,
+    pub created_after: Option<UnixTime>,
+    pub created_before: Option<UnixTime>,
+    /// Only consents with a grant that is not revoked: those whose TPP can still get tokens.
+    pub with_live_grant: bool,
     pub limit: i64,
 }
 
@@ -240,7 +256,7 @@ pub enum AddAccountError {
 /// Everything Keyfort keeps. Concerns with many methods have their own trait (in their own
 /// file), which every store implements too.
 #[async_trait]
-pub trait Store: AuthorizationStore + Send + Sync + 'static {
+pub trait Store: AuthorizationStore + CustomerAreaStore + Send + Sync + 'static {
     /// Records the request's jti, creates the client and writes its audit line in one
     /// transaction (one commit, one fsync): all are durable when this returns `Ok`, or none
     /// happened.
@@ -340,6 +356,9 @@ pub trait Store: AuthorizationStore + Send + Sync + 'static {
     ) -> Result<(), CreateConsentError>;
 
     async fn find_consent(&self, consent_id: &str) -> Result<Option<Consent>, StoreError>;
+
+    /// Consents matching `filter`, newest first, at most `filter.limit`.
+    async fn list_consents(&self, filter: &ConsentFilter) -> Result<Vec<Consent>, StoreError>;
 
     /// The live record of an idempotency key: created at or after `not_before`.
     async fn find_idempotency_record(

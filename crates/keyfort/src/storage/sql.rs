@@ -16,9 +16,9 @@ use sqlx::{Connection, Row};
 use keyfort_core::consent::{Consent, ConsentRequest, ConsentStatus, ConsentType};
 
 use super::{
-    migrations, AddAccountError, AdminSignInState, AuditEvent, ClientFilter, ConsentStatusChange, CreateAdminError,
-    CreateClientError, CreateConsentError, CreateCustomerError, CustomerAccount, IdempotencyRecord, JtiError,
-    MigrationReport, ReplayRecord, Store, StoreError, StoredCustomer, StoredSigningKey,
+    migrations, AddAccountError, AdminSignInState, AuditEvent, ClientFilter, ConsentFilter, ConsentStatusChange,
+    CreateAdminError, CreateClientError, CreateConsentError, CreateCustomerError, CustomerAccount, IdempotencyRecord,
+    JtiError, MigrationReport, ReplayRecord, Store, StoreError, StoredCustomer, StoredSigningKey,
 };
 use crate::config::{SslMode, StorageConfig};
 use keyfort_core::registration::BoundCertificate;
@@ -649,6 +649,28 @@ macro_rules! sql_store {
                 row.as_ref().map(consent_from_row).transpose()
             }
 
+            async fn list_consents(&self, f: &ConsentFilter) -> Result<Vec<Consent>, StoreError> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {CONSENT_COLUMNS} FROM consents WHERE ($1 IS NULL OR client_id = $1) \
+                     AND ($2 IS NULL OR customer_id = $2) AND ($3 IS NULL OR status = $3) \
+                     AND ($4 IS NULL OR consent_type = $4) AND ($5 IS NULL OR created_at > $5) \
+                     AND ($6 IS NULL OR created_at < $6) \
+                     AND ($7 = 0 OR EXISTS (SELECT 1 FROM grants g WHERE g.consent_id = consents.consent_id AND g.revoked_at IS NULL)) \
+                     ORDER BY created_at DESC, consent_id LIMIT $8"
+                ))
+                .bind(&f.client_id)
+                .bind(&f.customer_id)
+                .bind(f.status.map(ConsentStatus::as_str))
+                .bind(f.kind.map(ConsentType::as_str))
+                .bind(f.created_after)
+                .bind(f.created_before)
+                .bind(i64::from(f.with_live_grant))
+                .bind(f.limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(consent_from_row).collect()
+            }
+
             async fn find_idempotency_record(
                 &self,
                 client_id: &str,
@@ -945,6 +967,7 @@ impl SqliteStore {
 
 sql_store!(SqliteStore, first_key_lock: None, migrator: sqlx::migrate!("./migrations/sqlite"));
 super::authorization::sql_authorization_store!(SqliteStore);
+super::customer_area::sql_customer_area_store!(SqliteStore);
 
 /// PostgreSQL, for deployments with several Keyfort nodes sharing one database.
 pub struct PostgresStore {
@@ -992,3 +1015,4 @@ sql_store!(
     migrator: sqlx::migrate!("./migrations/postgres")
 );
 super::authorization::sql_authorization_store!(PostgresStore);
+super::customer_area::sql_customer_area_store!(PostgresStore);

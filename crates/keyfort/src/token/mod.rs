@@ -1,6 +1,7 @@
 //! The token service: client-credentials access tokens for onboarded TPPs (RFC 6749 §4.4),
 //! bound to the client certificate where the client registered for it (RFC 8705), and
-//! their introspection (RFC 7662) and revocation (RFC 7009).
+//! their introspection (RFC 7662) and revocation (RFC 7009); and the customer's grants
+//! (authorization code, refresh token) whose tokens act under a consent.
 
 mod authorization_code;
 mod client_auth;
@@ -18,6 +19,10 @@ use keyfort_core::transport::{BindingSubject, CertificateIdentity};
 use serde_json::{json, Value};
 
 pub use request::{AuthenticatedClient, ClientCredentials, Grant, TokenResponse};
+
+use keyfort_core::consent::{Consent, ConsentStatus, ConsentType};
+
+use crate::caller::ResourceServer;
 
 use crate::config::Config;
 use crate::directory::JwksCache;
@@ -61,6 +66,23 @@ impl TokenRejected {
             TokenRejected::ConsentEnded => "the consent this access token acts under is no longer in force",
         }
     }
+}
+
+/// An access token that passed [`TokenService::inspect_access_token`], with the consent it
+/// acts under (a customer's token) as it is now.
+#[derive(Debug, Clone)]
+pub struct InspectedToken {
+    pub claims: AccessTokenClaims,
+    pub consent: Option<Consent>,
+}
+
+/// Who asks what a token is (RFC 7662).
+#[derive(Debug, Clone, Copy)]
+pub enum Introspector<'a> {
+    /// A client, about its own tokens.
+    Client(&'a AuthenticatedClient),
+    /// The bank's gateway or resource server, about any token.
+    ResourceServer(&'a ResourceServer),
 }
 
 impl TokenService {
@@ -145,14 +167,27 @@ impl TokenService {
         })
     }
 
-    /// Verifies an access token this server issued: signature by a published key, issuer,
-    /// expiry, revocation, and that its client is still registered. The outer error is a
-    /// storage failure: the token's fate is then unknown, and must not be reported as a bad
-    /// token (a database outage would look like every token being revoked).
+    /// The claims of `token` if it is an access token of this server, not expired or
+    /// revoked, of an active client, and — for a token of a customer's consent — its grant
+    /// is not revoked and its consent is Authorised and not expired.
     pub async fn verify_access_token(
         &self,
         token: &str,
     ) -> Result<Result<AccessTokenClaims, TokenRejected>, ServiceError> {
+        Ok(self.inspect_access_token(token).await?.and_then(|inspected| match &inspected.consent {
+            Some(consent) if !self.in_force(consent) => Err(TokenRejected::ConsentEnded),
+            _ => Ok(inspected.claims),
+        }))
+    }
+
+    /// [`TokenService::verify_access_token`] without the consent's status: a resource
+    /// server is told the consent's status, not only that the token stopped working. A
+    /// revoked grant (a reused code, a customer stopping a payment's access) still ends
+    /// the token here, and a consent that no longer exists too.
+    pub async fn inspect_access_token(
+        &self,
+        token: &str,
+    ) -> Result<Result<InspectedToken, TokenRejected>, ServiceError> {
         let Some(claims) = self.signed_claims(token) else { return Ok(Err(TokenRejected::Malformed)) };
         if claims.expires_at <= self.clock.now() {
             return Ok(Err(TokenRejected::Expired));
@@ -164,47 +199,77 @@ impl TokenService {
             Some(client) if client.status == ClientStatus::Active => {}
             _ => return Ok(Err(TokenRejected::ClientGone)),
         }
-        if let Some(binding) = &claims.consent {
-            let granted = self.store.find_grant(&binding.grant_id).await?;
-            if !granted.is_some_and(|grant| grant.revoked_at.is_none() && grant.consent_id == binding.consent_id) {
-                return Ok(Err(TokenRejected::ConsentEnded));
+        let consent = match &claims.consent {
+            None => None,
+            Some(binding) => {
+                let granted = self.store.find_grant(&binding.grant_id).await?;
+                if !granted.is_some_and(|grant| grant.revoked_at.is_none() && grant.consent_id == binding.consent_id) {
+                    return Ok(Err(TokenRejected::ConsentEnded));
+                }
+                match self.store.find_consent(&binding.consent_id).await? {
+                    Some(consent) => Some(consent),
+                    None => return Ok(Err(TokenRejected::ConsentEnded)),
+                }
             }
-            let consent = self.store.find_consent(&binding.consent_id).await?;
-            let in_force = consent.is_some_and(|c| {
-                c.status == keyfort_core::consent::ConsentStatus::Authorised && !c.expired(self.clock.now())
-            });
-            if !in_force {
-                return Ok(Err(TokenRejected::ConsentEnded));
-            }
-        }
-        Ok(Ok(claims))
+        };
+        Ok(Ok(InspectedToken { claims, consent }))
     }
 
-    /// RFC 7662: what `caller` may know about `token`. Tokens of other clients are reported
-    /// inactive, so a client learns nothing about another's tokens.
-    #[tracing::instrument(skip_all, fields(client_id = %caller.client().client_id))]
-    pub async fn introspect(&self, caller: &AuthenticatedClient, token: &str) -> Result<Value, ServiceError> {
-        Ok(match self.verify_access_token(token).await? {
-            Ok(claims) if claims.client_id == caller.client().client_id => {
-                let mut body = json!({
-                    "active": true,
-                    "token_type": "Bearer",
-                    "client_id": claims.client_id,
-                    "sub": claims.client_id,
-                    "scope": claims.scope.join(" "),
-                    "iss": claims.issuer,
-                    "aud": claims.audience,
-                    "iat": claims.issued_at,
-                    "exp": claims.expires_at,
-                    "jti": claims.jti,
-                });
-                if let Some(thumbprint) = claims.certificate_thumbprint {
-                    body["cnf"] = json!({ "x5t#S256": thumbprint });
-                }
-                body
+    /// Whether a customer's token still works under `consent`: Authorised and not expired,
+    /// or a payment consent its payment consumed (the payment's status is still read with
+    /// the token; no new token is issued under it).
+    fn in_force(&self, consent: &Consent) -> bool {
+        let live = match consent.status {
+            ConsentStatus::Authorised => true,
+            ConsentStatus::Consumed => consent.kind == ConsentType::DomesticPayment,
+            _ => false,
+        };
+        live && !consent.expired(self.clock.now())
+    }
+
+    /// RFC 7662: what `asker` may know about `token`. A client sees only its own tokens
+    /// (another's are reported inactive, so it learns nothing about them); a resource
+    /// server sees every token. A token of a customer's consent also names the consent, its
+    /// type and status, the permissions and the accounts the customer chose, for a gateway
+    /// to enforce them.
+    #[tracing::instrument(skip_all)]
+    pub async fn introspect(&self, asker: Introspector<'_>, token: &str) -> Result<Value, ServiceError> {
+        let inactive = json!({ "active": false });
+        let Ok(inspected) = self.inspect_access_token(token).await? else { return Ok(inactive) };
+        if inspected.consent.as_ref().is_some_and(|consent| !self.in_force(consent)) {
+            return Ok(inactive);
+        }
+        let claims = &inspected.claims;
+        if let Introspector::Client(client) = asker {
+            if claims.client_id != client.client().client_id {
+                return Ok(inactive);
             }
-            _ => json!({ "active": false }),
-        })
+        }
+        let subject = claims.consent.as_ref().map_or(&claims.client_id, |binding| &binding.subject);
+        let mut body = json!({
+            "active": true,
+            "token_type": "Bearer",
+            "client_id": claims.client_id,
+            "sub": subject,
+            "scope": claims.scope.join(" "),
+            "iss": claims.issuer,
+            "aud": claims.audience,
+            "iat": claims.issued_at,
+            "exp": claims.expires_at,
+            "jti": claims.jti,
+        });
+        if let Some(thumbprint) = &claims.certificate_thumbprint {
+            body["cnf"] = json!({ "x5t#S256": thumbprint });
+        }
+        if let Some(consent) = &inspected.consent {
+            body["consent_id"] = json!(consent.id);
+            body["openbanking_intent_id"] = json!(consent.id);
+            body["consent_type"] = json!(consent.kind.as_str());
+            body["consent_status"] = json!(consent.status.as_str());
+            body["permissions"] = json!(consent.permissions().iter().map(|p| p.as_str()).collect::<Vec<_>>());
+            body["account_ids"] = json!(consent.account_ids);
+        }
+        Ok(body)
     }
 
     /// RFC 7009: revokes `token` if it is `caller`'s. Unknown and invalid tokens are not an

@@ -180,3 +180,35 @@ async fn expired_sessions_and_codes_are_purged() {
         assert!(matches!(b.store.redeem_code("c7", NOW).await, Err(RedeemError::Unknown)), "{}", b.name);
     }
 }
+
+#[tokio::test]
+async fn every_grant_of_a_consent_is_revoked_with_its_refresh_tokens_and_audit_line() {
+    for b in backends().await {
+        let consent_grant = |id: &str, consent: &str| GrantRecord { consent_id: consent.into(), ..grant(id) };
+        b.store.create_grant_with_code(&consent_grant("g8", "pdc-1"), &code("c8", "g8")).await.unwrap();
+        b.store.create_grant_with_code(&consent_grant("g9", "pdc-1"), &code("c9", "g9")).await.unwrap();
+        b.store.create_grant_with_code(&consent_grant("g10", "pdc-2"), &code("c10", "g10")).await.unwrap();
+        b.store.create_refresh_token(&refresh("r8", "g8")).await.unwrap();
+        b.store.create_refresh_token(&refresh("r10", "g10")).await.unwrap();
+        b.store.revoke_grant("g9", NOW).await.unwrap();
+        let line = keyfort::storage::AuditEvent {
+            at: NOW + 5,
+            action: "consent_revoke".into(),
+            outcome: "success".into(),
+            consent_id: Some("pdc-1".into()),
+            ..Default::default()
+        };
+
+        assert_eq!(b.store.revoke_grants_of_consent("pdc-1", NOW + 5, &line).await.unwrap(), 1, "{}", b.name);
+        assert_eq!(b.store.find_grant("g8").await.unwrap().unwrap().revoked_at, Some(NOW + 5), "{}", b.name);
+        assert_eq!(b.store.find_grant("g9").await.unwrap().unwrap().revoked_at, Some(NOW), "{}: kept", b.name);
+        assert_eq!(b.store.find_refresh_token("r8").await.unwrap().unwrap().revoked_at, Some(NOW + 5));
+        // Another consent's grant and refresh token are untouched.
+        assert_eq!(b.store.find_grant("g10").await.unwrap().unwrap().revoked_at, None, "{}", b.name);
+        assert_eq!(b.store.find_refresh_token("r10").await.unwrap().unwrap().revoked_at, None, "{}", b.name);
+        assert_eq!(b.store.consent_audit_events("pdc-1", 10).await.unwrap(), vec![line.clone()], "{}", b.name);
+        // Nothing live is left: a second revocation changes nothing but is still audited.
+        assert_eq!(b.store.revoke_grants_of_consent("pdc-1", NOW + 6, &line).await.unwrap(), 0, "{}", b.name);
+        assert_eq!(b.store.consent_audit_events("pdc-1", 10).await.unwrap().len(), 2, "{}", b.name);
+    }
+}

@@ -8,23 +8,23 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 use crate::pki::Subject;
 
-const ADMIN: &str = "ops@bank.example";
-const PASSWORD: &str = "a long operator password";
+pub(crate) const ADMIN: &str = "ops@bank.example";
+pub(crate) const PASSWORD: &str = "a long operator password";
 
-fn basic() -> (&'static str, String) {
+pub(crate) fn basic() -> (&'static str, String) {
     (
         "authorization",
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{ADMIN}:{PASSWORD}"))),
     )
 }
 
-async fn add_admin(app: &TestApp) {
+pub(crate) async fn add_admin(app: &TestApp) {
     let store =
         keyfort::storage::SqliteStore::open(&format!("sqlite://{}", app.database_path().display())).await.unwrap();
     store.create_admin(ADMIN, &keyfort::admin::hash_password(PASSWORD).unwrap(), 0).await.unwrap();
 }
 
-async fn admin_call(app: &TestApp, method: reqwest::Method, path: &str) -> Reply {
+pub(crate) async fn admin_call(app: &TestApp, method: reqwest::Method, path: &str) -> Reply {
     let (name, value) = basic();
     let response = app.client.request(method, format!("{}{path}", app.base)).header(name, value).send().await.unwrap();
     let status = response.status().as_u16();

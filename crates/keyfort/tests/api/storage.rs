@@ -525,11 +525,11 @@ async fn contract_admin_sign_in_failures() {
 #[test]
 fn every_store_method_has_a_contract_test() {
     // The Store trait, and the traits of concerns with their own file (`pub trait ...Store`),
-    // each method called by a contract test in one of the storage test modules.
+    // each method called by a contract test in one of the storage test modules (`*storage.rs`).
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut methods: Vec<String> = Vec::new();
-    for file in ["src/storage/mod.rs", "src/storage/authorization.rs"] {
-        let source = std::fs::read_to_string(root.join(file)).unwrap();
+    for entry in std::fs::read_dir(root.join("src/storage")).unwrap() {
+        let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         for (at, _) in source.match_indices("pub trait ") {
             let trait_body = &source[at..];
             let trait_body = &trait_body[..trait_body.find("\n}\n").unwrap()];
@@ -543,8 +543,11 @@ fn every_store_method_has_a_contract_test() {
     }
     assert!(methods.len() >= 30, "the scan finds the methods: {methods:?}");
     let mut tests = String::new();
-    for file in ["tests/api/storage.rs", "tests/api/authorization_storage.rs"] {
-        tests.push_str(&std::fs::read_to_string(root.join(file)).unwrap());
+    for entry in std::fs::read_dir(root.join("tests/api")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|name| name.to_string_lossy().ends_with("storage.rs")) {
+            tests.push_str(&std::fs::read_to_string(path).unwrap());
+        }
     }
     let untested: Vec<&String> = methods.iter().filter(|m| !tests.contains(&format!("store.{m}("))).collect();
     assert!(untested.is_empty(), "Store methods without a contract test: {untested:?}");
@@ -654,6 +657,80 @@ async fn an_idempotency_key_is_taken_once_while_it_lives() {
         assert_eq!(b.store.purge_idempotency_records(1000).await.unwrap(), 1, "{}", b.name);
         assert!(b.store.find_idempotency_record("tpp", ConsentType::AccountAccess, "k2", 0).await.unwrap().is_none());
         assert!(b.store.find_consent(&third.id).await.unwrap().is_some(), "the consent stays");
+    }
+}
+
+#[tokio::test]
+async fn consents_are_listed_newest_first_by_every_filter() {
+    use keyfort::storage::{ConsentFilter, GrantRecord};
+    use keyfort_core::consent::{ConsentStatus, ConsentType};
+    for b in backends().await {
+        let mut older = consent("tpp-a");
+        older.created_at = 1_800_000_000;
+        let mut newer = consent("tpp-b");
+        newer.created_at = 1_800_000_100;
+        newer.customer_id = Some("cust-1".into());
+        newer.status = ConsentStatus::Authorised;
+        for c in [&older, &newer] {
+            b.store.create_consent(c, None, 0, &consent_line("consent_create", &c.id)).await.unwrap();
+        }
+        let list = |filter: ConsentFilter| {
+            let store = b.store.clone();
+            async move { store.list_consents(&filter).await.unwrap().into_iter().map(|c| c.id).collect::<Vec<_>>() }
+        };
+        let all = ConsentFilter { limit: 10, ..Default::default() };
+        assert_eq!(list(all.clone()).await, vec![newer.id.clone(), older.id.clone()], "{}", b.name);
+        assert_eq!(list(ConsentFilter { limit: 1, ..all.clone() }).await, vec![newer.id.clone()], "{}", b.name);
+        assert_eq!(
+            list(ConsentFilter { client_id: Some("tpp-a".into()), ..all.clone() }).await,
+            vec![older.id.clone()]
+        );
+        assert_eq!(
+            list(ConsentFilter { customer_id: Some("cust-1".into()), ..all.clone() }).await,
+            vec![newer.id.clone()]
+        );
+        assert_eq!(
+            list(ConsentFilter { status: Some(ConsentStatus::AwaitingAuthorisation), ..all.clone() }).await,
+            vec![older.id.clone()],
+            "{}",
+            b.name
+        );
+        assert!(list(ConsentFilter { kind: Some(ConsentType::DomesticPayment), ..all.clone() }).await.is_empty());
+        assert_eq!(
+            list(ConsentFilter { created_after: Some(1_800_000_050), ..all.clone() }).await,
+            vec![newer.id.clone()]
+        );
+        assert_eq!(
+            list(ConsentFilter { created_before: Some(1_800_000_050), ..all.clone() }).await,
+            vec![older.id.clone()]
+        );
+        // Only consents whose TPP still holds a live grant.
+        let live = ConsentFilter { with_live_grant: true, ..all.clone() };
+        assert!(list(live.clone()).await.is_empty(), "{}", b.name);
+        let grant = GrantRecord {
+            grant_id: "g-list".into(),
+            client_id: "tpp-b".into(),
+            consent_id: newer.id.clone(),
+            customer_id: "cust-1".into(),
+            scope: "openid accounts".into(),
+            created_at: 1_800_000_100,
+            revoked_at: None,
+        };
+        let code = keyfort::storage::CodeRecord {
+            code_hash: "code-list".into(),
+            grant_id: "g-list".into(),
+            redirect_uri: "https://tpp.example/cb".into(),
+            nonce: "n".into(),
+            acr: "urn:openbanking:psd2:ca".into(),
+            auth_time: 1_800_000_100,
+            code_challenge: None,
+            expires_at: 1_800_000_160,
+            redeemed_at: None,
+        };
+        b.store.create_grant_with_code(&grant, &code).await.unwrap();
+        assert_eq!(list(live.clone()).await, vec![newer.id.clone()], "{}", b.name);
+        b.store.revoke_grant("g-list", 1_800_000_200).await.unwrap();
+        assert!(list(live).await.is_empty(), "{}: revoked grants do not count", b.name);
     }
 }
 
