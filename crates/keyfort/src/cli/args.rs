@@ -456,7 +456,7 @@ pub enum ConsentCommand {
         #[arg(long = "type", value_name = "TYPE", value_parser = ["account-access", "domestic-payment", "funds-confirmation"])]
         kind: String,
         #[command(flatten)]
-        details: ConsentDetails,
+        details: Box<ConsentDetails>,
         /// Send this file's JSON as the body instead of one built from the flags.
         #[arg(long, value_name = "FILE")]
         body: Option<PathBuf>,

@@ -694,8 +694,12 @@ pub fn accounts_path(account: Option<&str>, balances: bool) -> String {
     }
 }
 
+/// What a path segment keeps as it is: RFC 3986 unreserved characters.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 fn path_segment(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
 }
 
 /// Runs a journey command; the text to print on success.
@@ -872,8 +876,8 @@ mod tests {
         assert_eq!(read.consent, journey.consent);
         assert_eq!(read.tokens.unwrap().refresh_token.as_deref(), Some("rt"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left behind");
-        std::fs::write(&path, "[]").unwrap();
-        assert!(Journey::load(&path).unwrap_err().to_string().contains("not a journey file"));
+        std::fs::write(&path, r#"{"tokens": 1}"#).unwrap();
+        assert!(Journey::load(&path).err().unwrap().to_string().contains("not a journey file"));
     }
 
     #[test]
@@ -911,6 +915,7 @@ mod tests {
     #[test]
     fn account_ids_are_one_path_segment() {
         assert_eq!(accounts_path(None, false), "/open-banking/v3.1/aisp/accounts");
+        assert_eq!(accounts_path(Some("acc-1.x_y~z"), false), "/open-banking/v3.1/aisp/accounts/acc-1.x_y~z");
         assert_eq!(accounts_path(Some("a/b"), true), "/open-banking/v3.1/aisp/accounts/a%2Fb/balances");
     }
 }

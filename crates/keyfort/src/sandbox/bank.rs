@@ -594,12 +594,10 @@ fn refusal(validation: &Validation) -> ObieFailure {
     let reason = validation.reason.clone().unwrap_or_else(|| "Keyfort did not allow the request".into());
     match (&validation.consent_id, validation.consent_status.as_deref()) {
         (None, _) => ObieFailure::unauthorized(format!("the access token is not accepted: {reason}")),
-        (Some(consent), Some(status)) if status != "Authorised" => ObieFailure::new(
+        (Some(_), Some(status)) if status != "Authorised" => ObieFailure::new(
             StatusCode::FORBIDDEN,
             "UK.OBIE.Resource.InvalidConsentStatus",
-            format!(
-                "consent {consent} is {status}, not Authorised: {reason}; the customer must authorise a new consent"
-            ),
+            format!("{reason}; the consent is {status}, so the customer must authorise a new one"),
         ),
         (Some(consent), _) => ObieFailure::new(
             StatusCode::FORBIDDEN,
@@ -788,7 +786,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sandbox = Sandbox::init(&dir.path().join("sb"), super::super::DEFAULT_KEYSTORE_URL).unwrap();
         let identity = sandbox.resource_server().unwrap();
-        assert_eq!(identity.subject_dn, "CN=Keyfort Sandbox Resource Server,O=Keyfort Sandbox Bank,C=GB");
+        // rcgen writes the attributes in this order; `openssl x509 -subject -nameopt RFC2253` prints the same.
+        assert_eq!(identity.subject_dn, "O=Keyfort Sandbox Bank,C=GB,CN=Keyfort Sandbox Resource Server");
         let first = std::fs::read(&identity.cert).unwrap();
         // A sandbox made before the bank existed gets one on first use.
         std::fs::remove_file(&identity.cert).unwrap();
