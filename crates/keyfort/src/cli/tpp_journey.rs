@@ -675,6 +675,9 @@ pub async fn read_bank(
     bank: &BankTarget<'_>,
     path: &str,
 ) -> anyhow::Result<Exchange> {
+    if !bank.url.starts_with("https://") {
+        bail!("--bank {} must be an https URL: the access token is sent only over TLS", bank.url);
+    }
     let http = super::https_client(bank.cacert, Some((&reg.cert, &reg.key)))?;
     let url = format!("{}{path}", bank.url.trim_end_matches('/'));
     exchange(http.get(&url).bearer_auth(access_token), Value::Null).await.with_context(|| {

@@ -369,6 +369,8 @@ impl ValidationClient {
             .with_client_auth_cert(chain, key)?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
+            // The token goes to Keyfort's validation API and nowhere else.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(std::time::Duration::from_secs(10))
             .build()?;
         Ok(Self {

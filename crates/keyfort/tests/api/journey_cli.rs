@@ -118,6 +118,17 @@ fn fragment(location: &str) -> HashMap<String, String> {
     url::form_urlencoded::parse(location.split_once('#').unwrap().1.as_bytes()).into_owned().collect()
 }
 
+fn serve(config: &str) -> Child {
+    Child(
+        Command::new(env!("CARGO_BIN_EXE_keyfort"))
+            .args(["serve", "--config", config])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 async fn wait_until_ready(server_cert: &Path, port: u16, server: &mut Child) {
     for _ in 0..200 {
         if let Ok(Some(status)) = server.0.try_wait() {
@@ -166,18 +177,22 @@ async fn a_tpp_walks_the_customers_journey_with_the_command_line_and_the_sandbox
         "AcmeSoftware01",
     ]));
     let config = dir.path().join("keyfort.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n\
-             [server.tls]\nclient_ca_file = \"{bundle}\"\n\n\
-             [oauth.dcr]\nssa_jkws = \"http://127.0.0.1:{keystore_port}/openbanking.jwks\"\nsoftware_environment = \"sandbox\"\n\n\
-             [http_client]\nallow_insecure_loopback = true\n\n\
-             [resource_server]\nclient_subject_dns = [\"{bank_subject}\"]\n\n[log]\nlevel = \"warn\"\n",
-            bundle = sandbox.join("ca/bundle.pem").display(),
-        ),
-    )
-    .unwrap();
+    // First without trusting the bank, to see what the bank then says.
+    let configure = |resource_servers: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n\
+                 [server.tls]\nclient_ca_file = \"{bundle}\"\n\n\
+                 [oauth.dcr]\nssa_jkws = \"http://127.0.0.1:{keystore_port}/openbanking.jwks\"\nsoftware_environment = \"sandbox\"\n\n\
+                 [http_client]\nallow_insecure_loopback = true\n\n\
+                 [resource_server]\nclient_subject_dns = [{resource_servers}]\n\n[log]\nlevel = \"warn\"\n",
+                bundle = sandbox.join("ca/bundle.pem").display(),
+            ),
+        )
+        .unwrap()
+    };
+    configure("");
     let config = path(&config).to_owned();
     ok(&keyfort_with_stdin(
         &["customers", "add", "--config", &config, "ann", "--password-stdin"],
@@ -218,14 +233,7 @@ async fn a_tpp_walks_the_customers_journey_with_the_command_line_and_the_sandbox
     )
     .unwrap();
 
-    let mut server = Child(
-        Command::new(env!("CARGO_BIN_EXE_keyfort"))
-            .args(["serve", "--config", &config])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut server = serve(&config);
     let server_cert = dir.path().join("data/dev-tls/cert.pem");
     for _ in 0..200 {
         if server_cert.exists() {
@@ -351,9 +359,31 @@ async fn a_tpp_walks_the_customers_journey_with_the_command_line_and_the_sandbox
     let again = refused(&keyfort(&["tpp", "callback", "--registration", &reg, &location]));
     assert!(again.contains("no authorization is under way"), "{again}");
 
-    // The bank answers with the chosen account only.
     let bundle = path(&sandbox.join("ca/bundle.pem")).to_owned();
     let bank = ["--registration", &reg, "--bank", &bank_url, "--bank-cacert", &bundle];
+    let plain = refused(&keyfort(&[
+        "tpp",
+        "accounts",
+        "--registration",
+        &reg,
+        "--bank",
+        &format!("http://localhost:{bank_port}"),
+    ]));
+    assert!(plain.contains("must be an https URL"), "{plain}");
+    // Keyfort does not know the bank yet: the bank says which setting to fix.
+    let untrusted = refused(&keyfort(&[&["tpp", "accounts"][..], &bank].concat()));
+    assert!(untrusted.contains("UK.OBIE.UnexpectedError"), "{untrusted}");
+    assert!(
+        untrusted
+            .contains(&format!("add its subject \"{bank_subject}\" to Keyfort's [resource_server] client_subject_dns")),
+        "{untrusted}"
+    );
+    drop(server);
+    configure(&format!("\"{bank_subject}\""));
+    let mut server = serve(&config);
+    wait_until_ready(&server_cert, port, &mut server).await;
+
+    // The bank answers with the chosen account only.
     let accounts = ok(&keyfort(&[&["tpp", "accounts"][..], &bank].concat()));
     let body: Value = serde_json::from_str(accounts.split_once('\n').unwrap().1).unwrap();
     let ids: Vec<&str> =
