@@ -353,6 +353,12 @@ async fn a_tpp_walks_the_customers_journey_with_the_command_line_and_the_sandbox
     let called_back = ok(&keyfort(&["tpp", "callback", "--registration", &reg, &location]));
     assert!(called_back.contains("ID token verified"), "{called_back}");
     assert!(called_back.contains(&format!("access token for consent {consent_id}")), "{called_back}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&journey).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the tokens are readable by their owner only");
+    }
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&journey).unwrap()).unwrap();
     assert!(saved["tokens"]["access_token"].as_str().is_some_and(|t| t.len() > 100), "{saved}");
     assert!(saved.get("pending").is_none(), "the authorization is finished: {saved}");
