@@ -157,6 +157,14 @@ impl Application {
             consents.clone(),
             clock.clone(),
         ));
+        let customer_area = Arc::new(crate::customer_area::CustomerAreaService::new(
+            config.clone(),
+            store.clone(),
+            customers.clone(),
+            accounts.clone(),
+            consents.clone(),
+            clock.clone(),
+        ));
         let pages = Arc::new(Pages::new(&config.branding)?);
         let authorization = Arc::new(AuthorizationService::new(
             config.clone(),
@@ -179,6 +187,7 @@ impl Application {
                 consents: consents.clone(),
                 authorization,
                 resource_server,
+                customer_area,
                 pages,
                 readiness: Arc::new(Readiness::new(store.clone(), registration.clone())),
                 registration,

@@ -16,6 +16,7 @@
 //! - [`consent`]: the Open Banking intents API (consents) and the decisions of customers.
 //! - [`resource_server`]: what the bank's gateways ask about customers' tokens (consent
 //!   validation), and the payments they report.
+//! - [`customer_area`]: the customer's own page of the TPPs they authorised, to withdraw them.
 //! - [`customers`]: bank customers (PSUs), their sign-in and accounts, behind traits a bank
 //!   can implement.
 
@@ -27,6 +28,7 @@ pub mod caller;
 pub mod cli;
 pub mod config;
 pub mod consent;
+pub mod customer_area;
 pub mod customers;
 pub mod directory;
 pub mod error;

@@ -6,7 +6,7 @@
 //! only render and post back. Errors found before the client and its redirect URI are
 //! trusted are shown to the customer; every later one goes back to the TPP.
 
-mod view;
+pub(crate) mod view;
 
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ use keyfort_core::registration::{ClientStatus, GrantType, RegisteredClient, Resp
 use crate::caller::Caller;
 use crate::config::{Config, KeySource, SubjectChoice};
 use crate::consent::ConsentService;
-use crate::customers::{AccountLookup, CustomerDirectory, SignInRefused};
+use crate::customers::{AccountLookup, CustomerDirectory};
 use crate::directory::JwksCache;
 use crate::error::ServiceError;
 use crate::pages::{ConsentView, LoginView};
@@ -369,43 +369,15 @@ impl AuthorizationService {
         let otp = form.otp.as_deref().map(str::trim).filter(|otp| !otp.is_empty());
         let customer = match self.customers.sign_in(&form.username, &form.password, otp, caller.peer).await {
             Ok(customer) => customer,
-            Err(SignInRefused::WrongCredentials) => {
+            Err(refused) => {
+                let told = refused.for_customer()?;
                 return Ok(SignInOutcome::Retry {
-                    login: retry("The username or password is wrong. Check them and try again."),
-                    retry_after: None,
-                    busy: false,
-                    redirect_uri: request.redirect_uri.as_str().to_owned(),
-                })
-            }
-            Err(SignInRefused::OtpMissingOrWrong) => {
-                return Ok(SignInOutcome::Retry {
-                    login: retry("Enter the current one-time code from your authenticator app: it was missing, wrong or already used."),
-                    retry_after: None,
-                    busy: false,
-                    redirect_uri: request.redirect_uri.as_str().to_owned(),
-                })
-            }
-            Err(SignInRefused::Locked { retry_after }) | Err(SignInRefused::Throttled { retry_after }) => {
-                let minutes = retry_after.as_secs().div_ceil(60).max(1);
-                return Ok(SignInOutcome::Retry {
-                    login: retry(&format!(
-                        "Too many failed attempts. For your security, signing in is blocked for {minutes} minute{}.",
-                        if minutes == 1 { "" } else { "s" }
-                    )),
-                    retry_after: Some(retry_after),
-                    busy: false,
+                    login: retry(&told.message),
+                    retry_after: told.retry_after,
+                    busy: told.busy,
                     redirect_uri: request.redirect_uri.as_str().to_owned(),
                 });
             }
-            Err(SignInRefused::Busy { retry_after }) => {
-                return Ok(SignInOutcome::Retry {
-                    login: retry("The bank is busy. Please try again in a moment."),
-                    retry_after: Some(retry_after),
-                    busy: true,
-                    redirect_uri: request.redirect_uri.as_str().to_owned(),
-                })
-            }
-            Err(SignInRefused::Unavailable(what)) => return Err(ServiceError::Unavailable(what).into()),
         };
         let acr = if customer.second_factor { Acr::Sca } else { Acr::Ca };
         if !request.acr().accepts(acr) {

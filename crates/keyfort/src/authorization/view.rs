@@ -37,7 +37,7 @@ pub struct DecisionForm {
 
 /// The TPP as the customer should recognise it: its registered name and the organisation
 /// its software statement names (verified when it registered).
-pub fn tpp(client: &RegisteredClient) -> TppView {
+pub(crate) fn tpp(client: &RegisteredClient) -> TppView {
     let organisation = client
         .software_statement
         .as_deref()
@@ -47,7 +47,7 @@ pub fn tpp(client: &RegisteredClient) -> TppView {
 }
 
 /// What the TPP is asking for, in a few words.
-pub fn purpose(kind: ConsentType) -> &'static str {
+pub(crate) fn purpose(kind: ConsentType) -> &'static str {
     match kind {
         ConsentType::AccountAccess => "access to your account information",
         ConsentType::DomesticPayment => "your permission to make a payment from your account",
@@ -66,7 +66,7 @@ pub fn login(
 }
 
 /// A sort code and account number as people write them: `60-30-45 60123456`.
-fn account_in_words(scheme: &str, identification: &str) -> String {
+pub(crate) fn account_in_words(scheme: &str, identification: &str) -> String {
     let digits: String = identification.chars().filter(char::is_ascii_alphanumeric).collect();
     if scheme.ends_with("SortCodeAccountNumber") && digits.len() == 14 {
         format!("Sort code {}-{}-{}, account {}", &digits[0..2], &digits[2..4], &digits[4..6], &digits[6..])
@@ -80,7 +80,7 @@ fn account_in_words(scheme: &str, identification: &str) -> String {
 }
 
 /// An ISO 8601 date-time as a customer reads it: `31 December 2027, 23:59 UTC`.
-fn when(iso: &str) -> String {
+pub(crate) fn when(iso: &str) -> String {
     match time::OffsetDateTime::parse(iso, &time::format_description::well_known::Rfc3339) {
         Ok(at) => {
             let at = at.to_offset(time::UtcOffset::UTC);
@@ -90,7 +90,7 @@ fn when(iso: &str) -> String {
     }
 }
 
-fn account_view(account: &Account) -> AccountView {
+pub(crate) fn account_view(account: &Account) -> AccountView {
     AccountView {
         id: account.id.clone(),
         name: account.name.clone(),
@@ -109,23 +109,14 @@ fn named_account<'a>(consent: &Consent, accounts: &'a [Account]) -> Option<Resul
     )
 }
 
-/// The consent page for `consent`, or the reason it cannot be shown (the customer has no
-/// account it could apply to, or the account it names is not theirs).
-pub fn consent(
-    client: &RegisteredClient,
-    consent: &Consent,
-    customer: &str,
-    accounts: &[Account],
-    csrf_token: String,
-    message: Option<String>,
-) -> Result<ConsentView, OAuthError> {
-    let tpp = tpp(client);
+/// What a consent lets the TPP (named `tpp_name`) do, in words: a heading, one sentence
+/// per permission or promise, and labelled facts (dates, the amount, the payee). The
+/// consent page and the customer's page of authorised TPPs both show it.
+pub(crate) fn what_is_asked(consent: &Consent, tpp_name: &str) -> (String, Vec<String>, Vec<Fact>) {
     let mut lines = Vec::new();
     let mut facts = Vec::new();
-    let heading;
-    let (choice, shown): (AccountChoice, Vec<&Account>) = match consent.kind {
+    let heading = match consent.kind {
         ConsentType::AccountAccess => {
-            heading = format!("What {} will be able to see", tpp.name);
             lines = consent.permissions().iter().map(|p| p.sentence().to_owned()).collect();
             if let Some(until) = consent.expiration_date_time() {
                 facts.push(Fact { label: "Until".into(), value: when(until) });
@@ -139,10 +130,9 @@ pub fn consent(
             if let Some(to) = to {
                 facts.push(Fact { label: "Transactions to".into(), value: when(to) });
             }
-            (AccountChoice::Several, accounts.iter().collect())
+            format!("What {tpp_name} will be able to see")
         }
         ConsentType::DomesticPayment => {
-            heading = "The payment".to_owned();
             if let Some((amount, currency)) = consent.payment_amount() {
                 facts.push(Fact { label: "Amount".into(), value: format!("{amount} {currency}") });
             }
@@ -156,21 +146,41 @@ pub fn consent(
             if let Some(reference) = consent.payment_reference() {
                 facts.push(Fact { label: "Reference".into(), value: reference.to_owned() });
             }
-            lines.push(format!("{} will ask the bank to make this payment once, from the account below.", tpp.name));
-            match named_account(consent, accounts) {
-                Some(named) => (AccountChoice::Fixed, vec![named?]),
-                None => (AccountChoice::One, accounts.iter().collect()),
-            }
+            lines.push(format!("{tpp_name} will ask the bank to make this payment once, from the account below."));
+            "The payment".to_owned()
         }
         ConsentType::FundsConfirmation => {
-            heading = format!("What {} will be able to check", tpp.name);
             lines.push(format!(
-                "{} will be able to ask whether this account has enough money for a payment. It will only get a yes or no answer, never your balance.",
-                tpp.name
+                "{tpp_name} will be able to ask whether this account has enough money for a payment. It will only get a yes or no answer, never your balance."
             ));
             if let Some(until) = consent.expiration_date_time() {
                 facts.push(Fact { label: "Until".into(), value: when(until) });
             }
+            format!("What {tpp_name} will be able to check")
+        }
+    };
+    (heading, lines, facts)
+}
+
+/// The consent page for `consent`, or the reason it cannot be shown (the customer has no
+/// account it could apply to, or the account it names is not theirs).
+pub fn consent(
+    client: &RegisteredClient,
+    consent: &Consent,
+    customer: &str,
+    accounts: &[Account],
+    csrf_token: String,
+    message: Option<String>,
+) -> Result<ConsentView, OAuthError> {
+    let tpp = tpp(client);
+    let (heading, lines, facts) = what_is_asked(consent, &tpp.name);
+    let (choice, shown): (AccountChoice, Vec<&Account>) = match consent.kind {
+        ConsentType::AccountAccess => (AccountChoice::Several, accounts.iter().collect()),
+        ConsentType::DomesticPayment => match named_account(consent, accounts) {
+            Some(named) => (AccountChoice::Fixed, vec![named?]),
+            None => (AccountChoice::One, accounts.iter().collect()),
+        },
+        ConsentType::FundsConfirmation => {
             let named = named_account(consent, accounts).unwrap_or_else(|| {
                 Err(OAuthError::access_denied("a funds-confirmation consent must name its debtor account"))
             })?;

@@ -21,6 +21,8 @@ pub struct CustomersConfig {
     pub password_check_queue: usize,
     /// The issuer authenticator apps show for the bank's one-time codes.
     pub totp_issuer: String,
+    /// How long a customer stays signed in to their own page (the TPPs they authorised).
+    pub session: Duration,
 }
 
 /// `public_url` gives the default TOTP issuer (its host), when `[server]` could be read.
@@ -45,5 +47,6 @@ pub(super) fn read(mut s: Section<'_>, public_url: Option<&str>) -> CustomersCon
         concurrent_password_checks: s.take_in_range("concurrent_password_checks", 2, 1..=64),
         password_check_queue: s.take_in_range("password_check_queue", 32, 0..=100_000),
         totp_issuer,
+        session: Duration::from_secs(s.take_in_range("session_seconds", 900, 60..=86_400)),
     }
 }

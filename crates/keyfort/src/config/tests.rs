@@ -451,3 +451,21 @@ fn consents_and_customers_defaults_and_limits() {
         assert!(found.iter().any(|(k, _)| k == key), "{key} missing from {found:?}");
     }
 }
+
+#[test]
+fn resource_servers_need_readable_subjects_and_client_certificates() {
+    let listed = format!(
+        "{MINIMAL}[server.tls]\nclient_ca_file = \"ca.pem\"\n[resource_server]\nclient_subject_dns = [\"CN=gw,O=Bank,C=GB\"]\n"
+    );
+    let config = load(&listed).unwrap();
+    assert_eq!(config.resource_server.client_subject_dns.len(), 1);
+    assert!(load(MINIMAL).unwrap().resource_server.client_subject_dns.is_empty(), "none by default");
+
+    let found = problems(&listed.replace("CN=gw,O=Bank,C=GB", "not a distinguished name"));
+    assert!(
+        found.iter().any(|(k, m)| k == "[resource_server] client_subject_dns" && m.contains("RFC 4514")),
+        "{found:?}"
+    );
+    let found = problems(&format!("{MINIMAL}[resource_server]\nclient_subject_dns = [\"CN=gw\"]\n"));
+    assert!(found.iter().any(|(_, m)| m.contains("client_ca_file")), "{found:?}");
+}

@@ -57,6 +57,48 @@ pub enum SignInRefused {
     Unavailable(String),
 }
 
+/// A refused sign-in as the customer is told it on a sign-in page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInRetry {
+    /// What happened and what to do, in words for the customer.
+    pub message: String,
+    /// When the page may be tried again (429, or 503 when `busy`).
+    pub retry_after: Option<Duration>,
+    /// Every password check is taken: the bank, not the customer, is the reason.
+    pub busy: bool,
+}
+
+impl SignInRefused {
+    /// How the customer is told about this refusal; `Err` when the directory itself could
+    /// not answer, which is the bank's outage, not the customer's mistake.
+    pub fn for_customer(self) -> Result<SignInRetry, ServiceError> {
+        let retry = |message: &str| SignInRetry { message: message.to_owned(), retry_after: None, busy: false };
+        Ok(match self {
+            SignInRefused::WrongCredentials => retry("The username or password is wrong. Check them and try again."),
+            SignInRefused::OtpMissingOrWrong => retry(
+                "Enter the current one-time code from your authenticator app: it was missing, wrong or already used.",
+            ),
+            SignInRefused::Locked { retry_after } | SignInRefused::Throttled { retry_after } => {
+                let minutes = retry_after.as_secs().div_ceil(60).max(1);
+                SignInRetry {
+                    message: format!(
+                        "Too many failed attempts. For your security, signing in is blocked for {minutes} minute{}.",
+                        if minutes == 1 { "" } else { "s" }
+                    ),
+                    retry_after: Some(retry_after),
+                    busy: false,
+                }
+            }
+            SignInRefused::Busy { retry_after } => SignInRetry {
+                message: "The bank is busy. Please try again in a moment.".to_owned(),
+                retry_after: Some(retry_after),
+                busy: true,
+            },
+            SignInRefused::Unavailable(what) => return Err(ServiceError::Unavailable(what)),
+        })
+    }
+}
+
 /// Checks a customer's sign-in. A bank with its own identity provider implements this
 /// (for example by calling the provider's API) and passes it to
 /// [`crate::app::Application::build_with`] instead of the built-in store.

@@ -5,6 +5,7 @@
 mod admin;
 mod authorize;
 mod consents;
+mod customer_area;
 mod discovery;
 mod error;
 mod extract;
@@ -12,6 +13,7 @@ mod limits;
 mod listener;
 mod management;
 mod openapi;
+mod page_support;
 mod registration;
 mod resource_server;
 mod token;
@@ -34,6 +36,7 @@ use crate::admin::AdminAuthenticator;
 use crate::authorization::{AuthorizationService, AUTHORIZATION_PATH};
 use crate::config::Config;
 use crate::consent::ConsentService;
+use crate::customer_area::{CustomerAreaService, CUSTOMER_AREA_PATH};
 use crate::health::Readiness;
 use crate::metrics::Metrics;
 use crate::operator::OperatorService;
@@ -59,6 +62,8 @@ pub struct AppState {
     pub authorization: Arc<AuthorizationService>,
     /// What the bank's gateways ask about customers' tokens.
     pub resource_server: Arc<ResourceServerService>,
+    /// The customer's own page: the TPPs they authorised.
+    pub customer_area: Arc<CustomerAreaService>,
     /// The customer's pages, rendered from templates.
     pub pages: Arc<Pages>,
     pub admins: Arc<AdminAuthenticator>,
@@ -101,6 +106,10 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route(AUTHORIZATION_PATH, get(authorize::authorize_query).post(authorize::authorize_form))
         .route("/oauth2/authorize/login", post(authorize::login))
         .route(VALIDATION_PATH, post(resource_server::validate))
+        .route(CUSTOMER_AREA_PATH, get(customer_area::show))
+        .route("/customer/sign-in", post(customer_area::sign_in))
+        .route("/customer/withdraw", post(customer_area::withdraw))
+        .route("/customer/sign-out", post(customer_area::sign_out))
         .route("/oauth2/authorize/consent", get(authorize::consent_page).post(authorize::decide))
         .route("/assets/keyfort.css", get(authorize::stylesheet))
         .route("/assets/logo", get(authorize::logo))

@@ -15,11 +15,13 @@ use serde::Serialize;
 use crate::config::BrandingConfig;
 
 /// The templates, by name, with their built-in text.
-const TEMPLATES: [(&str, &str); 4] = [
+const TEMPLATES: [(&str, &str); 6] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("login.html", include_str!("../../templates/login.html")),
     ("consent.html", include_str!("../../templates/consent.html")),
+    ("customer-sign-in.html", include_str!("../../templates/customer-sign-in.html")),
+    ("customer-access.html", include_str!("../../templates/customer-access.html")),
 ];
 
 const STYLESHEET: &str = include_str!("../../templates/keyfort.css");
@@ -98,6 +100,36 @@ pub struct ConsentView {
     pub message: Option<String>,
 }
 
+/// The sign-in page of the customer's own pages.
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerSignInView {
+    pub message: Option<String>,
+    /// The name typed last time.
+    pub username: String,
+}
+
+/// One TPP's access, as the customer's page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessItem {
+    pub consent_id: String,
+    pub tpp: TppView,
+    pub heading: String,
+    pub lines: Vec<String>,
+    pub facts: Vec<Fact>,
+    /// The accounts the customer chose, in words.
+    pub accounts: Vec<AccountView>,
+}
+
+/// The customer's page of the TPPs they have authorised.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessView {
+    pub customer: String,
+    pub csrf_token: String,
+    pub items: Vec<AccessItem>,
+    /// What the last action did ("You withdrew ...'s access").
+    pub notice: Option<String>,
+}
+
 /// The bank's identity on every page.
 #[derive(Debug, Clone, Serialize)]
 struct BankView {
@@ -137,7 +169,7 @@ impl Pages {
         let stylesheet = format!(
             ":root {{\n  --primary: {colour};\n  --on-primary: #ffffff;\n  --primary-text: {colour};\n  --focus: {colour};\n  \
              --text: #1f2933;\n  --muted: #52606d;\n  --page: #f5f7fa;\n  --card: #ffffff;\n  --border: #d9e2ec;\n  \
-             --input-border: #7b8794;\n  --danger: #b42318;\n  --danger-bg: #fef3f2;\n}}\n{STYLESHEET}"
+             --input-border: #7b8794;\n  --danger: #b42318;\n  --danger-bg: #fef3f2;\n  --ok: #05603a;\n  --ok-bg: #ecfdf3;\n}}\n{STYLESHEET}"
         );
         Ok(Self {
             templates,
@@ -157,6 +189,14 @@ impl Pages {
 
     pub fn consent(&self, view: &ConsentView) -> anyhow::Result<String> {
         self.render("consent.html", Value::from_serialize(view))
+    }
+
+    pub fn customer_sign_in(&self, view: &CustomerSignInView) -> anyhow::Result<String> {
+        self.render("customer-sign-in.html", Value::from_serialize(view))
+    }
+
+    pub fn customer_access(&self, view: &AccessView) -> anyhow::Result<String> {
+        self.render("customer-access.html", Value::from_serialize(view))
     }
 
     pub fn stylesheet(&self) -> &str {

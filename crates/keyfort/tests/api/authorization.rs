@@ -134,7 +134,7 @@ impl Page {
     }
 }
 
-async fn page(response: reqwest::Response) -> Page {
+pub async fn page(response: reqwest::Response) -> Page {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.text().await.unwrap();
@@ -291,6 +291,31 @@ impl Journey {
         validation.set_issuer(&[self.app.public_url.as_str()]);
         let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
         jsonwebtoken::decode::<Value>(id_token, &key, &validation).expect("the ID token verifies").claims
+    }
+}
+
+/// A consent the customer approved, and the TPP's tokens for it.
+pub struct Granted {
+    pub consent_id: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+/// Creates a consent at `path`, has the customer approve it with `accounts`, and exchanges
+/// the code.
+impl Journey {
+    pub async fn granted(&self, path: &str, body: &Value, scope: &str, accounts: &[&str]) -> Granted {
+        let consent_id = self.create_consent(path, body).await;
+        let claims = self.request_claims(&consent_id, scope, json!({}));
+        let redirected = self.authorize_and_decide(&claims, "ann", None, "approve", accounts).await;
+        assert_eq!(redirected.status, 303, "{}", redirected.body);
+        let tokens = self.exchange(&redirected.fragment()["code"], &[("redirect_uri", REDIRECT)]).await;
+        assert_eq!(tokens.status, 200, "{}", tokens.body);
+        Granted {
+            consent_id,
+            access_token: tokens.body["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: tokens.body["refresh_token"].as_str().unwrap().to_owned(),
+        }
     }
 }
 

@@ -210,6 +210,26 @@ async fn a_customer_authorizes_in_a_browser_and_the_tpp_gets_its_tokens() {
     assert_eq!(access["openbanking_intent_id"], consent_id);
     let consent = j.consent_status(ACCOUNT_ACCESS_CONSENTS, &consent_id).await;
     assert_eq!(consent["Status"], "Authorised");
+
+    // The customer's own page: sign in, see the TPP in words, withdraw its access.
+    c.goto(&format!("{}/customer", j.app.base)).await.unwrap();
+    assert_eq!(c.title().await.unwrap(), "Your connected apps · Keyfort Demo Bank");
+    c.find(Locator::Css("#username")).await.unwrap().send_keys("ann").await.unwrap();
+    c.find(Locator::Css("#password")).await.unwrap().send_keys(crate::authorization::PASSWORD).await.unwrap();
+    browser.press("form[action='/customer/sign-in'] button[type=submit]").await;
+    let text = c.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
+    for expected in ["WSO2_Open_Banking_TPP2__Sandbox_", "See your account balances", "Current account"] {
+        assert!(text.contains(expected), "{expected:?} is not on the customer's page:\n{text}");
+    }
+    assert!(!text.contains("Savings account"), "only the chosen account is shown:\n{text}");
+    c.set_window_size(1280, 1100).await.unwrap();
+    browser.screenshot(&screenshots().join("customer-page.png")).await;
+    browser.press("form[action='/customer/withdraw'] button[type=submit]").await;
+    let notice = c.find(Locator::Css("[role=status]")).await.unwrap().text().await.unwrap();
+    assert!(notice.contains("can no longer use the access you gave it"), "{notice}");
+    browser.screenshot(&screenshots().join("customer-page-withdrawn.png")).await;
+    let refresh_token = tokens.body["refresh_token"].as_str().unwrap();
+    j.refresh(refresh_token).await.assert_error(400, "invalid_grant", "Revoked");
     let _ = SAVINGS;
 
     // The pages fit a phone.

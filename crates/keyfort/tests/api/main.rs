@@ -8,6 +8,7 @@ mod cluster;
 mod config;
 mod consents;
 mod crash;
+mod customer_area;
 mod customer_area_storage;
 mod customers;
 mod database;

@@ -8,7 +8,7 @@ use keyfort_core::jose::b64url_encode;
 use rcgen::{DnType, ExtendedKeyUsagePurpose};
 use serde_json::{json, Value};
 
-use crate::authorization::{journey_with, Journey, CURRENT, REDIRECT, SAVINGS};
+use crate::authorization::{journey_with, Journey, CURRENT, SAVINGS};
 use crate::helpers::*;
 use crate::operations::{add_admin, admin_call, ADMIN, PASSWORD as ADMIN_PASSWORD};
 use crate::pki::Subject;
@@ -32,28 +32,6 @@ fn gateway(j: &Journey) -> reqwest::Client {
     });
     assert_eq!(cert.subject_dn(), GATEWAY_DN);
     test_client_with_identity(Some(&j.app.server_ca_pem), Some(&cert))
-}
-
-struct Granted {
-    consent_id: String,
-    access_token: String,
-    refresh_token: String,
-}
-
-/// Creates a consent at `path`, has the customer approve it with `accounts`, and exchanges
-/// the code.
-async fn granted(j: &Journey, path: &str, body: &Value, scope: &str, accounts: &[&str]) -> Granted {
-    let consent_id = j.create_consent(path, body).await;
-    let claims = j.request_claims(&consent_id, scope, json!({}));
-    let redirected = j.authorize_and_decide(&claims, "ann", None, "approve", accounts).await;
-    assert_eq!(redirected.status, 303, "{}", redirected.body);
-    let tokens = j.exchange(&redirected.fragment()["code"], &[("redirect_uri", REDIRECT)]).await;
-    assert_eq!(tokens.status, 200, "{}", tokens.body);
-    Granted {
-        consent_id,
-        access_token: tokens.body["access_token"].as_str().unwrap().to_owned(),
-        refresh_token: tokens.body["refresh_token"].as_str().unwrap().to_owned(),
-    }
 }
 
 fn thumbprint(j: &Journey) -> String {
@@ -96,19 +74,19 @@ async fn introspect_as_gateway(j: &Journey, gw: &reqwest::Client, token: &str) -
 async fn introspection_names_the_consent_of_each_type_to_the_client_and_the_gateway() {
     let j = journey_with(gateway_options()).await;
     let gw = gateway(&j);
-    let accounts = granted(
-        &j,
-        ACCOUNT_ACCESS_CONSENTS,
-        &account_access_consent_body(j.app.now() + 86_400),
-        "openid accounts",
-        &[CURRENT.0],
-    )
-    .await;
+    let accounts = j
+        .granted(
+            ACCOUNT_ACCESS_CONSENTS,
+            &account_access_consent_body(j.app.now() + 86_400),
+            "openid accounts",
+            &[CURRENT.0],
+        )
+        .await;
     let payment =
-        granted(&j, DOMESTIC_PAYMENT_CONSENTS, &payment_consent_body("INV-7"), "openid payments", &[SAVINGS.0]).await;
-    let funds =
-        granted(&j, FUNDS_CONFIRMATION_CONSENTS, &funds_confirmation_consent_body(), "openid fundsconfirmations", &[])
-            .await;
+        j.granted(DOMESTIC_PAYMENT_CONSENTS, &payment_consent_body("INV-7"), "openid payments", &[SAVINGS.0]).await;
+    let funds = j
+        .granted(FUNDS_CONFIRMATION_CONSENTS, &funds_confirmation_consent_body(), "openid fundsconfirmations", &[])
+        .await;
 
     for (granted, kind, permissions, account) in [
         (
@@ -150,14 +128,14 @@ async fn introspection_names_the_consent_of_each_type_to_the_client_and_the_gate
 async fn validation_allows_only_the_permissions_accounts_and_certificate_of_the_consent() {
     let j = journey_with(gateway_options()).await;
     let gw = gateway(&j);
-    let g = granted(
-        &j,
-        ACCOUNT_ACCESS_CONSENTS,
-        &account_access_consent_body(j.app.now() + 86_400),
-        "openid accounts",
-        &[CURRENT.0],
-    )
-    .await;
+    let g = j
+        .granted(
+            ACCOUNT_ACCESS_CONSENTS,
+            &account_access_consent_body(j.app.now() + 86_400),
+            "openid accounts",
+            &[CURRENT.0],
+        )
+        .await;
     let token = g.access_token.as_str();
 
     let list = ask(&j, &gw, token, "GET", ACCOUNTS).await;
@@ -222,14 +200,14 @@ async fn validation_allows_only_the_permissions_accounts_and_certificate_of_the_
 async fn an_expired_consent_covers_nothing_though_its_token_lives() {
     let j = journey_with(gateway_options()).await;
     let gw = gateway(&j);
-    let g = granted(
-        &j,
-        ACCOUNT_ACCESS_CONSENTS,
-        &account_access_consent_body(j.app.now() + 120),
-        "openid accounts",
-        &[CURRENT.0],
-    )
-    .await;
+    let g = j
+        .granted(
+            ACCOUNT_ACCESS_CONSENTS,
+            &account_access_consent_body(j.app.now() + 120),
+            "openid accounts",
+            &[CURRENT.0],
+        )
+        .await;
     assert_eq!(ask(&j, &gw, &g.access_token, "GET", ACCOUNTS).await["allowed"], true);
     j.app.clock.advance(180);
     assert_denied(&ask(&j, &gw, &g.access_token, "GET", ACCOUNTS).await, "expired");
@@ -241,8 +219,7 @@ async fn an_expired_consent_covers_nothing_though_its_token_lives() {
 async fn a_payment_consumes_its_consent_once_and_funds_confirmations_need_their_own_consent() {
     let j = journey_with(gateway_options()).await;
     let gw = gateway(&j);
-    let g =
-        granted(&j, DOMESTIC_PAYMENT_CONSENTS, &payment_consent_body("INV-9"), "openid payments", &[SAVINGS.0]).await;
+    let g = j.granted(DOMESTIC_PAYMENT_CONSENTS, &payment_consent_body("INV-9"), "openid payments", &[SAVINGS.0]).await;
     let pay = json!({
         "token": g.access_token, "method": "POST", "path": "/open-banking/v3.1/pisp/domestic-payments",
         "x5t#S256": thumbprint(&j), "account_id": SAVINGS.0, "consume": true
@@ -258,9 +235,9 @@ async fn a_payment_consumes_its_consent_once_and_funds_confirmations_need_their_
     assert_eq!(status["allowed"], true, "{status}");
     j.refresh(&g.refresh_token).await.assert_error(400, "invalid_grant", "Consumed");
 
-    let funds =
-        granted(&j, FUNDS_CONFIRMATION_CONSENTS, &funds_confirmation_consent_body(), "openid fundsconfirmations", &[])
-            .await;
+    let funds = j
+        .granted(FUNDS_CONFIRMATION_CONSENTS, &funds_confirmation_consent_body(), "openid fundsconfirmations", &[])
+        .await;
     let confirm = ask(&j, &gw, &funds.access_token, "POST", "/open-banking/v3.1/cbpii/funds-confirmations").await;
     assert_eq!(confirm["allowed"], true, "{confirm}");
     assert_denied(&ask(&j, &gw, &funds.access_token, "GET", ACCOUNTS).await, "account-access consent");
@@ -270,16 +247,16 @@ async fn a_payment_consumes_its_consent_once_and_funds_confirmations_need_their_
 async fn an_administrator_withdraws_access_and_every_token_of_the_consent_ends() {
     let j = journey_with(gateway_options()).await;
     add_admin(&j.app).await;
-    let accounts = granted(
-        &j,
-        ACCOUNT_ACCESS_CONSENTS,
-        &account_access_consent_body(j.app.now() + 86_400),
-        "openid accounts",
-        &[CURRENT.0],
-    )
-    .await;
+    let accounts = j
+        .granted(
+            ACCOUNT_ACCESS_CONSENTS,
+            &account_access_consent_body(j.app.now() + 86_400),
+            "openid accounts",
+            &[CURRENT.0],
+        )
+        .await;
     let payment =
-        granted(&j, DOMESTIC_PAYMENT_CONSENTS, &payment_consent_body("INV-3"), "openid payments", &[SAVINGS.0]).await;
+        j.granted(DOMESTIC_PAYMENT_CONSENTS, &payment_consent_body("INV-3"), "openid payments", &[SAVINGS.0]).await;
 
     // The operator finds them by client, type and status.
     let listed = admin_call(
