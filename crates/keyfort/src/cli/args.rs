@@ -173,6 +173,8 @@ pub enum SandboxCommand {
         /// Serve HTTPS (trust ca/bundle.pem); needed for any non-loopback address.
         #[arg(long)]
         https: bool,
+        #[command(flatten)]
+        bank: BankArgs,
     },
 }
 
@@ -235,6 +237,8 @@ pub enum TppCommand {
         #[command(flatten)]
         files: TppFiles,
     },
+    #[command(flatten)]
+    Journey(TppJourneyCommand),
 }
 
 #[derive(Subcommand)]
@@ -363,4 +367,145 @@ pub enum KeysCommand {
         #[arg(long, value_name = "SECONDS")]
         publish_ahead: Option<i64>,
     },
+}
+
+/// `sandbox serve --bank`: the sandbox bank beside the keystore.
+#[derive(Args)]
+pub struct BankArgs {
+    /// Also serve the sandbox bank (OBIE account information over mutual TLS), which asks
+    /// Keyfort (--keyfort) about every access token.
+    #[arg(long)]
+    pub bank: bool,
+    /// Keyfort's base URL, e.g. https://localhost:9446: where the bank validates tokens.
+    #[arg(long, value_name = "URL", requires = "bank")]
+    pub keyfort: Option<String>,
+    /// Extra CA certificate (PEM) to trust for Keyfort, e.g. data/dev-tls/cert.pem.
+    #[arg(long, value_name = "PEM", requires = "bank")]
+    pub keyfort_cacert: Option<PathBuf>,
+    /// Where the bank listens (a loopback address; its certificate names localhost).
+    #[arg(long, value_name = "ADDR", default_value = crate::sandbox::bank::DEFAULT_BANK_LISTEN)]
+    pub bank_listen: String,
+}
+
+/// The TPP's side of the customer's journey: consent, authorization, tokens, accounts.
+/// What they remember (the consent, nonce, state, PKCE verifier, tokens) is kept in a file
+/// next to the registration file, `<registration>.journey.json`, readable by its owner only.
+#[derive(Subcommand)]
+pub enum TppJourneyCommand {
+    /// Create, read or revoke an Open Banking consent (intent), with a client-credentials token.
+    Consent {
+        #[command(subcommand)]
+        command: ConsentCommand,
+    },
+    /// Print the URL that sends the customer to the bank to authorise the consent: a fresh
+    /// request object signed with the software's key, with a nonce, a state and a PKCE
+    /// verifier that `tpp callback` checks.
+    Authorize {
+        #[command(flatten)]
+        files: TppFiles,
+        /// The consent to authorise. Default: the one `tpp consent create` made last.
+        #[arg(long)]
+        consent: Option<String>,
+        /// Where the bank sends the browser back: one of the software's redirect URIs
+        /// (default: its first).
+        #[arg(long)]
+        redirect_uri: Option<String>,
+    },
+    /// Finish the authorization with the address the browser landed on: check the ID token
+    /// (signature, iss, aud, nonce, c_hash, s_hash, openbanking_intent_id), exchange the code
+    /// over mutual TLS, and save the tokens.
+    Callback {
+        #[command(flatten)]
+        files: TppFiles,
+        /// The whole address from the browser's address bar, with its #fragment (quote it).
+        url: String,
+    },
+    /// Read the customer's accounts from the bank with the access token, over mutual TLS
+    /// with the transport certificate.
+    Accounts {
+        #[command(flatten)]
+        files: TppFiles,
+        /// The bank's base URL (`keyfort sandbox serve --bank` prints it).
+        #[arg(long, value_name = "URL", default_value = "https://localhost:8091")]
+        bank: String,
+        /// Extra CA certificate (PEM) to trust for the bank, e.g. the sandbox's ca/bundle.pem.
+        #[arg(long, value_name = "PEM")]
+        bank_cacert: Option<PathBuf>,
+        /// Read one account instead of the list.
+        #[arg(long, value_name = "ID")]
+        account: Option<String>,
+        /// Read that account's balances.
+        #[arg(long, requires = "account")]
+        balances: bool,
+    },
+    /// Get a new access token with the saved refresh token.
+    Refresh {
+        #[command(flatten)]
+        files: TppFiles,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConsentCommand {
+    /// Create a consent: the body from the flags (or --body), an x-idempotency-key and an
+    /// x-jws-signature signed with the software's key. Remembers its ConsentId.
+    Create {
+        #[command(flatten)]
+        files: TppFiles,
+        /// The consent type.
+        #[arg(long = "type", value_name = "TYPE", value_parser = ["account-access", "domestic-payment", "funds-confirmation"])]
+        kind: String,
+        #[command(flatten)]
+        details: Box<ConsentDetails>,
+        /// Send this file's JSON as the body instead of one built from the flags.
+        #[arg(long, value_name = "FILE")]
+        body: Option<PathBuf>,
+        /// The x-idempotency-key (default: a new random one).
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
+    },
+    /// Read a consent (default: the one created last).
+    Get {
+        #[command(flatten)]
+        files: TppFiles,
+        consent: Option<String>,
+    },
+    /// Revoke a consent (DELETE; default: the one created last).
+    Delete {
+        #[command(flatten)]
+        files: TppFiles,
+        consent: Option<String>,
+    },
+}
+
+/// What a consent asks for, by type.
+#[derive(Args, Clone, Debug)]
+pub struct ConsentDetails {
+    /// account-access: OBIE permissions, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "ReadAccountsDetail,ReadBalances")]
+    pub permissions: Vec<String>,
+    /// account-access, funds-confirmation: days until the consent's ExpirationDateTime.
+    #[arg(long, value_name = "DAYS", default_value_t = 90)]
+    pub expires_in_days: u32,
+    /// domestic-payment: the amount, e.g. 10.00.
+    #[arg(long)]
+    pub amount: Option<String>,
+    /// domestic-payment: ISO 4217 currency.
+    #[arg(long, default_value = "GBP")]
+    pub currency: String,
+    /// domestic-payment: the payee's name.
+    #[arg(long)]
+    pub creditor_name: Option<String>,
+    /// domestic-payment: the payee's account in --scheme (sort code and account number: 14 digits).
+    #[arg(long, value_name = "NUMBER")]
+    pub creditor_account: Option<String>,
+    /// domestic-payment: the payment reference.
+    #[arg(long)]
+    pub reference: Option<String>,
+    /// funds-confirmation: the customer's account in --scheme.
+    #[arg(long, value_name = "NUMBER")]
+    pub debtor_account: Option<String>,
+    /// The scheme of --creditor-account and --debtor-account.
+    #[arg(long, default_value = "UK.OBIE.SortCodeAccountNumber")]
+    pub scheme: String,
 }

@@ -14,14 +14,14 @@ use super::tpp::{self, Exchange, RegisterOptions};
 use crate::config::Config;
 use crate::sandbox::Sandbox;
 
-struct Printer {
+pub(super) struct Printer {
     colour: bool,
     steps: usize,
     step: usize,
 }
 
 impl Printer {
-    fn paint(&self, code: &str, text: &str) -> String {
+    pub(super) fn paint(&self, code: &str, text: &str) -> String {
         if self.colour {
             format!("\x1b[{code}m{text}\x1b[0m")
         } else {
@@ -29,25 +29,25 @@ impl Printer {
         }
     }
 
-    fn step(&mut self, title: &str) {
+    pub(super) fn step(&mut self, title: &str) {
         self.step += 1;
         println!("\n{}", self.paint("1;36", &format!("[{}/{}] {title}", self.step, self.steps)));
     }
 
-    fn ok(&self, text: &str) {
+    pub(super) fn ok(&self, text: &str) {
         println!("  {} {text}", self.paint("32", "✔"));
     }
 
-    fn fail(&self, text: &str) -> anyhow::Error {
+    pub(super) fn fail(&self, text: &str) -> anyhow::Error {
         println!("  {} {text}", self.paint("31", "✘"));
         anyhow::anyhow!("{text}")
     }
 
-    fn detail(&self, label: &str, value: impl std::fmt::Display) {
+    pub(super) fn detail(&self, label: &str, value: impl std::fmt::Display) {
         println!("    {} {value}", self.paint("2", &format!("{label}:")));
     }
 
-    fn exchange(&self, what: &str, exchange: &Exchange, fields: &[&str]) {
+    pub(super) fn exchange(&self, what: &str, exchange: &Exchange, fields: &[&str]) {
         let pick = |v: &Value| -> Value {
             if fields.is_empty() || !v.is_object() {
                 return v.clone();
@@ -69,7 +69,7 @@ impl Printer {
 }
 
 /// Long strings (JWTs) shortened for the screen; nothing secret is printed in full.
-fn shorten(v: &Value) -> Value {
+pub(super) fn shorten(v: &Value) -> Value {
     match v.as_str() {
         Some(s) if s.len() > 48 => json!(format!("{}…({} chars)", &s[..24], s.len())),
         _ => v.clone(),
@@ -85,12 +85,13 @@ async fn free_port(preferred: u16) -> anyhow::Result<u16> {
 
 /// Configuration for a server that trusts `sandbox` as its directory and CA.
 pub fn sandbox_config(sandbox: &Sandbox, port: u16, data_dir: &Path) -> anyhow::Result<Config> {
-    Ok(Config::from_toml(&sandbox_config_text(sandbox, port, data_dir), "demo configuration", data_dir)?)
+    Ok(Config::from_toml(&sandbox_config_text(sandbox, port, data_dir)?, "demo configuration", data_dir)?)
 }
 
-/// The text of [`sandbox_config`], every path in it absolute.
-fn sandbox_config_text(sandbox: &Sandbox, port: u16, data_dir: &Path) -> String {
-    format!(
+/// The text of [`sandbox_config`], every path in it absolute. It trusts the sandbox bank's
+/// resource-server certificate to validate tokens.
+fn sandbox_config_text(sandbox: &Sandbox, port: u16, data_dir: &Path) -> anyhow::Result<String> {
+    Ok(format!(
         r#"
 [server]
 listen = "127.0.0.1:{port}"
@@ -108,13 +109,17 @@ software_environment = "sandbox"
 [http_client]
 allow_insecure_loopback = true
 
+[resource_server]
+client_subject_dns = ["{bank}"]
+
 [log]
 level = "warn"
 "#,
         data = data_dir.display(),
         bundle = sandbox.ca_bundle().display(),
         jwks = sandbox.directory_jwks_url(),
-    )
+        bank = sandbox.resource_server()?.subject_dn.replace('\\', "\\\\").replace('"', "\\\""),
+    ))
 }
 
 /// Runs the demo on its own runtime (for the command line).
@@ -123,7 +128,7 @@ pub fn run_blocking(wait: bool) -> anyhow::Result<()> {
 }
 
 pub async fn run(wait: bool) -> anyhow::Result<()> {
-    let mut out = Printer { colour: std::io::stdout().is_terminal(), steps: 6, step: 0 };
+    let mut out = Printer { colour: std::io::stdout().is_terminal(), steps: 6 + super::demo_journey::STEPS, step: 0 };
     let dir: PathBuf = std::env::temp_dir().join(format!(
         "keyfort-demo-{}-{}",
         super::now(),
@@ -164,7 +169,7 @@ pub async fn run(wait: bool) -> anyhow::Result<()> {
     let config = sandbox_config(&sandbox, port, &data)?;
     // Written out too, so that the commands printed at the end can name it.
     let config_file = dir.join("keyfort.toml");
-    std::fs::write(&config_file, sandbox_config_text(&sandbox, port, &data))?;
+    std::fs::write(&config_file, sandbox_config_text(&sandbox, port, &data)?)?;
     let app = crate::Application::build(config.clone()).await?;
     let server = format!("https://localhost:{}", app.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -260,6 +265,19 @@ pub async fn run(wait: bool) -> anyhow::Result<()> {
         out.detail("account", account);
     }
 
+    let journey = super::demo_journey::DemoJourney {
+        sandbox: &sandbox,
+        config: &config,
+        server: &server,
+        cacert: &cacert,
+        registration: &registration,
+        registration_file: &registration_file,
+        customer_id: &customer.customer_id,
+        username: &customer.username,
+        password: &customer.password,
+    };
+    let bank = super::demo_journey::walk(&mut out, &journey).await?;
+
     println!("\n{}", out.paint("1", "Try it yourself against the running server:"));
     let curl = format!(
         "curl --cacert {} --cert {} --key {}",
@@ -276,12 +294,14 @@ pub async fn run(wait: bool) -> anyhow::Result<()> {
     println!("  {exe} tpp token --registration {}", registration_file.display());
     println!("  {exe} jwt decode {}", files.ssa.display());
     println!("  {exe} customers list --config {}", config_file.display());
+    super::demo_journey::try_it_yourself(&out, &journey, &bank, &exe).await?;
     println!("\nThis demo printed the registration access token and the customer's password so you can try them; real ones are secrets.");
 
     if wait {
         println!("{}", out.paint("1", "\nThe server keeps running; press Ctrl-C to stop it."));
         tokio::signal::ctrl_c().await?;
     }
+    bank.stop().await;
     let _ = stop.send(());
     let _ = serving.await;
     println!("Demo finished.");

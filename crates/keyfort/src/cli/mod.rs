@@ -5,11 +5,14 @@ pub mod admin;
 pub mod args;
 pub mod customers;
 pub mod demo;
+mod demo_journey;
 pub mod keys;
 pub mod migrate;
 pub mod sandbox;
+pub mod sandbox_bank;
 pub mod serve;
 pub mod tpp;
+pub mod tpp_journey;
 
 use std::path::Path;
 

@@ -14,10 +14,11 @@ pub fn run(command: SandboxCommand) -> anyhow::Result<String> {
         SandboxCommand::Init { dir, keystore_url } => {
             let sandbox = Sandbox::init(&dir, &keystore_url)?;
             Ok(format!(
-                "sandbox created in {}\n  directory JWKS (for [oauth.dcr] ssa_jkws): {}\n  CA bundle (for [server.tls] client_ca_file): {}",
+                "sandbox created in {}\n  directory JWKS (for [oauth.dcr] ssa_jkws): {}\n  CA bundle (for [server.tls] client_ca_file): {}\n  sandbox bank's subject (for [resource_server] client_subject_dns): {}",
                 dir.display(),
                 sandbox.directory_jwks_url(),
-                sandbox.ca_bundle().display()
+                sandbox.ca_bundle().display(),
+                sandbox.resource_server()?.subject_dn
             ))
         }
         SandboxCommand::AddSoftware { dir, org, org_id, software_id, client_name, roles, redirect_uris } => {
@@ -45,7 +46,7 @@ pub fn run(command: SandboxCommand) -> anyhow::Result<String> {
                 f.obwac_key.display()
             ))
         }
-        SandboxCommand::Serve { dir, listen, https } => {
+        SandboxCommand::Serve { dir, listen, https, bank } => {
             let sandbox = Sandbox::open(&dir)?;
             let keystore_url = sandbox.keystore_url()?;
             let address: SocketAddr = match listen {
@@ -59,6 +60,9 @@ pub fn run(command: SandboxCommand) -> anyhow::Result<String> {
             }
             let keystore = KeystoreServer::new(&sandbox, https)?;
             let runtime = tokio::runtime::Runtime::new()?;
+            if bank.bank {
+                return runtime.block_on(super::sandbox_bank::serve_with_keystore(&sandbox, keystore, address, &bank));
+            }
             runtime.block_on(async {
                 let listener = TcpListener::bind(address)
                     .await

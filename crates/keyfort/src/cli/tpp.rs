@@ -330,6 +330,7 @@ pub fn run(command: super::args::TppCommand) -> anyhow::Result<String> {
             let registration = load(&files.registration)?;
             show("delete", runtime.block_on(manage(&registration, reqwest::Method::DELETE))?)
         }
+        TppCommand::Journey(command) => super::tpp_journey::run(&runtime, command),
     }
 }
 

@@ -9,8 +9,10 @@
 //! - `directory/signing.key`: the SSA signing key;
 //! - `keystore/`: what `sandbox serve` publishes (`openbanking.jwks`, `<org_id>/...jwks`);
 //! - `software/<software_id>/`: `ssa.jwt`, `signing.key`, `transport.pem`/`.key` (legacy
-//!   OB profile), `obwac.pem`/`.key` (OBWAC profile).
+//!   OB profile), `obwac.pem`/`.key` (OBWAC profile);
+//! - `bank/`: the sandbox bank's resource-server certificate and account data ([`bank`]).
 
+pub mod bank;
 pub mod pki;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -165,7 +167,9 @@ impl Sandbox {
             software: vec![],
         };
         write(&dir.join("sandbox.json"), serde_json::to_string_pretty(&manifest)?)?;
-        Ok(Self { dir: dir.to_path_buf(), manifest })
+        let sandbox = Self { dir: dir.to_path_buf(), manifest };
+        sandbox.resource_server()?;
+        Ok(sandbox)
     }
 
     pub fn open(dir: &Path) -> anyhow::Result<Self> {

@@ -109,6 +109,24 @@ pub fn issue_server(issuing: &Authority) -> anyhow::Result<(String, String)> {
     Ok((format!("{}{}", cert.pem(), issuing.cert_pem), key.serialize_pem()))
 }
 
+/// The sandbox bank's resource-server certificate, issued by the sandbox CA: it serves the
+/// bank's HTTPS (`serverAuth`, for `localhost`) and authenticates the bank to Keyfort's
+/// validation API (`clientAuth`), whose `[resource_server] client_subject_dns` names its
+/// subject. Returns (certificate chain PEM, key PEM).
+pub fn issue_resource_server(issuing: &Authority) -> anyhow::Result<(String, String)> {
+    let (ca, ca_key) = issuing.load()?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    params.distinguished_name.push(DnType::CountryName, "GB");
+    params.distinguished_name.push(DnType::OrganizationName, "Keyfort Sandbox Bank");
+    params.distinguished_name.push(DnType::CommonName, "Keyfort Sandbox Resource Server");
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    Ok((format!("{}{}", cert.pem(), issuing.cert_pem), key.serialize_pem()))
+}
+
 /// Open Banking role, ETSI TS 119 495 `roleOfPspName`, and the last arc of its
 /// `roleOfPspOid` (id-psd2-role, 0.4.0.19495.1).
 const PSD2_ROLES: [(&str, &str, u64); 4] =

@@ -13,6 +13,7 @@ mod customer_area_storage;
 mod customers;
 mod database;
 mod helpers;
+mod journey_cli;
 mod jwks;
 mod mtls;
 mod openapi;

@@ -10,11 +10,11 @@ use serde_json::Value;
 use crate::crash::free_port;
 use crate::helpers::seed_ssa_claims;
 
-fn keyfort(args: &[&str]) -> Output {
+pub(crate) fn keyfort(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_keyfort")).args(args).output().expect("keyfort runs")
 }
 
-fn ok(output: &Output) -> String {
+pub(crate) fn ok(output: &Output) -> String {
     assert!(
         output.status.success(),
         "keyfort failed:\nstdout: {}\nstderr: {}",
@@ -24,7 +24,7 @@ fn ok(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn path(p: &Path) -> &str {
+pub(crate) fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
@@ -32,10 +32,15 @@ fn path(p: &Path) -> &str {
 fn the_demo_runs_every_step() {
     let output = keyfort(&["demo", "--no-wait"]);
     let text = ok(&output);
-    for step in 1..=6 {
-        assert!(text.contains(&format!("[{step}/6]")), "step {step} missing:\n{text}");
+    const STEPS: usize = 14;
+    for step in 1..=STEPS {
+        assert!(text.contains(&format!("[{step}/{STEPS}]")), "step {step} missing:\n{text}");
     }
-    assert_eq!(text.matches('✔').count(), 6, "each step succeeded:\n{text}");
+    let steps: Vec<&str> = text.split(&format!("/{STEPS}] ")).skip(1).collect();
+    assert_eq!(steps.len(), STEPS, "{text}");
+    for (i, step) in steps.iter().enumerate() {
+        assert!(step.contains('✔'), "step {} succeeded:\n{step}", i + 1);
+    }
     assert!(!text.contains('✘'), "{text}");
     assert!(text.contains("cnf.x5t#S256 matches"), "{text}");
     // The demo customer, with its password and two accounts, and how to list it.
@@ -44,6 +49,71 @@ fn the_demo_runs_every_step() {
     assert!(password.len() >= 12, "{password}");
     assert_eq!(text.matches("    account: demo-").count(), 2, "{text}");
     assert!(text.contains("customers list --config"), "{text}");
+    journey_steps_of_the_demo(&steps[6..], &text, password);
+}
+
+/// The customer's journey of `keyfort demo` (its steps 7 to 14).
+fn journey_steps_of_the_demo(steps: &[&str], text: &str, password: &str) {
+    let [bank, consent, authorize, sign_in, decide, exchange, accounts, revoke] = steps else {
+        panic!("eight journey steps: {text}");
+    };
+    // The sandbox bank, trusted by Keyfort through its certificate's subject.
+    assert!(bank.contains("listening on https://localhost:"), "{bank}");
+    assert!(bank.contains("O=Keyfort Sandbox Bank"), "{bank}");
+    assert_eq!(bank.matches("account at the bank: demo-").count(), 2, "{bank}");
+    // The consent, created with the client-credentials token and a signed request.
+    assert!(consent.contains("response status: 201"), "{consent}");
+    assert!(consent.contains("✔ consent aac-") && consent.contains("is AwaitingAuthorisation"), "{consent}");
+    // The bank's pages, as a person reads them.
+    assert!(authorize.contains("\"openbanking_intent_id\":{\"essential\":true,\"value\":\"aac-"), "{authorize}");
+    assert!(authorize.contains("page: Sign in to Keyfort Bank"), "{authorize}");
+    assert!(authorize.contains("page: [Sign in]"), "{authorize}");
+    assert!(!sign_in.contains(password), "the password is not echoed when the demo signs in: {sign_in}");
+    for sentence in [
+        "page: Demo TPP App is asking for access to your account information",
+        "page: See your account names and numbers",
+        "page: See your account balances",
+        "page: Choose the accounts to share",
+        "page: Current account Sort code 60-30-45, account 60123456",
+        "page: Savings account Sort code 60-30-45, account 87654321",
+        "page: [Allow]",
+    ] {
+        assert!(sign_in.contains(sentence), "{sentence:?} on the consent page:\n{sign_in}");
+    }
+    // The decision: one account, and the redirect read, not fetched.
+    assert!(decide.contains("account=demo-current-account, decision=approve"), "{decide}");
+    assert!(decide.contains("303 See Other to: https://tpp.example/callback#code=…&id_token=…&state=…"), "{decide}");
+    // The code exchanged after the ID token's checks.
+    assert!(exchange.contains("✔ ID token verified"), "{exchange}");
+    assert!(exchange.contains("✔ code exchanged") && exchange.contains("and a refresh token"), "{exchange}");
+    assert!(exchange.contains("\"consent_id\":\"aac-"), "{exchange}");
+    // The chosen account only, from the bank.
+    let listed: serde_json::Value = serde_json::from_str(
+        accounts.lines().find_map(|l| l.trim().strip_prefix("response: ")).expect("the bank's answer is printed"),
+    )
+    .unwrap();
+    let ids: Vec<&str> =
+        listed["Data"]["Account"].as_array().unwrap().iter().map(|a| a["AccountId"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["demo-current-account"], "{accounts}");
+    assert!(!accounts.contains("demo-savings-account"), "{accounts}");
+    assert!(accounts.contains("\"Amount\":\"1250.00\""), "{accounts}");
+    assert!(accounts.contains("the bank listed 1 of the customer's 2 accounts"), "{accounts}");
+    // Revoked: the bank refuses the token and introspection says so.
+    assert!(revoke.contains("response status: 204"), "{revoke}");
+    assert!(
+        revoke.contains("the bank, for the same token: HTTP 403")
+            || revoke.contains("the bank, for the same token: HTTP 401"),
+        "{revoke}"
+    );
+    assert!(revoke.contains("introspection: {\"active\":false}"), "{revoke}");
+    // A person can do the browser part: the URL, the credentials, the callback command.
+    assert!(text.contains("Authorize a consent in your browser"), "{text}");
+    assert!(
+        text.lines().any(|l| l.trim().starts_with("https://localhost:") && l.contains("/oauth2/authorize?client_id=")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("Sign in as demo-customer with the password {password}")), "{text}");
+    assert!(text.contains("tpp callback --registration") && text.contains("tpp accounts --registration"), "{text}");
 }
 
 #[test]
@@ -88,7 +158,7 @@ fn serve_sandbox_needs_the_development_flag() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("--dev"), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
-struct Child(std::process::Child);
+pub(crate) struct Child(pub(crate) std::process::Child);
 impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.0.kill();
