@@ -558,6 +558,10 @@ pub async fn try_it_yourself(
     println!(
         "  The address is valid for 5 minutes; `{exe} tpp authorize --registration {registration}` makes a new one, and `{exe} tpp consent create --registration {registration} --type account-access` a new consent."
     );
+    println!(
+        "  5. The customer's own page, where {} sees the TPPs they allowed and withdraws them: {}/customer",
+        demo.username, demo.server
+    );
     Ok(())
 }
 

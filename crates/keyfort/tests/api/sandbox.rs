@@ -114,6 +114,10 @@ fn journey_steps_of_the_demo(steps: &[&str], text: &str, password: &str) {
     );
     assert!(text.contains(&format!("Sign in as demo-customer with the password {password}")), "{text}");
     assert!(text.contains("tpp callback --registration") && text.contains("tpp accounts --registration"), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("https://localhost:") && l.trim_end().ends_with("/customer")),
+        "the customer's own page is offered: {text}"
+    );
 }
 
 #[test]
