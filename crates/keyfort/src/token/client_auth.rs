@@ -152,9 +152,13 @@ impl TokenService {
         let client = self.active_client(client_id).await?;
         Self::require_method(&client, AuthMethod::TlsClientAuth)?;
         let certificate = certificate.ok_or_else(|| {
-            invalid_client(
-                "tls_client_auth needs mutual TLS: connect with the certificate whose subject you registered",
-            )
+            if self.config.certificates_possible() {
+                invalid_client(
+                    "tls_client_auth needs mutual TLS: connect with the certificate whose subject you registered",
+                )
+            } else {
+                invalid_client(super::client_credentials::SERVER_TAKES_NO_CERTIFICATES)
+            }
         })?;
         let registered: &SubjectDn = client
             .metadata

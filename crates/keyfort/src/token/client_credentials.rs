@@ -8,6 +8,13 @@ use keyfort_core::token::{select_scope, AccessTokenClaims};
 use super::{AuthenticatedClient, TokenResponse, TokenService};
 use crate::error::ServiceError;
 
+/// The refusal when the client cannot be at fault: this server's configuration lets no
+/// certificate reach it (a development server started with the development switch).
+pub(super) const SERVER_TAKES_NO_CERTIFICATES: &str =
+    "this server is not configured for mutual TLS (its operator set no [server.tls] client_ca_file), so it cannot \
+     see any client certificate and cannot issue the certificate-bound tokens this client registered for; this is \
+     the server's configuration, not your request: ask the bank's operator";
+
 impl TokenService {
     pub(super) fn client_credentials(
         &self,
@@ -24,9 +31,13 @@ impl TokenService {
         let scope = select_scope(requested_scope, &client.metadata.scope)?;
         let certificate_thumbprint = if client.metadata.tls_client_certificate_bound_access_tokens {
             let cert = authenticated.certificate().ok_or_else(|| {
-                OAuthError::invalid_request(
-                    "this client is registered for certificate-bound access tokens: call the token endpoint over mutual TLS with your transport certificate",
-                )
+                if self.config.certificates_possible() {
+                    OAuthError::invalid_request(
+                        "this client is registered for certificate-bound access tokens: call the token endpoint over mutual TLS with your transport certificate",
+                    )
+                } else {
+                    OAuthError::invalid_request(SERVER_TAKES_NO_CERTIFICATES)
+                }
             })?;
             self.check_certificate_belongs_to(client, cert)?;
             Some(cert.thumbprint_s256.clone())
