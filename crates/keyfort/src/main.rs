@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         }
         Command::Migrate { config, dry_run } => report(cli::migrate::run(&config, dry_run)),
         Command::Demo { no_wait } => report(cli::demo::run_blocking(!no_wait).map(|()| String::new())),
+        Command::ImportWso2 { file, out, force } => report(cli::import_wso2::run(&file, &out, force)),
         Command::Sandbox { command } => report(cli::sandbox::run(command)),
         Command::Tpp { command } => report(cli::tpp::run(command)),
         Command::Jwt { command: JwtCommand::Decode { file } } => report(cli::tpp::decode_jwt_source(&file)),

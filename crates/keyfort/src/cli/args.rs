@@ -75,6 +75,20 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Write a Keyfort configuration from a WSO2 Identity Server deployment.toml, and print
+    /// what was carried over and what could not be, and why.
+    #[command(name = "import-wso2")]
+    ImportWso2 {
+        /// The WSO2 file, e.g. <IS_HOME>/repository/conf/deployment.toml.
+        #[arg(value_name = "DEPLOYMENT_TOML")]
+        file: PathBuf,
+        /// Where to write the Keyfort configuration (- for standard output).
+        #[arg(long, short, value_name = "FILE", default_value = "keyfort.toml")]
+        out: PathBuf,
+        /// Replace --out if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Bank customers (PSUs) of the built-in customer store, and their accounts.
     Customers {
         #[command(subcommand)]

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod args;
 pub mod customers;
 pub mod demo;
+pub mod import_wso2;
 pub mod keys;
 pub mod migrate;
 pub mod sandbox;

@@ -27,6 +27,7 @@ mod server;
 mod sources;
 mod storage;
 mod token;
+pub mod wso2;
 
 #[cfg(test)]
 mod tests;

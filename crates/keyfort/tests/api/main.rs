@@ -22,3 +22,4 @@ mod sandbox;
 mod server;
 mod storage;
 mod tokens;
+mod wso2;
