@@ -2,6 +2,7 @@
 
 mod abuse;
 mod authorization_storage;
+mod cli;
 mod cluster;
 mod config;
 mod consents;
