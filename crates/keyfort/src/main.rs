@@ -33,6 +33,9 @@ fn main() -> ExitCode {
         Command::Admin { command: AdminCommand::Clients { connection, command } } => {
             report(cli::admin::clients(&connection.into(), command.into()))
         }
+        Command::Admin { command: AdminCommand::Audit { connection, command } } => {
+            report(cli::admin::audit(&connection.into(), command))
+        }
         Command::Customers { command } => report(cli::customers::run(command)),
         Command::Keys { command: KeysCommand::Rotate { config, publish_ahead } } => {
             report(cli::keys::rotate(&config, publish_ahead))

@@ -319,6 +319,55 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// Read the audit trail through the admin API.
+    Audit {
+        #[command(flatten)]
+        connection: AdminConnection,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// How audit events are written.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum AuditFormat {
+    /// One JSON object per line, times in RFC 3339.
+    Jsonl,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Write every audit event matching the filters, oldest first, e.g.
+    /// `keyfort admin audit export --since 2026-11-01T00:00:00Z --format jsonl > audit.jsonl`.
+    Export {
+        /// Events at or after this RFC 3339 time (or date), e.g. 2026-11-01T00:00:00Z.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Events before this RFC 3339 time (or date).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only events about this client.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Only events of this organisation.
+        #[arg(long)]
+        org_id: Option<String>,
+        /// Only events of this software.
+        #[arg(long)]
+        software_id: Option<String>,
+        /// Only this action: register, read, update, delete, suspend, reactivate, consent_create, ...
+        #[arg(long)]
+        action: Option<String>,
+        /// success, refused (any refusal), or one error code such as invalid_client.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// The output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: AuditFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]

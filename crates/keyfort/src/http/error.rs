@@ -95,6 +95,7 @@ impl IntoResponse for ApiError {
                 if let ServiceError::Overloaded { retry_after: wait, .. } = &overloaded {
                     retry_after = Some(wait.as_secs().max(1));
                 }
+                tracing::info!(reason = %overloaded.description(), "request refused: busy (503)");
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     OAuthError::new(ErrorCode::TemporarilyUnavailable, overloaded.description()),
@@ -131,6 +132,21 @@ impl IntoResponse for ApiError {
                 )
             }
         };
+        // Every refusal once, at INFO, inside the request's span (so with its request id),
+        // with what the service knew of whom it refused. 5xx answers are logged above, at
+        // WARN or ERROR, with their causes.
+        if status.is_client_error() {
+            let subject = crate::telemetry::subject();
+            tracing::info!(
+                status = status.as_u16(),
+                error = error.code.as_str(),
+                reason = %error.description,
+                client_id = subject.client_id.as_deref().unwrap_or("-"),
+                software_id = subject.software_id.as_deref().unwrap_or("-"),
+                org_id = subject.org_id.as_deref().unwrap_or("-"),
+                "request refused"
+            );
+        }
         let body = json!({"error": error.code.as_str(), "error_description": error.description});
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

@@ -96,6 +96,7 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route("/admin/clients/{client_id}", get(admin::show).delete(admin::delete))
         .route("/admin/clients/{client_id}/suspend", post(admin::suspend))
         .route("/admin/clients/{client_id}/reactivate", post(admin::reactivate))
+        .route("/admin/audit", get(admin::audit))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::document))
@@ -106,11 +107,26 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(move |request, next| limits::enforce(limits, request, next)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), record_http_metrics))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access_log))
         .with_state(state)
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-            let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", id = %request_id, method = %request.method(), path = %request.uri().path())
-        }))
+        // The span every line of a request carries. TraceLayer's own lines are off: the
+        // access log says how each request ended, and a 5xx's cause is logged where it
+        // arose (its ERROR "response failed" per failing readiness probe said nothing more).
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!(
+                        "request",
+                        id = %request_id,
+                        method = %request.method(),
+                        path = %request.uri().path()
+                    )
+                })
+                .on_request(())
+                .on_response(())
+                .on_failure(()),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
@@ -150,6 +166,44 @@ async fn record_http_metrics(
     state.metrics.observe("keyfort_http_request_duration_seconds", &labels, started.elapsed().as_secs_f64());
     let status = response.status().as_u16().to_string();
     state.metrics.inc("keyfort_http_requests_total", &[labels[0], labels[1], ("status", status.as_str())]);
+    response
+}
+
+/// Runs the request with its [`crate::telemetry::RequestSubject`] (which the services fill
+/// in and refusals are logged and audited with), then writes its access log line: one INFO
+/// line per request (`[log] access_log`), inside the request's span, so it carries the
+/// request id in JSON and text alike. The route is the template, never the path, so no
+/// client_id or consent id of the URL reaches it unvetted.
+async fn access_log(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().clone();
+    let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+    let started = std::time::Instant::now();
+    let (response, subject) = crate::telemetry::with_request_subject(async {
+        let response = next.run(request).await;
+        (response, crate::telemetry::subject())
+    })
+    .await;
+    if state.config.log.access_log {
+        tracing::info!(
+            target: "keyfort::access",
+            method = %method,
+            route = %route,
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            client_id = subject.client_id.as_deref().unwrap_or("-"),
+            request_id = %request_id,
+            "request"
+        );
+    }
     response
 }
 

@@ -42,7 +42,10 @@ impl RegistrationService {
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(client) => Ok(ManagedClient { client }),
+            Ok(client) => {
+                record_client_fields(&client);
+                Ok(ManagedClient { client })
+            }
             Err(error) => {
                 self.auditor.refusal(action, caller, Some(client_id), &error).await;
                 Err(error)

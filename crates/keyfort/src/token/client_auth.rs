@@ -45,6 +45,8 @@ impl TokenService {
             }
         };
         tracing::Span::current().record("client_id", client.client_id.as_str());
+        crate::telemetry::note_client(&client.client_id);
+        crate::telemetry::note_software(client.software_id.as_deref(), client.org_id.as_deref());
         Ok(AuthenticatedClient { client, certificate: certificate.cloned() })
     }
 

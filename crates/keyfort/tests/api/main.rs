@@ -11,6 +11,7 @@ mod customers;
 mod database;
 mod helpers;
 mod jwks;
+mod logs;
 mod mtls;
 mod openapi;
 mod operations;
