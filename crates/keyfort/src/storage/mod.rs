@@ -111,6 +111,16 @@ pub struct AuditEvent {
     pub customer_id: Option<String>,
 }
 
+/// A database connection pool's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections open (idle or in use).
+    pub open: u32,
+    pub idle: u32,
+    /// The most the pool will open (`[storage] pool_size`).
+    pub max: u32,
+}
+
 /// Which audit events an operator wants: every field that is set must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
@@ -349,6 +359,9 @@ pub trait Store: AuthorizationStore + Send + Sync + 'static {
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The connection pool now, for the metrics.
+    async fn pool_status(&self) -> PoolStatus;
 
     /// Creates a consent, remembers its idempotency key (if any) and writes `audit`, in one
     /// transaction. A key record of the same client, type and key created before

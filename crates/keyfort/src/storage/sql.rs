@@ -18,7 +18,7 @@ use keyfort_core::consent::{Consent, ConsentRequest, ConsentStatus, ConsentType}
 use super::{
     migrations, AddAccountError, AdminSignInState, AuditEvent, AuditFilter, ClientFilter, ConsentStatusChange,
     CreateAdminError, CreateClientError, CreateConsentError, CreateCustomerError, CustomerAccount, IdempotencyRecord,
-    JtiError, MigrationReport, ReplayRecord, Store, StoreError, StoredCustomer, StoredSigningKey,
+    JtiError, MigrationReport, PoolStatus, ReplayRecord, Store, StoreError, StoredCustomer, StoredSigningKey,
 };
 use crate::config::{SslMode, StorageConfig};
 use keyfort_core::registration::BoundCertificate;
@@ -480,6 +480,11 @@ macro_rules! sql_store {
 
             async fn record_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
                 insert_audit!(&self.pool, e)
+            }
+
+            async fn pool_status(&self) -> PoolStatus {
+                let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+                PoolStatus { open: self.pool.size(), idle, max: self.pool.options().get_max_connections() }
             }
 
             async fn search_audit_events(&self, f: &AuditFilter) -> Result<Vec<(i64, AuditEvent)>, StoreError> {

@@ -477,6 +477,16 @@ async fn contract_record_audit_and_audit_events() {
 }
 
 #[tokio::test]
+async fn contract_pool_status() {
+    for b in backends().await {
+        b.store.ping().await.unwrap();
+        let status = b.store.pool_status().await;
+        assert!(status.max >= 1 && status.open >= 1 && status.open <= status.max, "{}: {status:?}", b.name);
+        assert!(status.idle <= status.open, "{}: {status:?}", b.name);
+    }
+}
+
+#[tokio::test]
 async fn contract_search_audit_events() {
     for b in backends().await {
         let lines = [
