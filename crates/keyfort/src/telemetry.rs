@@ -1,20 +1,32 @@
 //! Logging through `tracing`: human-readable by default, JSON when configured. Request
 //! bodies and headers are never logged, so secrets and assertions cannot reach a log line.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{LogConfig, LogFormat, TelemetryConfig};
 
-/// Installs the global subscriber; `RUST_LOG` overrides the configured level.
-pub fn init(config: &LogConfig) {
+/// Installs the global subscriber: the log (`RUST_LOG` overrides the configured level) and,
+/// with `[telemetry] otlp_endpoint`, OpenTelemetry traces. Returns the trace exporter's
+/// handle, to flush it when the server stops.
+pub fn init(config: &LogConfig, telemetry: &TelemetryConfig) -> Option<crate::otlp::OtlpHandle> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
     // Colours only on a terminal: a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
-    let _ = match config.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let log = tracing_subscriber::fmt::layer().with_target(false).with_ansi(ansi);
+    let log = match config.format {
+        LogFormat::Json => log.json().boxed(),
+        LogFormat::Text => log.boxed(),
     };
+    // Traces have their own filter: every INFO span (each request, each service call) is
+    // traced whatever the log level, and the log's level does not depend on tracing.
+    let (traces, handle) = match crate::otlp::layer(telemetry) {
+        Some((layer, handle)) => (Some(layer.with_filter(tracing::level_filters::LevelFilter::INFO)), Some(handle)),
+        None => (None, None),
+    };
+    let _ = tracing_subscriber::registry().with(log.with_filter(filter)).with(traces).try_init();
+    handle
 }
 
 /// Who a request turned out to be about, learnt by the services as they go (the client once

@@ -49,7 +49,7 @@ pub fn run(config_path: &Path, sandbox_dir: Option<&Path>) -> Result<(), ServeEr
         Some(_) => Config::load_deferring_safety(config_path),
     }
     .map_err(ServeError::Config)?;
-    crate::telemetry::init(&config.log);
+    let traces = crate::telemetry::init(&config.log, &config.telemetry);
     let (config, sandbox) = match sandbox_dir {
         None => (config, None),
         Some(dir) => {
@@ -78,8 +78,13 @@ pub fn run(config_path: &Path, sandbox_dir: Option<&Path>) -> Result<(), ServeEr
         let app = Application::build(config).await.map_err(ServeError::from)?;
         app.run_until(super::shutdown_signal()).await;
         tracing::info!("stopped");
-        Ok(())
-    })
+        Ok::<(), ServeError>(())
+    })?;
+    // The spans of the last requests, before the process exits.
+    if let Some(traces) = traces {
+        traces.flush(std::time::Duration::from_secs(5));
+    }
+    Ok(())
 }
 
 /// Logs, at every start, that the development switch is set and what it lets through, so

@@ -26,6 +26,7 @@ mod observability;
 mod server;
 mod sources;
 mod storage;
+mod telemetry;
 mod token;
 pub mod wso2;
 
@@ -51,6 +52,7 @@ pub use observability::{LogConfig, LogFormat};
 pub use server::{ClientAuthMode, ServerConfig};
 pub use sources::KeySource;
 pub use storage::{redact_url, SslMode, StorageConfig};
+pub use telemetry::TelemetryConfig;
 pub use token::TokenConfig;
 
 use loader::{Paths, Problems, Section};
@@ -76,6 +78,8 @@ pub struct Config {
     pub customers: CustomersConfig,
     /// `[development]`: whether unsafe settings are meant (see [`unsafe_settings`]).
     pub development: DevelopmentConfig,
+    /// `[telemetry]`: OpenTelemetry traces.
+    pub telemetry: TelemetryConfig,
 }
 
 /// Whether the unsafe-settings rule ([`unsafe_settings`]) is checked while reading, or left
@@ -202,6 +206,7 @@ impl Config {
         let consents = consents::read(root.section("consents"));
         let customers = customers::read(root.section("customers"), public_url);
         let development = development::read(root.section("development"));
+        let telemetry = telemetry::read(root.section("telemetry"));
         drop(root);
 
         let config = match (server, storage, dcr, token) {
@@ -222,6 +227,7 @@ impl Config {
                 consents,
                 customers,
                 development,
+                telemetry,
             }),
             _ => None,
         };

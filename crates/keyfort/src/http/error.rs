@@ -135,6 +135,8 @@ impl IntoResponse for ApiError {
         // Every refusal once, at INFO, inside the request's span (so with its request id),
         // with what the service knew of whom it refused. 5xx answers are logged above, at
         // WARN or ERROR, with their causes.
+        // On the request's span too, so a trace shows why it failed.
+        tracing::Span::current().record("error", error.code.as_str());
         if status.is_client_error() {
             let subject = crate::telemetry::subject();
             tracing::info!(

@@ -116,12 +116,25 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
             TraceLayer::new_for_http()
                 .make_span_with(|request: &axum::http::Request<_>| {
                     let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    tracing::info_span!(
-                        "request",
-                        id = %request_id,
-                        method = %request.method(),
-                        path = %request.uri().path()
-                    )
+                    // A caller's W3C trace context continues its trace (see crate::otlp); only
+                    // a well-formed value is taken, so the header cannot put junk in the log.
+                    let traceparent = request
+                        .headers()
+                        .get("traceparent")
+                        .and_then(|v| v.to_str().ok())
+                        .filter(|v| v.len() == 55 && v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'));
+                    let (method, path) = (request.method(), request.uri().path());
+                    let empty = tracing::field::Empty;
+                    match traceparent {
+                        Some(traceparent) => tracing::info_span!(
+                            "request", id = %request_id, method = %method, path = %path, traceparent = %traceparent,
+                            route = empty, status = empty, error = empty
+                        ),
+                        None => tracing::info_span!(
+                            "request", id = %request_id, method = %method, path = %path,
+                            route = empty, status = empty, error = empty
+                        ),
+                    }
                 })
                 .on_request(())
                 .on_response(())
@@ -192,6 +205,9 @@ async fn access_log(
         (response, crate::telemetry::subject())
     })
     .await;
+    let span = tracing::Span::current();
+    span.record("route", route.as_str());
+    span.record("status", response.status().as_u16());
     if state.config.log.access_log {
         tracing::info!(
             target: "keyfort::access",

@@ -55,6 +55,7 @@ impl RegistrationService {
 
     /// RFC 7592 read: the registration, after the caller's token was checked. Reads are
     /// audited too.
+    #[tracing::instrument(skip_all, fields(client_id = %client_id))]
     pub async fn read(
         &self,
         caller: &Caller,

@@ -24,4 +24,5 @@ mod sandbox;
 mod server;
 mod storage;
 mod tokens;
+mod traces;
 mod wso2;
