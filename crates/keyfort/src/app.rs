@@ -295,12 +295,24 @@ impl Application {
         });
         let metrics_server = self.metrics_listener.map(|listener| {
             let metrics = self.metrics.clone();
+            let (store, ring) = (self.store.clone(), self.ring.clone());
             tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics are served at /metrics (HTTP)");
             let router = axum::Router::new().route(
                 "/metrics",
                 axum::routing::get(move || {
-                    let metrics = metrics.clone();
-                    async move { ([("content-type", "text/plain; version=0.0.4")], metrics.render()) }
+                    let (metrics, store, ring) = (metrics.clone(), store.clone(), ring.clone());
+                    async move {
+                        let gauges = crate::metrics::Gauges {
+                            pool: store.pool_status().await,
+                            signing_keys: ring
+                                .signing_key_ages()
+                                .into_iter()
+                                .map(|(alg, kid, age)| (alg.to_string(), kid, age))
+                                .collect(),
+                        };
+                        let text = format!("{}{}", metrics.render(), gauges.render());
+                        ([("content-type", "text/plain; version=0.0.4")], text)
+                    }
                 }),
             );
             tokio::spawn(async move {

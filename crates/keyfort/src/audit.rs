@@ -81,6 +81,12 @@ impl Auditor {
     /// to write is logged, not returned: the caller's answer is already decided.
     pub async fn refusal(&self, action: AuditAction, caller: &Caller, client_id: Option<&str>, error: &ServiceError) {
         let mut event = self.line(action, caller, client_id);
+        // What the service had established when it refused (a verified software statement,
+        // a known client), so refusals can be found by organisation and software.
+        let known = crate::telemetry::subject();
+        event.client_id = event.client_id.or(known.client_id);
+        event.software_id = known.software_id;
+        event.org_id = known.org_id;
         event.outcome = error.audit_code().to_owned();
         let description = error.description();
         event.detail = Some(match &caller.administrator {
@@ -125,6 +131,9 @@ impl Auditor {
         error: &ServiceError,
     ) {
         let mut event = self.line(action, caller, client_id);
+        let known = crate::telemetry::subject();
+        event.software_id = known.software_id;
+        event.org_id = known.org_id;
         event.outcome = error.audit_code().to_owned();
         event.detail = Some(error.description().chars().take(MAX_DETAIL_CHARS).collect());
         event.consent_id = consent_id.map(|c| c.chars().take(128).collect());

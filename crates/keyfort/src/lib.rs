@@ -36,6 +36,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod operator;
+pub mod otlp;
 pub mod pages;
 pub mod password;
 pub mod pem;

@@ -36,12 +36,18 @@ fn main() -> ExitCode {
         Command::Admin { command: AdminCommand::Consents { connection, command } } => {
             report(cli::admin::consents(&connection.into(), command))
         }
+        Command::Admin { command: AdminCommand::Audit { connection, command } } => {
+            report(cli::admin::audit(&connection.into(), command))
+        }
         Command::Customers { command } => report(cli::customers::run(command)),
         Command::Keys { command: KeysCommand::Rotate { config, publish_ahead } } => {
             report(cli::keys::rotate(&config, publish_ahead))
         }
         Command::Migrate { config, dry_run } => report(cli::migrate::run(&config, dry_run)),
-        Command::Demo { no_wait } => report(cli::demo::run_blocking(!no_wait).map(|()| String::new())),
+        Command::Demo { no_wait, keep } => report(cli::demo::run_blocking(!no_wait, keep).map(|()| String::new())),
+        Command::Completions { shell } => report(cli::args::completions(shell)),
+        Command::Man => report(cli::args::man_page()),
+        Command::ImportWso2 { file, out, force } => report(cli::import_wso2::run(&file, &out, force)),
         Command::Sandbox { command } => report(cli::sandbox::run(command)),
         Command::Tpp { command } => report(cli::tpp::run(command)),
         Command::Jwt { command: JwtCommand::Decode { file } } => report(cli::tpp::decode_jwt_source(&file)),

@@ -125,3 +125,179 @@ mod tests {
         assert!(text.contains("keyfort_http_request_duration_seconds_count{route=\"/register\"} 1"));
     }
 }
+
+/// Gauges read when Prometheus scrapes, rather than counted as things happen: the process
+/// (from `/proc`), the build, the database pool and the signing keys' ages.
+pub struct Gauges {
+    pub pool: crate::storage::PoolStatus,
+    /// `(alg, kid, seconds signing)`; no age for a key from a file.
+    pub signing_keys: Vec<(String, String, Option<i64>)>,
+}
+
+fn gauge(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+fn labels(pairs: &[(&'static str, &str)]) -> String {
+    render_labels(&pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect::<Vec<_>>(), None)
+}
+
+/// What `/proc/self` says of this process; `None` off Linux or when `/proc` is not mounted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessStats {
+    pub cpu_seconds: f64,
+    pub resident_bytes: u64,
+    pub virtual_bytes: u64,
+    pub open_fds: u64,
+    pub max_fds: Option<u64>,
+    pub start_time_seconds: f64,
+}
+
+impl ProcessStats {
+    pub fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The command name (field 2) is in parentheses and may hold spaces: split after it.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        // Fields 3.. of proc(5), so index = field number - 3.
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        let ticks = rustix::param::clock_ticks_per_second() as f64;
+        let page = rustix::param::page_size() as u64;
+        let boot_time: u64 = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse().ok()))?;
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+        let max_fds = std::fs::read_to_string("/proc/self/limits").ok().and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse().ok()))
+        });
+        Some(Self {
+            cpu_seconds: (field(14)? + field(15)?) as f64 / ticks,
+            virtual_bytes: field(23)?,
+            resident_bytes: field(24)? * page,
+            open_fds,
+            max_fds,
+            start_time_seconds: boot_time as f64 + field(22)? as f64 / ticks,
+        })
+    }
+}
+
+impl Gauges {
+    /// The Prometheus text of these gauges, the process's and the build's.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Some(p) = ProcessStats::read() {
+            let one = |v: f64| vec![(String::new(), v)];
+            gauge(
+                &mut out,
+                "process_cpu_seconds_total",
+                "counter",
+                "User and system CPU time spent, in seconds.",
+                &one(p.cpu_seconds),
+            );
+            gauge(
+                &mut out,
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size, in bytes.",
+                &one(p.resident_bytes as f64),
+            );
+            gauge(
+                &mut out,
+                "process_virtual_memory_bytes",
+                "gauge",
+                "Virtual memory size, in bytes.",
+                &one(p.virtual_bytes as f64),
+            );
+            gauge(
+                &mut out,
+                "process_open_fds",
+                "gauge",
+                "Open file descriptors (connections among them).",
+                &one(p.open_fds as f64),
+            );
+            if let Some(max) = p.max_fds {
+                gauge(&mut out, "process_max_fds", "gauge", "The limit of open file descriptors.", &one(max as f64));
+            }
+            gauge(
+                &mut out,
+                "process_start_time_seconds",
+                "gauge",
+                "Start time of the process, in Unix seconds.",
+                &one(p.start_time_seconds),
+            );
+        }
+        gauge(
+            &mut out,
+            "keyfort_build_info",
+            "gauge",
+            "The running version (always 1).",
+            &[(labels(&[("version", env!("CARGO_PKG_VERSION"))]), 1.0)],
+        );
+        let pool = self.pool;
+        gauge(
+            &mut out,
+            "keyfort_db_pool_connections",
+            "gauge",
+            "Database connections by state.",
+            &[
+                (labels(&[("state", "idle")]), f64::from(pool.idle)),
+                (labels(&[("state", "in_use")]), f64::from(pool.open.saturating_sub(pool.idle))),
+            ],
+        );
+        gauge(
+            &mut out,
+            "keyfort_db_pool_max_connections",
+            "gauge",
+            "The most connections the pool opens.",
+            &[(String::new(), f64::from(pool.max))],
+        );
+        let ages: Vec<(String, f64)> = self
+            .signing_keys
+            .iter()
+            .filter_map(|(alg, kid, age)| age.map(|a| (labels(&[("alg", alg), ("kid", kid)]), a as f64)))
+            .collect();
+        gauge(
+            &mut out,
+            "keyfort_signing_key_age_seconds",
+            "gauge",
+            "How long the key signing now has signed, per algorithm (rotate with keyfort keys rotate).",
+            &ages,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod gauge_tests {
+    use super::*;
+
+    #[test]
+    fn process_stats_come_from_proc() {
+        let stats = ProcessStats::read().expect("/proc is mounted on Linux");
+        assert!(stats.resident_bytes > 1_000_000 && stats.virtual_bytes >= stats.resident_bytes, "{stats:?}");
+        assert!(stats.open_fds >= 3, "{stats:?}");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!(stats.start_time_seconds <= now + 1.0 && stats.start_time_seconds > now - 86_400.0 * 30.0, "{stats:?}");
+        let text = Gauges {
+            pool: crate::storage::PoolStatus { open: 3, idle: 1, max: 4 },
+            signing_keys: vec![("PS256".into(), "k1".into(), Some(42)), ("ES256".into(), "file".into(), None)],
+        }
+        .render();
+        for line in [
+            "keyfort_db_pool_connections{state=\"in_use\"} 2",
+            "keyfort_db_pool_max_connections 4",
+            "keyfort_signing_key_age_seconds{alg=\"PS256\",kid=\"k1\"} 42",
+            "keyfort_build_info{version=\"",
+            "process_open_fds ",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        assert!(!text.contains("kid=\"file\""), "no age for a key from a file");
+    }
+}

@@ -76,27 +76,128 @@ impl From<super::args::ClientsCommand> for ClientsCommand {
     }
 }
 
+/// An HTTPS client of the admin API, signed in as the connection's administrator.
+struct AdminApi {
+    http: reqwest::Client,
+    auth: String,
+    base: String,
+}
+
+impl AdminApi {
+    fn connect(connection: &Connection) -> anyhow::Result<Self> {
+        let password = match std::env::var("KEYFORT_ADMIN_PASSWORD") {
+            Ok(p) if !connection.password_stdin => p,
+            _ => super::read_password(&format!("Password for {}: ", connection.user), connection.password_stdin, false)
+                .map_err(|e| e.context("or set KEYFORT_ADMIN_PASSWORD"))?,
+        };
+        let auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", connection.user))
+        );
+        let http = super::https_client(connection.cacert.as_deref(), None)?;
+        Ok(Self { http, auth, base: connection.server.trim_end_matches('/').to_owned() })
+    }
+
+    /// Sends `request` signed in; the body of a 2xx answer, else an error with the answer.
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<String> {
+        let built = request.header("authorization", &self.auth).build()?;
+        let url = built.url().to_string();
+        let response = self.http.execute(built).await.map_err(|e| super::tpp::explain_send_error(e, &url))?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            anyhow::bail!("{status}: {text}");
+        }
+        Ok(text)
+    }
+}
+
+/// `keyfort admin audit export`: every matching event, page by page, one JSON object per
+/// line; returns what to print (the events, or where they were written).
+pub fn audit(connection: &Connection, command: super::args::AuditCommand) -> anyhow::Result<String> {
+    use std::io::Write;
+    let super::args::AuditCommand::Export {
+        since,
+        until,
+        client_id,
+        org_id,
+        software_id,
+        action,
+        outcome,
+        format: super::args::AuditFormat::Jsonl,
+        out,
+    } = command;
+    let mut query: Vec<(&str, String)> = vec![("limit", "1000".to_owned())];
+    let filters = [
+        ("since", since),
+        ("until", until),
+        ("client_id", client_id),
+        ("org_id", org_id),
+        ("software_id", software_id),
+        ("action", action),
+        ("outcome", outcome),
+    ];
+    query.extend(filters.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let api = AdminApi::connect(connection)?;
+    let mut writer: Box<dyn Write> = match &out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut written = 0usize;
+    let mut after: Option<i64> = None;
+    loop {
+        let mut page_query = query.clone();
+        if let Some(id) = after {
+            page_query.push(("after", id.to_string()));
+        }
+        let text = runtime.block_on(api.send(api.http.get(format!("{}/admin/audit", api.base)).query(&page_query)))?;
+        let page: Value = serde_json::from_str(&text)?;
+        for event in page["events"].as_array().into_iter().flatten() {
+            writeln!(writer, "{event}")?;
+            written += 1;
+        }
+        match page["next"].as_i64() {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    writer.flush()?;
+    Ok(match out {
+        Some(path) => format!("{written} audit events written to {}", path.display()),
+        None => String::new(),
+    })
+}
+
 pub fn clients(connection: &Connection, command: ClientsCommand) -> anyhow::Result<String> {
-    let base = format!("{}/admin/clients", connection.server.trim_end_matches('/'));
-    let text = call(connection, |http| match &command {
+    let api = AdminApi::connect(connection)?;
+    let (http, base) = (&api.http, format!("{}/admin/clients", api.base));
+    let request = match &command {
         ClientsCommand::List { query } => http.get(&base).query(query),
         ClientsCommand::Show { client_id } => http.get(format!("{base}/{client_id}")),
         ClientsCommand::Suspend { client_id } => http.post(format!("{base}/{client_id}/suspend")),
         ClientsCommand::Reactivate { client_id } => http.post(format!("{base}/{client_id}/reactivate")),
         ClientsCommand::Delete { client_id } => http.delete(format!("{base}/{client_id}")),
-    })?;
-    Ok(match command {
-        ClientsCommand::List { .. } => table(&serde_json::from_str(&text)?),
-        ClientsCommand::Delete { client_id } => format!("client {client_id} deleted"),
-        _ => serde_json::to_string_pretty(&serde_json::from_str::<Value>(&text)?)?,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let text = api.send(request).await?;
+        Ok(match command {
+            ClientsCommand::List { .. } => table(&serde_json::from_str(&text)?),
+            ClientsCommand::Delete { client_id } => format!("client {client_id} deleted"),
+            _ => serde_json::to_string_pretty(&serde_json::from_str::<Value>(&text)?)?,
+        })
     })
 }
 
 /// `keyfort admin consents`: the operator's view of customers' consents.
 pub fn consents(connection: &Connection, command: super::args::ConsentsCommand) -> anyhow::Result<String> {
     use super::args::ConsentsCommand as Command;
-    let base = format!("{}/admin/consents", connection.server.trim_end_matches('/'));
-    let text = call(connection, |http| match &command {
+    let api = AdminApi::connect(connection)?;
+    let (http, base) = (&api.http, format!("{}/admin/consents", api.base));
+    let request = match &command {
         Command::List { client_id, customer, status, kind, created_after, created_before, limit } => {
             let optional = [
                 ("client_id", client_id.clone()),
@@ -112,7 +213,8 @@ pub fn consents(connection: &Connection, command: super::args::ConsentsCommand) 
         }
         Command::Show { consent_id } => http.get(format!("{base}/{consent_id}")),
         Command::Revoke { consent_id } => http.post(format!("{base}/{consent_id}/revoke")),
-    })?;
+    };
+    let text = tokio::runtime::Runtime::new()?.block_on(api.send(request))?;
     let body: Value = serde_json::from_str(&text)?;
     Ok(match command {
         Command::List { .. } => consent_table(&body),
@@ -124,34 +226,6 @@ pub fn consents(connection: &Connection, command: super::args::ConsentsCommand) 
             }
         }
         Command::Show { .. } => serde_json::to_string_pretty(&body)?,
-    })
-}
-
-/// Signs in as the administrator and makes the request `build` makes; the body of a
-/// successful answer, or an error with the status and the server's error body.
-fn call(
-    connection: &Connection,
-    build: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder,
-) -> anyhow::Result<String> {
-    let password = match std::env::var("KEYFORT_ADMIN_PASSWORD") {
-        Ok(p) if !connection.password_stdin => p,
-        _ => super::read_password(&format!("Password for {}: ", connection.user), connection.password_stdin, false)?,
-    };
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", connection.user))
-    );
-    let http = super::https_client(connection.cacert.as_deref(), None)?;
-    let request = build(&http);
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let response = request.header("authorization", auth).send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        if !status.is_success() {
-            anyhow::bail!("{status}: {text}");
-        }
-        Ok(text)
     })
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// Keyfort: an Open Banking identity server (Dynamic Client Registration with software
 /// statements, FAPI client-credentials tokens, registration management).
@@ -18,6 +18,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve HTTPS with the given configuration.
     Serve {
+        /// The configuration file (TOML; keys can also come from KEYFORT_SECTION__KEY variables).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
         /// Development only: run this sandbox directory's keystore inside the server (over
@@ -30,11 +31,15 @@ pub enum Command {
         dev: bool,
     },
     /// Run the whole onboarding offline: sandbox directory, server, a TPP registering over
-    /// mutual TLS, a certificate-bound token, reading the registration back.
+    /// mutual TLS (and one refused), a certificate-bound token, reading the registration back.
     Demo {
         /// Stop after the demo instead of keeping the server running until Ctrl-C.
         #[arg(long)]
         no_wait: bool,
+        /// Keep the demo's directory (sandbox keys, database) at exit, readable by you only;
+        /// by default it is removed.
+        #[arg(long)]
+        keep: bool,
     },
     /// An offline stand-in for the Open Banking directory.
     Sandbox {
@@ -53,6 +58,7 @@ pub enum Command {
     },
     /// Check a configuration file and exit: 0 when it is valid.
     CheckConfig {
+        /// The configuration file (TOML; keys can also come from KEYFORT_SECTION__KEY variables).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
@@ -64,16 +70,39 @@ pub enum Command {
     /// Apply the database migrations this version needs (or list them with --dry-run).
     /// `serve` applies them at start unless [storage] migrate_on_start = false.
     Migrate {
+        /// The configuration file (TOML; keys can also come from KEYFORT_SECTION__KEY variables).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
         /// List the migrations and which would be applied; change nothing.
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print a shell completion script: `keyfort completions bash > /etc/bash_completion.d/keyfort`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `keyfort man > keyfort.1; man ./keyfort.1`.
+    Man,
     /// Manage the access token signing keys (stored in the configured database).
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Write a Keyfort configuration from a WSO2 Identity Server deployment.toml, and print
+    /// what was carried over and what could not be, and why.
+    #[command(name = "import-wso2")]
+    ImportWso2 {
+        /// The WSO2 file, e.g. <IS_HOME>/repository/conf/deployment.toml.
+        #[arg(value_name = "DEPLOYMENT_TOML")]
+        file: PathBuf,
+        /// Where to write the Keyfort configuration (- for standard output).
+        #[arg(long, short, value_name = "FILE", default_value = "keyfort.toml")]
+        out: PathBuf,
+        /// Replace --out if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Bank customers (PSUs) of the built-in customer store, and their accounts.
     Customers {
@@ -89,6 +118,7 @@ pub enum CustomersCommand {
     /// the customer also needs a one-time code from an authenticator app: the secret and an
     /// otpauth:// URI are printed once.
     Add {
+        /// The configuration file (TOML; keys can also come from KEYFORT_SECTION__KEY variables).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
         /// The name the customer signs in with.
@@ -102,6 +132,7 @@ pub enum CustomersCommand {
     },
     /// Add an account to a customer.
     AddAccount {
+        /// The configuration file (TOML; keys can also come from KEYFORT_SECTION__KEY variables).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
         /// The customer's username.
@@ -128,6 +159,7 @@ pub enum CustomersCommand {
     /// List customers with their ids, whether they use one-time codes, and their accounts
     /// (never a password or secret).
     List {
+        /// The configuration file (TOML; keys can also come from KEYFORT_SECTION__KEY variables).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
@@ -137,6 +169,7 @@ pub enum CustomersCommand {
 pub enum SandboxCommand {
     /// Create a sandbox directory: directory CA, SSA signing key, keystore.
     Init {
+        /// The directory to create the sandbox in.
         dir: PathBuf,
         /// Where `sandbox serve` will publish the keystore; SSAs name URLs under it.
         #[arg(long, default_value = crate::sandbox::DEFAULT_KEYSTORE_URL)]
@@ -145,14 +178,18 @@ pub enum SandboxCommand {
     /// Add an organisation's software: signing key, transport certificates (legacy OB and
     /// OBWAC profiles) and a software statement.
     AddSoftware {
+        /// The sandbox directory (made by `sandbox init`).
         dir: PathBuf,
         /// Organisation name (an existing one is reused).
         #[arg(long)]
         org: String,
+        /// The organisation's id (default: a new random one, as the directory's 0015800001...).
         #[arg(long)]
         org_id: Option<String>,
+        /// The software's id (default: 22 random letters and digits).
         #[arg(long)]
         software_id: Option<String>,
+        /// The software's client name (default: "<org> App").
         #[arg(long)]
         client_name: Option<String>,
         /// Comma-separated roles: AISP, PISP, CBPII.
@@ -165,6 +202,7 @@ pub enum SandboxCommand {
     /// Publish the keystore (JWKS): over HTTP on a loopback address, or over HTTPS with a
     /// certificate from the sandbox CA (--https).
     Serve {
+        /// The sandbox directory whose keystore to publish.
         dir: PathBuf,
         /// Address to listen on. Default: the host and port of the keystore URL. Plain HTTP
         /// only on loopback.
@@ -187,29 +225,42 @@ pub struct TppFiles {
 
 #[derive(Subcommand)]
 pub enum TppCommand {
-    /// Build, sign and send a registration request from a software statement.
+    /// Build, sign and send a registration request from a software statement. Name the
+    /// files one by one (--ssa, --signing-key, --kid, --cert, --key), or give a sandbox
+    /// software directory with --software.
     Register {
-        #[arg(long)]
+        /// The bank's base URL, e.g. https://localhost:9446 (its discovery document names
+        /// the registration endpoint).
+        #[arg(long, value_name = "URL")]
         server: String,
-        #[arg(long, value_name = "FILE")]
-        ssa: PathBuf,
-        #[arg(long, value_name = "PEM")]
-        signing_key: PathBuf,
-        #[arg(long)]
-        kid: String,
+        /// A sandbox software directory (`<sandbox>/software/<software_id>`, as printed by
+        /// `sandbox add-software`): its SSA, signing key and kid, and transport certificate.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["ssa", "signing_key", "kid", "cert", "key"])]
+        software: Option<PathBuf>,
+        /// The software statement (the SSA JWT from the directory).
+        #[arg(long, value_name = "FILE", required_unless_present = "software")]
+        ssa: Option<PathBuf>,
+        /// The software's signing key (PKCS#8 PEM), whose public key is in the SSA's software JWKS.
+        #[arg(long, value_name = "PEM", required_unless_present = "software")]
+        signing_key: Option<PathBuf>,
+        /// The key id of --signing-key in the software JWKS (the directory shows it).
+        #[arg(long, required_unless_present = "software")]
+        kid: Option<String>,
         /// Transport certificate (PEM chain).
-        #[arg(long, value_name = "PEM")]
-        cert: PathBuf,
+        #[arg(long, value_name = "PEM", required_unless_present = "software")]
+        cert: Option<PathBuf>,
         /// Transport key (PEM).
-        #[arg(long, value_name = "PEM")]
-        key: PathBuf,
-        /// Extra CA (PEM) to trust for the server.
+        #[arg(long, value_name = "PEM", required_unless_present = "software")]
+        key: Option<PathBuf>,
+        /// Extra CA (PEM) to trust for the server, e.g. its data/dev-tls/cert.pem.
         #[arg(long, value_name = "PEM")]
         cacert: Option<PathBuf>,
         /// Send JSON (as the WSO2 sample) instead of a signed JWT.
         #[arg(long)]
         json: bool,
-        #[arg(long, default_value = "private_key_jwt")]
+        /// How the client will authenticate at the token endpoint: private_key_jwt (a JWT
+        /// signed with --signing-key) or tls_client_auth (the transport certificate's subject).
+        #[arg(long, default_value = "private_key_jwt", value_parser = ["private_key_jwt", "tls_client_auth"])]
         auth_method: String,
         /// Where to save the registration.
         #[arg(long, value_name = "FILE", default_value = "registration.json")]
@@ -219,6 +270,7 @@ pub enum TppCommand {
     Token {
         #[command(flatten)]
         files: TppFiles,
+        /// Space-separated scopes to ask for (default: every registered scope).
         #[arg(long)]
         scope: Option<String>,
     },
@@ -244,7 +296,10 @@ pub enum TppCommand {
 #[derive(Subcommand)]
 pub enum JwtCommand {
     /// Print a JWT's header and claims (not verified). FILE or - for standard input.
-    Decode { file: String },
+    Decode {
+        /// The file holding the JWT, or - for standard input.
+        file: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -252,6 +307,7 @@ pub enum AdminCommand {
     /// Add an administrator. The password is asked for twice at a prompt, or read from the
     /// first line of standard input with --password-stdin; never from an argument.
     AddUser {
+        /// The configuration file (TOML; keys can also come from KEYFORT_SECTION__KEY variables).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
         /// The administrator's name.
@@ -274,6 +330,55 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: ConsentsCommand,
     },
+    /// Read the audit trail through the admin API.
+    Audit {
+        #[command(flatten)]
+        connection: AdminConnection,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// How audit events are written.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum AuditFormat {
+    /// One JSON object per line, times in RFC 3339.
+    Jsonl,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Write every audit event matching the filters, oldest first, e.g.
+    /// `keyfort admin audit export --since 2026-11-01T00:00:00Z --format jsonl > audit.jsonl`.
+    Export {
+        /// Events at or after this RFC 3339 time (or date), e.g. 2026-11-01T00:00:00Z.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Events before this RFC 3339 time (or date).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only events about this client.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Only events of this organisation.
+        #[arg(long)]
+        org_id: Option<String>,
+        /// Only events of this software.
+        #[arg(long)]
+        software_id: Option<String>,
+        /// Only this action: register, read, update, delete, suspend, reactivate, consent_create, ...
+        #[arg(long)]
+        action: Option<String>,
+        /// success, refused (any refusal), or one error code such as invalid_client.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// The output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: AuditFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -285,6 +390,7 @@ pub struct AdminConnection {
     /// input (--password-stdin) or a prompt.
     #[arg(long, global = true, default_value = "admin")]
     pub user: String,
+    /// Read the password from the first line of standard input.
     #[arg(long, global = true)]
     pub password_stdin: bool,
     /// Extra CA certificate (PEM) to trust for the server, e.g. data/dev-tls/cert.pem.
@@ -296,8 +402,10 @@ pub struct AdminConnection {
 pub enum ClientsCommand {
     /// List registrations, newest first.
     List {
+        /// Only this organisation's registrations.
         #[arg(long)]
         org_id: Option<String>,
+        /// Only this software's registrations.
         #[arg(long)]
         software_id: Option<String>,
         /// active, suspended or deleted.
@@ -309,23 +417,37 @@ pub enum ClientsCommand {
         /// Only registrations before this Unix time.
         #[arg(long)]
         registered_before: Option<i64>,
+        /// The most registrations to list (1 to 500).
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
     /// Show one registration with its audit trail.
-    Show { client_id: String },
+    Show {
+        /// The registration's client_id.
+        client_id: String,
+    },
     /// Suspend a client: no tokens, no self-management, until reactivated.
-    Suspend { client_id: String },
+    Suspend {
+        /// The registration's client_id.
+        client_id: String,
+    },
     /// Reactivate a suspended client.
-    Reactivate { client_id: String },
+    Reactivate {
+        /// The registration's client_id.
+        client_id: String,
+    },
     /// Delete a registration.
-    Delete { client_id: String },
+    Delete {
+        /// The registration's client_id.
+        client_id: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum ConsentsCommand {
     /// List consents, newest first.
     List {
+        /// Only consents of this client.
         #[arg(long)]
         client_id: Option<String>,
         /// The customer's id (as `keyfort customers list` shows it).
@@ -343,15 +465,22 @@ pub enum ConsentsCommand {
         /// Only consents created before this Unix time.
         #[arg(long)]
         created_before: Option<i64>,
+        /// At most this many (1 to 500).
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
     /// Show one consent with its audit trail.
-    Show { consent_id: String },
+    Show {
+        /// The ConsentId.
+        consent_id: String,
+    },
     /// Withdraw the TPP's access: an account-access or funds-confirmation consent becomes
     /// Revoked; a payment consent's tokens are revoked. Every token issued under it stops
     /// working.
-    Revoke { consent_id: String },
+    Revoke {
+        /// The ConsentId.
+        consent_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -362,8 +491,11 @@ pub enum KeysCommand {
     /// --publish-ahead may not be shorter than). The previous key stays published until the
     /// tokens it signed have expired.
     Rotate {
+        /// The configuration file (TOML; keys can also come from KEYFORT_SECTION__KEY variables).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
+        /// How long the new key is published before it signs (default [oauth.token]
+        /// key_publish_ahead_seconds; at least key_reload_seconds).
         #[arg(long, value_name = "SECONDS")]
         publish_ahead: Option<i64>,
     },
@@ -468,12 +600,14 @@ pub enum ConsentCommand {
     Get {
         #[command(flatten)]
         files: TppFiles,
+        /// The ConsentId (default: the one `tpp consent create` made last).
         consent: Option<String>,
     },
     /// Revoke a consent (DELETE; default: the one created last).
     Delete {
         #[command(flatten)]
         files: TppFiles,
+        /// The ConsentId (default: the one `tpp consent create` made last).
         consent: Option<String>,
     },
 }
@@ -508,4 +642,69 @@ pub struct ConsentDetails {
     /// The scheme of --creditor-account and --debtor-account.
     #[arg(long, default_value = "UK.OBIE.SortCodeAccountNumber")]
     pub scheme: String,
+}
+
+/// `keyfort completions SHELL`: the completion script for the whole command line.
+pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<String> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "keyfort", &mut out);
+    Ok(String::from_utf8(out)?)
+}
+
+/// `keyfort man`: the manual page, with a section per command and subcommand, so that
+/// `man keyfort` documents every flag in one page.
+pub fn man_page() -> anyhow::Result<String> {
+    let command = Cli::command();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(command.clone()).render(&mut out)?;
+    let mut out = String::from_utf8(out)?;
+    fn sections(command: &clap::Command, path: &str, out: &mut String) -> anyhow::Result<()> {
+        for sub in command.get_subcommands().filter(|c| c.get_name() != "help") {
+            let name = format!("{path} {}", sub.get_name());
+            let mut page = Vec::new();
+            let page_command = sub.clone().display_name(name.replace(' ', "-")).bin_name(name.clone());
+            clap_mangen::Man::new(page_command).render(&mut page)?;
+            let page = String::from_utf8(page)?;
+            // Everything after the page header (.TH), as sections of this page.
+            let body: Vec<&str> = page.lines().skip_while(|l| !l.starts_with(".SH")).collect();
+            out.push_str(&body.join("\n").replace(".SH NAME", &format!(".SH \"COMMAND: {name}\"")));
+            out.push('\n');
+            sections(sub, &name, out)?;
+        }
+        Ok(())
+    }
+    sections(&command, "keyfort", &mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_flag_has_help_text() {
+        fn visit(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                visit(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        visit(&Cli::command(), "keyfort", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

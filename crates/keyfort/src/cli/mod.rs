@@ -6,6 +6,7 @@ pub mod args;
 pub mod customers;
 pub mod demo;
 mod demo_journey;
+pub mod import_wso2;
 pub mod keys;
 pub mod migrate;
 pub mod sandbox;
@@ -40,9 +41,19 @@ pub fn read_password(prompt: &str, from_stdin: bool, confirm: bool) -> anyhow::R
         std::io::stdin().read_line(&mut line)?;
         return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
     }
-    let first = rpassword::prompt_password(prompt)?;
+    // The prompt needs a terminal (rpassword opens /dev/tty); under cron, a pipe or a
+    // container there is none, and the bare OS error ("No such device or address") says
+    // nothing about what to do.
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt).map_err(|e| {
+            anyhow::anyhow!(
+                "there is no terminal to ask for the password on ({e}): pipe the password on standard input with --password-stdin"
+            )
+        })
+    };
+    let first = ask(prompt)?;
     if confirm {
-        let second = rpassword::prompt_password("Repeat the password: ")?;
+        let second = ask("Repeat the password: ")?;
         if first != second {
             anyhow::bail!("the passwords differ");
         }

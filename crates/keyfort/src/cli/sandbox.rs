@@ -32,8 +32,9 @@ pub fn run(command: SandboxCommand) -> anyhow::Result<String> {
                 &redirect_uris,
             )?;
             let f = sandbox.files(&s.software_id)?;
+            let software_dir = f.ssa.parent().map(|d| d.display().to_string()).unwrap_or_default();
             Ok(format!(
-                "software {} of {} ({})\n  SSA: {}\n  signing key: {} (kid {})\n  transport certificate (OB legacy): {} / {}\n  transport certificate (OBWAC): {} / {}",
+                "software {} of {} ({})\n  directory: {software_dir} (register with: keyfort tpp register --server URL --software {software_dir})\n  SSA: {}\n  signing key: {} (kid {})\n  transport certificate (OB legacy): {} / {}\n  transport certificate (OBWAC): {} / {}",
                 s.software_id,
                 s.org_name,
                 s.org_id,

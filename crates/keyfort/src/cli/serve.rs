@@ -42,8 +42,14 @@ impl From<anyhow::Error> for ServeError {
 /// Serves with the configuration in `config_path` until SIGINT or SIGTERM; with
 /// `sandbox_dir`, in development mode against that sandbox (see [`apply_sandbox`]).
 pub fn run(config_path: &Path, sandbox_dir: Option<&Path>) -> Result<(), ServeError> {
-    let config = Config::load(config_path).map_err(ServeError::Config)?;
-    crate::telemetry::init(&config.log);
+    // The sandbox supplies the client CA a development configuration may lack, so whether
+    // the configuration is safe is judged after it is applied.
+    let config = match sandbox_dir {
+        None => Config::load(config_path),
+        Some(_) => Config::load_deferring_safety(config_path),
+    }
+    .map_err(ServeError::Config)?;
+    let traces = crate::telemetry::init(&config.log, &config.telemetry);
     let (config, sandbox) = match sandbox_dir {
         None => (config, None),
         Some(dir) => {
@@ -54,27 +60,55 @@ pub fn run(config_path: &Path, sandbox_dir: Option<&Path>) -> Result<(), ServeEr
                  transport certificates. Never use --sandbox with real TPPs. !!!",
                 sandbox.dir.display()
             );
-            (apply_sandbox(config, &sandbox)?, Some(sandbox))
+            let config = apply_sandbox(config, &sandbox)?;
+            config.check_safety().map_err(ServeError::Config)?;
+            (config, Some(sandbox))
         }
     };
+    warn_about_development_switch(&config);
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| ServeError::Startup(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
         if let Some(sandbox) = &sandbox {
             start_sandbox_keystore(sandbox).await?;
         }
-        let app = Application::build(config).await.map_err(|e| {
-            let error = ServeError::from(e);
-            // Configuration errors are printed by the command line, one line per problem.
-            if let ServeError::Startup(e) = &error {
-                tracing::error!("start-up failed: {e:#}");
-            }
-            error
-        })?;
+        // Every start-up error is printed once, by the command line, on standard error (one
+        // line per configuration problem), not also logged: the log and standard error
+        // usually end up in the same journal.
+        let app = Application::build(config).await.map_err(ServeError::from)?;
         app.run_until(super::shutdown_signal()).await;
         tracing::info!("stopped");
-        Ok(())
-    })
+        Ok::<(), ServeError>(())
+    })?;
+    // The spans of the last requests, before the process exits.
+    if let Some(traces) = traces {
+        traces.flush(std::time::Duration::from_secs(5));
+    }
+    Ok(())
+}
+
+/// Logs, at every start, that the development switch is set and what it lets through, so
+/// a development configuration that reached production is noticed in its log.
+fn warn_about_development_switch(config: &Config) {
+    if !config.development.allow_unsafe_registration {
+        return;
+    }
+    let settings = crate::config::unsafe_settings(config);
+    if settings.is_empty() {
+        tracing::warn!(
+            "{} is set, though nothing in this configuration needs it; remove it",
+            crate::config::DEVELOPMENT_SWITCH
+        );
+    }
+    for setting in settings {
+        tracing::warn!(
+            key = setting.key,
+            "!!! DEVELOPMENT SWITCH {}: starting with an unsafe setting: {} {} !!!",
+            crate::config::DEVELOPMENT_SWITCH,
+            setting.key,
+            setting.why
+        );
+    }
 }
 
 /// The development overrides of `serve --sandbox DIR --dev`: the sandbox keystore's
@@ -153,7 +187,7 @@ ssa_jkws = "https://keystore.example/dir.jwks"
 "#;
 
     fn config(extra: &str) -> Config {
-        Config::from_toml(&format!("{CONFIG}{extra}"), "dev.toml", Path::new("/etc/keyfort")).unwrap()
+        Config::from_toml_deferring_safety(&format!("{CONFIG}{extra}"), "dev.toml", Path::new("/etc/keyfort")).unwrap()
     }
 
     fn sandbox(keystore_url: &str) -> (tempfile::TempDir, Sandbox) {

@@ -121,9 +121,25 @@ fn subject_dn(cert_pem: &Path) -> anyhow::Result<String> {
     Ok(rdns.into_iter().rev().collect::<Vec<_>>().join(","))
 }
 
+/// A connection error, with what to do when the server's certificate is not trusted: the
+/// usual first failure against a development server.
+pub fn explain_send_error(error: reqwest::Error, url: &str) -> anyhow::Error {
+    let chain = format!("{:?}", anyhow::Error::from(error));
+    let untrusted = ["UnknownIssuer", "invalid peer certificate", "certificate verify failed", "BadSignature"];
+    let base = anyhow::anyhow!("{url}: {chain}");
+    if untrusted.iter().any(|needle| chain.contains(needle)) {
+        base.context(format!(
+            "the server's TLS certificate at {url} is not trusted: pass --cacert with the CA (or the certificate \
+             itself) that issued it, e.g. --cacert data/dev-tls/cert.pem for a server's development certificate"
+        ))
+    } else {
+        base
+    }
+}
+
 async fn discover(http: &reqwest::Client, server: &str) -> anyhow::Result<Value> {
     let url = format!("{}/.well-known/openid-configuration", server.trim_end_matches('/'));
-    let response = http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+    let response = http.get(&url).send().await.map_err(|e| explain_send_error(e, &url))?;
     Ok(serde_json::from_str(&response.text().await?)?)
 }
 
@@ -168,7 +184,8 @@ fn client(cacert: Option<&Path>, cert: &Path, key: &Path) -> anyhow::Result<reqw
 }
 
 async fn send(request: reqwest::RequestBuilder, shown: Value) -> anyhow::Result<Exchange> {
-    let response = request.send().await?;
+    let url = request.try_clone().and_then(|r| r.build().ok()).map(|r| r.url().to_string()).unwrap_or_default();
+    let response = request.send().await.map_err(|e| explain_send_error(e, &url))?;
     let status = response.status().as_u16();
     let text = response.text().await?;
     let response =
@@ -191,6 +208,8 @@ pub async fn register(opts: &RegisterOptions) -> anyhow::Result<(Exchange, Optio
         http.post(&endpoint).header("content-type", "application/jose").body(key.sign_jwt(&claims, "JWT"))
     };
     let exchange = send(request, claims).await?;
+    // Absolute, so that `tpp token`, `get`, ... work from any directory.
+    let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let registration = (exchange.status == 201).then(|| Registration {
         server: opts.server.clone(),
         issuer,
@@ -202,12 +221,12 @@ pub async fn register(opts: &RegisterOptions) -> anyhow::Result<(Exchange, Optio
             .to_owned(),
         registration_client_uri: exchange.response["registration_client_uri"].as_str().unwrap_or_default().to_owned(),
         token_endpoint_auth_method: opts.auth_method.clone(),
-        ssa: opts.ssa.clone(),
-        signing_key: opts.signing_key.clone(),
+        ssa: absolute(&opts.ssa),
+        signing_key: absolute(&opts.signing_key),
         kid: opts.kid.clone(),
-        cert: opts.cert.clone(),
-        key: opts.key.clone(),
-        cacert: opts.cacert.clone(),
+        cert: absolute(&opts.cert),
+        key: absolute(&opts.key),
+        cacert: opts.cacert.as_deref().map(absolute),
     });
     Ok((exchange, registration))
 }
@@ -304,8 +323,37 @@ pub fn run(command: super::args::TppCommand) -> anyhow::Result<String> {
         }
     };
     match command {
-        TppCommand::Register { server, ssa, signing_key, kid, cert, key, cacert, json, auth_method, out } => {
-            let options = RegisterOptions { server, ssa, signing_key, kid, cert, key, cacert, json, auth_method };
+        TppCommand::Register { server, software, ssa, signing_key, kid, cert, key, cacert, json, auth_method, out } => {
+            let options = match software {
+                Some(dir) => {
+                    let files = crate::sandbox::SoftwareFiles::from_dir(&dir)?;
+                    let mut options = RegisterOptions::for_sandbox_software(
+                        &server,
+                        &files,
+                        cacert.as_deref().unwrap_or(Path::new("")),
+                    );
+                    options.cacert = cacert;
+                    options.json = json;
+                    options.auth_method = auth_method;
+                    options
+                }
+                None => {
+                    // clap requires each of these without --software.
+                    let missing =
+                        || anyhow::anyhow!("give --software DIR, or --ssa, --signing-key, --kid, --cert and --key");
+                    RegisterOptions {
+                        server,
+                        ssa: ssa.ok_or_else(missing)?,
+                        signing_key: signing_key.ok_or_else(missing)?,
+                        kid: kid.ok_or_else(missing)?,
+                        cert: cert.ok_or_else(missing)?,
+                        key: key.ok_or_else(missing)?,
+                        cacert,
+                        json,
+                        auth_method,
+                    }
+                }
+            };
             let (exchange, registration) = runtime.block_on(register(&options))?;
             let summary = show("registration", exchange)?;
             if let Some(registration) = registration {
@@ -328,7 +376,15 @@ pub fn run(command: super::args::TppCommand) -> anyhow::Result<String> {
         }
         TppCommand::Delete { files } => {
             let registration = load(&files.registration)?;
-            show("delete", runtime.block_on(manage(&registration, reqwest::Method::DELETE))?)
+            let exchange = runtime.block_on(manage(&registration, reqwest::Method::DELETE))?;
+            if exchange.status == 204 {
+                return Ok(format!(
+                    "registration of client {} deleted (HTTP 204): its tokens and registration access token no longer work; {} can be removed",
+                    registration.client_id,
+                    files.registration.display()
+                ));
+            }
+            show("delete", exchange)
         }
         TppCommand::Journey(command) => super::tpp_journey::run(&runtime, command),
     }

@@ -243,20 +243,29 @@ impl<'p> Section<'p> {
 impl Drop for Section<'_> {
     fn drop(&mut self) {
         for (key, value) in std::mem::take(&mut self.table) {
-            let (name, message) = if value.is_table() {
-                (format!("[{}]", self.subsection_path(&key)), unknown_entry_message("section", &key, &self.known))
+            let array_of_tables =
+                value.as_array().is_some_and(|items| !items.is_empty() && items.iter().all(Value::is_table));
+            let (name, message) = if array_of_tables {
+                let message = unknown_entry_message("section", &self.path, &key, &self.known);
+                (format!("[[{}]]", self.subsection_path(&key)), message)
+            } else if value.is_table() {
+                let message = unknown_entry_message("section", &self.path, &key, &self.known);
+                (format!("[{}]", self.subsection_path(&key)), message)
             } else {
-                (self.key_name(&key), unknown_entry_message("key", &key, &self.known))
+                (self.key_name(&key), unknown_entry_message("key", &self.path, &key, &self.known))
             };
             self.problems.add(Some(name), message);
         }
     }
 }
 
-/// What to say about a key (or section) that no reader takes. Every unknown entry goes
-/// through here, so hints for keys known under other names (WSO2 `deployment.toml`
-/// spellings, for example) belong in this one function.
-fn unknown_entry_message(kind: &str, name: &str, known: &[&'static str]) -> String {
+/// What to say about a key (or section) `name` of the section `path` that no reader takes.
+/// Every unknown entry goes through here: a WSO2 `deployment.toml` name gets its Keyfort
+/// equivalent (or why there is none), anything else the closest known name.
+fn unknown_entry_message(kind: &str, path: &str, name: &str, known: &[&'static str]) -> String {
+    if let Some(hint) = super::wso2::hint(path, name) {
+        return format!("unknown {kind}: {hint} (`keyfort import-wso2 deployment.toml` converts a whole WSO2 file)");
+    }
     let closest = known
         .iter()
         .map(|candidate| (edit_distance(name, candidate), *candidate))
@@ -321,8 +330,11 @@ mod tests {
         assert_eq!(edit_distance("mandate_sas", "mandate_ssa"), 2);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("listen", "listen"), 0);
-        assert!(unknown_entry_message("key", "mandate_sas", &["mandate_ssa", "audience"]).contains("mandate_ssa"));
-        assert!(!unknown_entry_message("key", "colour", &["mandate_ssa"]).contains("did you mean"));
+        assert!(unknown_entry_message("key", "oauth.dcr", "mandate_sas", &["mandate_ssa", "audience"])
+            .contains("mandate_ssa"));
+        assert!(!unknown_entry_message("key", "", "colour", &["mandate_ssa"]).contains("did you mean"));
+        let wso2 = unknown_entry_message("key", "server", "hostname", &["listen", "public_url"]);
+        assert!(wso2.contains("[server] public_url") && wso2.contains("import-wso2"), "{wso2}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod branding;
 mod consents;
 mod customers;
 mod dcr;
+mod development;
 mod environment;
 mod error;
 mod http_client;
@@ -26,7 +27,9 @@ mod resource_server;
 mod server;
 mod sources;
 mod storage;
+mod telemetry;
 mod token;
+pub mod wso2;
 
 #[cfg(test)]
 mod tests;
@@ -42,6 +45,7 @@ pub use branding::{BrandingConfig, Colour};
 pub use consents::ConsentsConfig;
 pub use customers::CustomersConfig;
 pub use dcr::{default_role_scopes, DcrConfig};
+pub use development::{unsafe_settings, DevelopmentConfig, UnsafeSetting, SWITCH as DEVELOPMENT_SWITCH};
 pub use error::{ConfigError, Problem};
 pub use http_client::HttpClientConfig;
 pub use mtls::{MtlsConfig, RevocationUnavailable};
@@ -50,6 +54,7 @@ pub use resource_server::ResourceServerConfig;
 pub use server::{ClientAuthMode, ServerConfig};
 pub use sources::KeySource;
 pub use storage::{redact_url, SslMode, StorageConfig};
+pub use telemetry::TelemetryConfig;
 pub use token::TokenConfig;
 
 use loader::{Paths, Problems, Section};
@@ -74,6 +79,18 @@ pub struct Config {
     pub consents: ConsentsConfig,
     pub customers: CustomersConfig,
     pub resource_server: ResourceServerConfig,
+    /// `[development]`: whether unsafe settings are meant (see [`unsafe_settings`]).
+    pub development: DevelopmentConfig,
+    /// `[telemetry]`: OpenTelemetry traces.
+    pub telemetry: TelemetryConfig,
+}
+
+/// Whether the unsafe-settings rule ([`unsafe_settings`]) is checked while reading, or left
+/// for later (after `serve --sandbox --dev` has applied its overrides).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Safety {
+    Check,
+    Defer,
 }
 
 impl Config {
@@ -87,14 +104,48 @@ impl Config {
         Self::from_toml(&text, &origin, &base)
     }
 
+    /// [`Config::load`] without the unsafe-settings rule, for a caller that changes the
+    /// configuration first (`serve --sandbox --dev`) and then calls [`Config::check_safety`].
+    pub fn load_deferring_safety(path: &Path) -> Result<Self, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::single(&origin, None, format!("cannot read the configuration file ({e})")))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_toml_deferring_safety(&text, &origin, &base)
+    }
+
+    /// [`Config::from_toml`] without the unsafe-settings rule (see [`Config::load_deferring_safety`]).
+    pub fn from_toml_deferring_safety(text: &str, origin: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let mut table = loader::parse(text, origin)?;
+        let overrides = environment::apply(&mut table, process_environment());
+        Self::read_table(table, origin, base_dir, overrides, Safety::Defer)
+    }
+
+    /// The unsafe-settings rule on its own: every [`unsafe_settings`] is a problem unless
+    /// `[development] allow_unsafe_registration` is set.
+    pub fn check_safety(&self) -> Result<(), ConfigError> {
+        if self.development.allow_unsafe_registration {
+            return Ok(());
+        }
+        let problems: Vec<Problem> =
+            unsafe_settings(self).into_iter().map(|s| self.problem(s.key, unsafe_message(&s))).collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::new(problems))
+        }
+    }
+
+    /// Whether transport certificates can reach Keyfort at all: the TLS listener asks for
+    /// them (a client CA), or a trusted gateway forwards them.
+    pub fn certificates_possible(&self) -> bool {
+        self.server.client_auth != ClientAuthMode::Off || self.mtls.gateway_header.is_some()
+    }
+
     /// Parses and checks configuration text, with the overrides of this process's
     /// environment (`KEYFORT_SECTION__KEY`, see [`environment`]); `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        let vars = std::env::vars_os().filter_map(|(name, value)| {
-            let name = name.into_string().ok()?;
-            Some((name, value.to_string_lossy().into_owned()))
-        });
-        Self::from_toml_with_env(text, origin, base_dir, vars)
+        Self::from_toml_with_env(text, origin, base_dir, process_environment())
     }
 
     /// [`Config::from_toml`] with the environment given as `(name, value)` pairs.
@@ -108,13 +159,13 @@ impl Config {
         // Applied to the table, overrides are then checked exactly like the file's own
         // values, and every problem about them names the variable.
         let overrides = environment::apply(&mut table, vars);
-        Self::read_table(table, origin, base_dir, overrides)
+        Self::read_table(table, origin, base_dir, overrides, Safety::Check)
     }
 
     /// Checks a parsed configuration table and converts it, section by section, reporting
     /// every problem found.
     pub fn from_table(table: toml::Table, origin: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        Self::read_table(table, origin, base_dir, environment::Overrides::default())
+        Self::read_table(table, origin, base_dir, environment::Overrides::default(), Safety::Check)
     }
 
     fn read_table(
@@ -122,6 +173,7 @@ impl Config {
         origin: &str,
         base_dir: &Path,
         overrides: environment::Overrides,
+        safety: Safety,
     ) -> Result<Self, ConfigError> {
         let problems = Problems::with_sources(origin, overrides.sources);
         for (key, message) in overrides.problems {
@@ -158,6 +210,8 @@ impl Config {
         let consents = consents::read(root.section("consents"));
         let customers = customers::read(root.section("customers"), public_url);
         let resource_server = resource_server::read(root.section("resource_server"), certificates_possible);
+        let development = development::read(root.section("development"));
+        let telemetry = telemetry::read(root.section("telemetry"));
         drop(root);
 
         let config = match (server, storage, dcr, token) {
@@ -178,9 +232,20 @@ impl Config {
                 consents,
                 customers,
                 resource_server,
+                development,
+                telemetry,
             }),
             _ => None,
         };
+        // Checked last, on the whole configuration: the rule spans sections, and a
+        // configuration with other problems is refused anyway.
+        if let Some(config) =
+            config.as_ref().filter(|c| safety == Safety::Check && !c.development.allow_unsafe_registration)
+        {
+            for setting in unsafe_settings(config) {
+                problems.add(Some(setting.key.to_owned()), unsafe_message(&setting));
+            }
+        }
         problems.into_result(config)
     }
 
@@ -189,4 +254,17 @@ impl Config {
     pub fn problem(&self, key: &str, message: impl Into<String>) -> Problem {
         Problem::new(&self.origin, Some(key.to_owned()), message)
     }
+}
+
+/// The refusal of one unsafe setting, naming the development switch.
+fn unsafe_message(setting: &UnsafeSetting) -> String {
+    format!("{} (for a development server only, set {} to start anyway)", setting.why, development::SWITCH)
+}
+
+/// This process's `KEYFORT_*` configuration variables (and the others, filtered later).
+fn process_environment() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(name, value)| {
+        let name = name.into_string().ok()?;
+        Some((name, value.to_string_lossy().into_owned()))
+    })
 }

@@ -17,6 +17,8 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
+    /// One INFO line per request (method, route, status, duration, client, request id).
+    pub access_log: bool,
 }
 
 /// `[metrics] listen`: where Prometheus metrics are served; `None` disables them.
@@ -28,5 +30,6 @@ pub(super) fn read_log(mut s: Section<'_>) -> LogConfig {
     LogConfig {
         format: s.take("format").unwrap_or(LogFormat::Text),
         level: s.take("level").unwrap_or_else(|| "info".to_owned()),
+        access_log: s.take("access_log").unwrap_or(true),
     }
 }

@@ -6,7 +6,12 @@ use keyfort_core::transport::BindingLevel;
 
 use super::*;
 
+/// A configuration valid in every key. Without a client CA, FAPI's certificate-bound tokens
+/// could never be had, so it names the development switch; the rule has its own tests in
+/// `development.rs`.
 const MINIMAL: &str = r#"
+[development]
+allow_unsafe_registration = true
 [server]
 listen = "127.0.0.1:9446"
 public_url = "https://bank.example"
@@ -158,6 +163,8 @@ mandate_sas = false
 fn problems_in_every_section_are_reported_together() {
     let text = r#"
 colour = "blue"
+[development]
+allow_unsafe_registration = true
 [server]
 listen = "127.0.0.1:9446"
 public_url = "https://bank.example"

@@ -106,14 +106,21 @@ impl JwksCache {
                 Ok(keys)
             }
             Err(why) => {
+                // The same failure again (a directory down for an hour) is logged once, when
+                // it starts, not at every attempt; the metric counts every attempt.
+                let repeated = state.last_error.as_deref() == Some(why.as_str());
                 state.last_error = Some(why.clone());
                 match current {
                     Some(loaded) => {
-                        tracing::warn!(source = %source, error = %why, "JWKS refresh failed; keeping the last good keys");
+                        if !repeated {
+                            tracing::warn!(source = %source, error = %why, "JWKS refresh failed; keeping the last good keys");
+                        }
                         Ok(loaded.keys)
                     }
                     None => {
-                        tracing::warn!(source = %source, error = %why, "JWKS could not be loaded");
+                        if !repeated {
+                            tracing::warn!(source = %source, error = %why, "JWKS could not be loaded");
+                        }
                         Err(KeyLookupError(why))
                     }
                 }

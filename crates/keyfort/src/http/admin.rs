@@ -17,7 +17,7 @@ use super::{ApiError, AppState};
 use keyfort_core::consent::{Consent, ConsentStatus, ConsentType};
 
 use crate::consent::Withdrawer;
-use crate::storage::{ClientFilter, ConsentFilter};
+use crate::storage::{AuditEvent, AuditFilter, ClientFilter, ConsentFilter};
 
 /// The most clients one list answer holds.
 const MAX_LIST_LIMIT: i64 = 500;
@@ -172,6 +172,54 @@ impl ConsentListQuery {
     }
 }
 
+/// The most audit events one answer holds; an export pages through the rest.
+const MAX_AUDIT_LIMIT: i64 = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// RFC 3339 (or a date): events at or after it.
+    since: Option<String>,
+    /// RFC 3339 (or a date): events before it.
+    until: Option<String>,
+    client_id: Option<String>,
+    org_id: Option<String>,
+    software_id: Option<String>,
+    action: Option<String>,
+    /// `success`, `refused`, or an error code.
+    outcome: Option<String>,
+    /// The `next` of the previous answer.
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+impl AuditQuery {
+    fn into_filter(self) -> Result<AuditFilter, OAuthError> {
+        let time = |name: &str, text: Option<String>| {
+            text.map(|t| {
+                keyfort_core::clock::parse_rfc3339(&t)
+                    .map_err(|why| OAuthError::invalid_request(format!("{name}: {why}")))
+            })
+            .transpose()
+        };
+        let limit = self.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        if !(1..=MAX_AUDIT_LIMIT).contains(&limit) {
+            return Err(OAuthError::invalid_request(format!("limit must be between 1 and {MAX_AUDIT_LIMIT}")));
+        }
+        Ok(AuditFilter {
+            since: time("since", self.since)?,
+            until: time("until", self.until)?,
+            client_id: self.client_id,
+            org_id: self.org_id,
+            software_id: self.software_id,
+            action: self.action,
+            outcome: self.outcome,
+            after_id: self.after,
+            limit,
+        })
+    }
+}
+
 fn consent_summary(consent: &Consent) -> Value {
     json!({
         "consent_id": consent.id,
@@ -218,5 +266,30 @@ pub async fn revoke_consent(
     Ok(Json(json!({
         "consent": consent_summary(&withdrawn.consent),
         "grants_revoked": withdrawn.grants_revoked,
+    })))
+}
+
+/// One audit event as the API shows it: its id, and its time in RFC 3339.
+pub fn audit_json(id: i64, event: &AuditEvent) -> Value {
+    let mut body = serde_json::to_value(event).unwrap_or_default();
+    body["id"] = json!(id);
+    body["at"] = json!(keyfort_core::clock::format_rfc3339(event.at));
+    body
+}
+
+/// `GET /admin/audit`: the audit trail, filtered, oldest first, a page at a time (`next`
+/// is the `after` of the next page, `null` on the last).
+pub async fn audit(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| OAuthError::invalid_request(format!("bad query: {}", e.body_text())))?;
+    let filter = query.into_filter()?;
+    let events = state.operator.audit(&caller, &filter).await?;
+    let next = if events.len() as i64 == filter.limit { events.last().map(|(id, _)| *id) } else { None };
+    Ok(Json(json!({
+        "events": events.iter().map(|(id, e)| audit_json(*id, e)).collect::<Vec<_>>(),
+        "next": next,
     })))
 }

@@ -107,6 +107,7 @@ pub fn service_error_parts(e: ServiceError) -> ErrorParts {
             if let ServiceError::Overloaded { retry_after: wait, .. } = &overloaded {
                 retry_after = Some(wait.as_secs().max(1));
             }
+            tracing::info!(reason = %overloaded.description(), "request refused: busy (503)");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 OAuthError::new(ErrorCode::TemporarilyUnavailable, overloaded.description()),
@@ -150,6 +151,23 @@ impl IntoResponse for ApiError {
             ApiError::Edge(status, error) => ErrorParts { status, error, challenge: None, retry_after: None },
             ApiError::Service(e) => service_error_parts(e),
         };
+        // Every refusal once, at INFO, inside the request's span (so with its request id),
+        // with what the service knew of whom it refused. 5xx answers are logged above, at
+        // WARN or ERROR, with their causes.
+        // On the request's span too, so a trace shows why it failed.
+        tracing::Span::current().record("error", error.code.as_str());
+        if status.is_client_error() {
+            let subject = crate::telemetry::subject();
+            tracing::info!(
+                status = status.as_u16(),
+                error = error.code.as_str(),
+                reason = %error.description,
+                client_id = subject.client_id.as_deref().unwrap_or("-"),
+                software_id = subject.software_id.as_deref().unwrap_or("-"),
+                org_id = subject.org_id.as_deref().unwrap_or("-"),
+                "request refused"
+            );
+        }
         let body = json!({"error": error.code.as_str(), "error_description": error.description});
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

@@ -120,6 +120,7 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route("/admin/consents", get(admin::list_consents))
         .route("/admin/consents/{consent_id}", get(admin::show_consent))
         .route("/admin/consents/{consent_id}/revoke", post(admin::revoke_consent))
+        .route("/admin/audit", get(admin::audit))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi::document))
@@ -130,11 +131,39 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(move |request, next| limits::enforce(limits, request, next)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), record_http_metrics))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access_log))
         .with_state(state)
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-            let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", id = %request_id, method = %request.method(), path = %request.uri().path())
-        }))
+        // The span every line of a request carries. TraceLayer's own lines are off: the
+        // access log says how each request ended, and a 5xx's cause is logged where it
+        // arose (its ERROR "response failed" per failing readiness probe said nothing more).
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    // A caller's W3C trace context continues its trace (see crate::otlp); only
+                    // a well-formed value is taken, so the header cannot put junk in the log.
+                    let traceparent = request
+                        .headers()
+                        .get("traceparent")
+                        .and_then(|v| v.to_str().ok())
+                        .filter(|v| v.len() == 55 && v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'));
+                    let (method, path) = (request.method(), request.uri().path());
+                    let empty = tracing::field::Empty;
+                    match traceparent {
+                        Some(traceparent) => tracing::info_span!(
+                            "request", id = %request_id, method = %method, path = %path, traceparent = %traceparent,
+                            route = empty, status = empty, error = empty
+                        ),
+                        None => tracing::info_span!(
+                            "request", id = %request_id, method = %method, path = %path,
+                            route = empty, status = empty, error = empty
+                        ),
+                    }
+                })
+                .on_request(())
+                .on_response(())
+                .on_failure(()),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
@@ -174,6 +203,47 @@ async fn record_http_metrics(
     state.metrics.observe("keyfort_http_request_duration_seconds", &labels, started.elapsed().as_secs_f64());
     let status = response.status().as_u16().to_string();
     state.metrics.inc("keyfort_http_requests_total", &[labels[0], labels[1], ("status", status.as_str())]);
+    response
+}
+
+/// Runs the request with its [`crate::telemetry::RequestSubject`] (which the services fill
+/// in and refusals are logged and audited with), then writes its access log line: one INFO
+/// line per request (`[log] access_log`), inside the request's span, so it carries the
+/// request id in JSON and text alike. The route is the template, never the path, so no
+/// client_id or consent id of the URL reaches it unvetted.
+async fn access_log(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().clone();
+    let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+    let started = std::time::Instant::now();
+    let (response, subject) = crate::telemetry::with_request_subject(async {
+        let response = next.run(request).await;
+        (response, crate::telemetry::subject())
+    })
+    .await;
+    let span = tracing::Span::current();
+    span.record("route", route.as_str());
+    span.record("status", response.status().as_u16());
+    if state.config.log.access_log {
+        tracing::info!(
+            target: "keyfort::access",
+            method = %method,
+            route = %route,
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            client_id = subject.client_id.as_deref().unwrap_or("-"),
+            request_id = %request_id,
+            "request"
+        );
+    }
     response
 }
 

@@ -11,7 +11,7 @@ use keyfort_core::registration::{ClientStatus, RegisteredClient};
 use crate::audit::{AuditAction, Auditor};
 use crate::caller::Caller;
 use crate::error::ServiceError;
-use crate::storage::{AuditEvent, ClientFilter, Store};
+use crate::storage::{AuditEvent, AuditFilter, ClientFilter, Store};
 
 /// How much of a client's audit trail `show` returns.
 const SHOWN_AUDIT_EVENTS: i64 = 200;
@@ -64,6 +64,14 @@ impl OperatorService {
         let client = self.store.find_client(client_id).await?.ok_or_else(|| not_found(client_id))?;
         let audit = self.store.audit_events(Some(client_id), SHOWN_AUDIT_EVENTS).await?;
         Ok((client, audit))
+    }
+
+    /// Audit events matching `filter`, oldest first, with their ids (the cursor of the next
+    /// page). Reading the trail is not itself audited: it changes nothing, and an export
+    /// would otherwise grow the trail it reads.
+    pub async fn audit(&self, caller: &Caller, filter: &AuditFilter) -> Result<Vec<(i64, AuditEvent)>, ServiceError> {
+        administrator(caller)?;
+        Ok(self.store.search_audit_events(filter).await?)
     }
 
     /// Stops an active client: no tokens, no self-management, until reactivated.

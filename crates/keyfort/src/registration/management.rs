@@ -42,7 +42,10 @@ impl RegistrationService {
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(client) => Ok(ManagedClient { client }),
+            Ok(client) => {
+                record_client_fields(&client);
+                Ok(ManagedClient { client })
+            }
             Err(error) => {
                 self.auditor.refusal(action, caller, Some(client_id), &error).await;
                 Err(error)
@@ -52,6 +55,7 @@ impl RegistrationService {
 
     /// RFC 7592 read: the registration, after the caller's token was checked. Reads are
     /// audited too.
+    #[tracing::instrument(skip_all, fields(client_id = %client_id))]
     pub async fn read(
         &self,
         caller: &Caller,

@@ -262,7 +262,13 @@ impl RegistrationService {
         let policy = &dcr.policy;
 
         let ssa = match &request.software_statement {
-            Some(raw) => Some(self.verify_software_statement(raw, now).await?),
+            Some(raw) => {
+                let ssa = self.verify_software_statement(raw, now).await?;
+                // From here on a refusal (a certificate of another organisation, say) is
+                // logged and audited with the software and organisation it was about.
+                crate::telemetry::note_software(Some(&ssa.software_id), Some(&ssa.org_id));
+                Some(ssa)
+            }
             None if policy.mandate_ssa => {
                 return Err(OAuthError::invalid_software_statement(
                     "software_statement is required: include the SSA issued by the Open Banking directory",
@@ -385,6 +391,8 @@ impl RegistrationService {
 /// Puts the client's identifiers on the current span, so every log line of the request
 /// carries them.
 fn record_client_fields(client: &RegisteredClient) {
+    crate::telemetry::note_client(&client.client_id);
+    crate::telemetry::note_software(client.software_id.as_deref(), client.org_id.as_deref());
     let span = tracing::Span::current();
     span.record("client_id", client.client_id.as_str());
     span.record("software_id", client.software_id.as_deref().unwrap_or("-"));

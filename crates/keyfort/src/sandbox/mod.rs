@@ -142,6 +142,45 @@ fn random_id(prefix: &str, len: usize) -> String {
     format!("{prefix}{raw}")
 }
 
+impl SoftwareFiles {
+    /// The files of the software directory `dir` (`<sandbox>/software/<software_id>`), with
+    /// the kid from its `software.json` (or, for a sandbox made before that file, from the
+    /// sandbox's manifest two levels up).
+    pub fn from_dir(dir: &Path) -> anyhow::Result<Self> {
+        let described: Option<Software> = match std::fs::read_to_string(dir.join("software.json")) {
+            Ok(text) => Some(serde_json::from_str(&text).with_context(|| format!("{}/software.json", dir.display()))?),
+            Err(_) => None,
+        };
+        let kid = match described {
+            Some(software) => software.signing_kid,
+            None => {
+                let software_id = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+                let sandbox = dir.parent().and_then(Path::parent).map(Sandbox::open).transpose().ok().flatten();
+                let files = sandbox.and_then(|s| s.files(&software_id).ok());
+                files.map(|f| f.kid).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{} is not a sandbox software directory (no software.json, and no sandbox holds a software {software_id}); \
+                         name the files with --ssa, --signing-key, --kid, --cert and --key",
+                        dir.display()
+                    )
+                })?
+            }
+        };
+        if !dir.join("ssa.jwt").exists() {
+            anyhow::bail!("{} holds no ssa.jwt: give the directory `sandbox add-software` printed", dir.display());
+        }
+        Ok(Self {
+            ssa: dir.join("ssa.jwt"),
+            signing_key: dir.join("signing.key"),
+            kid,
+            transport_cert: dir.join("transport.pem"),
+            transport_key: dir.join("transport.key"),
+            obwac_cert: dir.join("obwac.pem"),
+            obwac_key: dir.join("obwac.key"),
+        })
+    }
+}
+
 impl Sandbox {
     /// Creates a sandbox directory: CA, directory signing key, empty keystore.
     pub fn init(dir: &Path, keystore_url: &str) -> anyhow::Result<Self> {
@@ -275,6 +314,8 @@ impl Sandbox {
             write(&keystore.join(format!("{org_id}.jwks")), json!({"keys": [org_key.public_jwk()]}).to_string())?;
             write(&keystore.join("revoked").join(format!("{org_id}.jwks")), json!({"keys": []}).to_string())?;
         }
+        // What `tpp register --software DIR` needs beside the files: the signing key's kid.
+        write(&dir.join("software.json"), serde_json::to_string_pretty(&software)?)?;
         self.manifest.software.push(software.clone());
         self.save()?;
         self.write_ssa(&software)?;

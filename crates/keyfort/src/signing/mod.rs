@@ -173,6 +173,25 @@ impl KeyRing {
         self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// For each algorithm, the key signing now and for how long it has signed, in seconds
+    /// (for the signing-key age metric: a key never rotated shows up growing); `None` for a
+    /// key from a file, whose age Keyfort does not know.
+    pub fn signing_key_ages(&self) -> Vec<(SigningAlg, String, Option<i64>)> {
+        let now = self.clock.now();
+        let snapshot = self.current();
+        let mut algs: Vec<SigningAlg> = snapshot.keys.iter().map(|k| k.key.alg()).collect();
+        algs.dedup();
+        let mut ages = Vec::new();
+        for alg in algs {
+            let of_alg = snapshot.keys.iter().filter(|k| k.key.alg() == alg);
+            if let Some(current) = of_alg.clone().rfind(|k| k.activates_at <= now).or(of_alg.clone().next()) {
+                let age = (!self.fixed).then(|| (now - current.activates_at).max(0));
+                ages.push((alg, current.key.kid().to_owned(), age));
+            }
+        }
+        ages
+    }
+
     /// The key that signs access tokens now.
     pub fn signing_key(&self) -> Arc<SigningKey> {
         self.signing_key_for(self.access_token_alg).expect("the key ring always holds an access token key")

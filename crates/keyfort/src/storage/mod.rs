@@ -127,6 +127,35 @@ pub struct AuditEvent {
     pub customer_id: Option<String>,
 }
 
+/// A database connection pool's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections open (idle or in use).
+    pub open: u32,
+    pub idle: u32,
+    /// The most the pool will open (`[storage] pool_size`).
+    pub max: u32,
+}
+
+/// Which audit events an operator wants: every field that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// At or after this time.
+    pub since: Option<UnixTime>,
+    /// Before this time.
+    pub until: Option<UnixTime>,
+    pub client_id: Option<String>,
+    pub org_id: Option<String>,
+    pub software_id: Option<String>,
+    /// `register`, `token`... (see `AuditAction`).
+    pub action: Option<String>,
+    /// `success`, `refused` (any refusal), or one error code.
+    pub outcome: Option<String>,
+    /// Only events after this one (the `id` of the last event of the previous page).
+    pub after_id: Option<i64>,
+    pub limit: i64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum JtiError {
     #[error("jti already used")]
@@ -319,6 +348,10 @@ pub trait Store: AuthorizationStore + CustomerAreaStore + Send + Sync + 'static 
     /// Audit events, newest first, of one client or of all.
     async fn audit_events(&self, client_id: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>, StoreError>;
 
+    /// Audit events matching `filter`, oldest first, each with its id (a page ends at the
+    /// last id, which the next page's `after_id` names).
+    async fn search_audit_events(&self, filter: &AuditFilter) -> Result<Vec<(i64, AuditEvent)>, StoreError>;
+
     /// Forgets replay records that expired before `before`; returns how many.
     async fn purge_expired_jtis(&self, before: UnixTime) -> Result<u64, StoreError>;
 
@@ -342,6 +375,9 @@ pub trait Store: AuthorizationStore + CustomerAreaStore + Send + Sync + 'static 
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The connection pool now, for the metrics.
+    async fn pool_status(&self) -> PoolStatus;
 
     /// Creates a consent, remembers its idempotency key (if any) and writes `audit`, in one
     /// transaction. A key record of the same client, type and key created before

@@ -16,9 +16,10 @@ use sqlx::{Connection, Row};
 use keyfort_core::consent::{Consent, ConsentRequest, ConsentStatus, ConsentType};
 
 use super::{
-    migrations, AddAccountError, AdminSignInState, AuditEvent, ClientFilter, ConsentFilter, ConsentStatusChange,
-    CreateAdminError, CreateClientError, CreateConsentError, CreateCustomerError, CustomerAccount, IdempotencyRecord,
-    JtiError, MigrationReport, ReplayRecord, Store, StoreError, StoredCustomer, StoredSigningKey,
+    migrations, AddAccountError, AdminSignInState, AuditEvent, AuditFilter, ClientFilter, ConsentFilter,
+    ConsentStatusChange, CreateAdminError, CreateClientError, CreateConsentError, CreateCustomerError, CustomerAccount,
+    IdempotencyRecord, JtiError, MigrationReport, PoolStatus, ReplayRecord, Store, StoreError, StoredCustomer,
+    StoredSigningKey,
 };
 use crate::config::{SslMode, StorageConfig};
 use keyfort_core::registration::BoundCertificate;
@@ -480,6 +481,37 @@ macro_rules! sql_store {
 
             async fn record_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
                 insert_audit!(&self.pool, e)
+            }
+
+            async fn pool_status(&self) -> PoolStatus {
+                let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+                PoolStatus { open: self.pool.size(), idle, max: self.pool.options().get_max_connections() }
+            }
+
+            async fn search_audit_events(&self, f: &AuditFilter) -> Result<Vec<(i64, AuditEvent)>, StoreError> {
+                // Every condition is switched off by a NULL parameter, so one statement
+                // serves every combination of filters on both databases.
+                let rows = sqlx::query(&format!(
+                    "SELECT id, {AUDIT_COLUMNS} FROM audit_events \
+                     WHERE ($1 IS NULL OR at >= $1) AND ($2 IS NULL OR at < $2) \
+                     AND ($3 IS NULL OR client_id = $3) AND ($4 IS NULL OR org_id = $4) \
+                     AND ($5 IS NULL OR software_id = $5) AND ($6 IS NULL OR action = $6) \
+                     AND ($7 IS NULL OR outcome = $7 OR ($7 = 'refused' AND outcome <> 'success')) \
+                     AND ($8 IS NULL OR id > $8) \
+                     ORDER BY id LIMIT $9"
+                ))
+                .bind(f.since)
+                .bind(f.until)
+                .bind(f.client_id.as_deref())
+                .bind(f.org_id.as_deref())
+                .bind(f.software_id.as_deref())
+                .bind(f.action.as_deref())
+                .bind(f.outcome.as_deref())
+                .bind(f.after_id)
+                .bind(f.limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|row| Ok((row.try_get::<i64, _>("id")?, audit_from_row(row)?))).collect()
             }
 
             async fn audit_events(&self, client_id: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {

@@ -45,6 +45,8 @@ impl TokenService {
             }
         };
         tracing::Span::current().record("client_id", client.client_id.as_str());
+        crate::telemetry::note_client(&client.client_id);
+        crate::telemetry::note_software(client.software_id.as_deref(), client.org_id.as_deref());
         Ok(AuthenticatedClient { client, certificate: certificate.cloned() })
     }
 
@@ -152,9 +154,13 @@ impl TokenService {
         let client = self.active_client(client_id).await?;
         Self::require_method(&client, AuthMethod::TlsClientAuth)?;
         let certificate = certificate.ok_or_else(|| {
-            invalid_client(
-                "tls_client_auth needs mutual TLS: connect with the certificate whose subject you registered",
-            )
+            if self.config.certificates_possible() {
+                invalid_client(
+                    "tls_client_auth needs mutual TLS: connect with the certificate whose subject you registered",
+                )
+            } else {
+                invalid_client(super::client_credentials::SERVER_TAKES_NO_CERTIFICATES)
+            }
         })?;
         let registered: &SubjectDn = client
             .metadata

@@ -8,6 +8,13 @@ use keyfort_core::token::{select_scope, AccessTokenClaims};
 use super::{AuthenticatedClient, TokenResponse, TokenService};
 use crate::error::ServiceError;
 
+/// The refusal when the client cannot be at fault: this server's configuration lets no
+/// certificate reach it (a development server started with the development switch).
+pub(super) const SERVER_TAKES_NO_CERTIFICATES: &str =
+    "this server is not configured for mutual TLS (its operator set no [server.tls] client_ca_file), so it cannot \
+     see any client certificate and cannot issue the certificate-bound tokens this client registered for; this is \
+     the server's configuration, not your request: ask the bank's operator";
+
 impl TokenService {
     pub(super) fn client_credentials(
         &self,

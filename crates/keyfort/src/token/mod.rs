@@ -127,9 +127,13 @@ impl TokenService {
             return Ok(None);
         }
         let cert = client.certificate().ok_or_else(|| {
-            OAuthError::invalid_request(
-                "this client is registered for certificate-bound access tokens: call the token endpoint over mutual TLS with your transport certificate",
-            )
+            if self.config.certificates_possible() {
+                OAuthError::invalid_request(
+                    "this client is registered for certificate-bound access tokens: call the token endpoint over mutual TLS with your transport certificate",
+                )
+            } else {
+                OAuthError::invalid_request(client_credentials::SERVER_TAKES_NO_CERTIFICATES)
+            }
         })?;
         self.check_certificate_belongs_to(registered, cert)?;
         Ok(Some(cert.thumbprint_s256.clone()))

@@ -7,10 +7,11 @@ use std::process::{Command, Output};
 use crate::crash::free_port;
 use crate::pki::TestPki;
 
-/// A configuration valid in every key, for a server on `port`; `extra` is appended.
+/// A configuration valid in every key, for a server on `port`; `extra` is appended. It has
+/// no client CA unless `extra` sets one, so it names the development switch.
 fn config_text(port: u16, extra: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n\
+        "[development]\nallow_unsafe_registration = true\n\n[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n\
          [oauth.dcr]\nssa_jkws = \"https://keystore.example/directory.jwks\"\n\n[log]\nlevel = \"warn\"\n\n{extra}"
     )
 }
@@ -189,4 +190,107 @@ fn several_mistakes_in_the_file_are_all_reported() {
     let stderr =
         refused(&check_config(&config), &["[oauth.token] signing_alg", "[mtls] crl_refresh_seconds", "[log] format"]);
     assert_eq!(stderr.lines().count(), 3, "{stderr}");
+}
+
+/// The repository's root, where the shipped configurations are.
+fn repository() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[test]
+fn a_server_that_could_never_issue_a_token_is_refused_unless_the_development_switch_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keyfort.toml");
+    let port = free_port();
+    let unsafe_text = config_text(port, "").replace("[development]\nallow_unsafe_registration = true\n\n", "");
+    std::fs::write(&config, &unsafe_text).unwrap();
+    let stderr = refused(
+        &check_config(&config),
+        &["[server.tls] client_ca_file", "never get a token", "[development] allow_unsafe_registration = true"],
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let served = keyfort(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(refused(&served, &[]).trim_end(), stderr.trim_end(), "serve refuses with the same message");
+
+    // With the switch the same configuration passes check-config, and serve warns at start.
+    let switched = format!("[development]\nallow_unsafe_registration = true\n\n{unsafe_text}");
+    std::fs::write(&config, switched.replace("level = \"warn\"", "level = \"info\"")).unwrap();
+    assert!(check_config(&config).status.success());
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_keyfort"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = server.kill();
+    let output = server.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(up, "the server started: {log}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        log.contains("DEVELOPMENT SWITCH") && log.contains("[server.tls] client_ca_file") && log.contains("WARN"),
+        "the start is logged as a development one: {log}"
+    );
+}
+
+#[test]
+fn registrations_without_proof_of_the_sender_are_refused_each_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate();
+    std::fs::write(dir.path().join("client-ca.pem"), pki.client_ca_pem()).unwrap();
+    let config = dir.path().join("keyfort.toml");
+    let text = config_text(free_port(), "[server.tls]\nclient_ca_file = \"client-ca.pem\"\n")
+        .replace("[development]\nallow_unsafe_registration = true\n\n", "")
+        .replace("[log]", "allow_json_without_proof = true\ncertificate_binding = \"off\"\n\n[log]");
+    std::fs::write(&config, &text).unwrap();
+    let stderr = refused(
+        &check_config(&config),
+        &["[oauth.dcr] allow_json_without_proof", "[oauth.dcr] certificate_binding", "allow_unsafe_registration"],
+    );
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    // The environment can set the switch like any key.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_keyfort"))
+        .args(["check-config", "--config", config.to_str().unwrap()])
+        .env("KEYFORT_DEVELOPMENT__ALLOW_UNSAFE_REGISTRATION", "true")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn the_production_example_passes_check_config_once_its_files_exist() {
+    let text = std::fs::read_to_string(repository().join("examples/production.toml")).unwrap();
+    assert!(!text.contains("[development]") && !text.contains("allow_json_without_proof = true"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // Every absolute path of the example, under the test's directory instead.
+    let text = text
+        .replace("\"/etc/keyfort/", &format!("\"{}/etc/", root.display()))
+        .replace("\"/var/lib/keyfort", &format!("\"{}/var", root.display()));
+    let config = root.join("production.toml");
+    std::fs::write(&config, &text).unwrap();
+    let stderr = refused(&check_config(&config), &["server.pem", "ob-transport-ca-bundle.pem", "ob-issuing-ca.crl"]);
+    assert!(!stderr.contains("allow_unsafe_registration"), "nothing unsafe: {stderr}");
+
+    let (cert, key) = server_identity();
+    let pki = TestPki::generate();
+    for (file, contents) in [
+        ("etc/tls/server.pem", cert.into_bytes()),
+        ("etc/tls/server.key", key.into_bytes()),
+        ("etc/trust/ob-transport-ca-bundle.pem", pki.client_ca_pem().into_bytes()),
+        ("var/crl/ob-issuing-ca.crl", pki.crl_der()),
+    ] {
+        let path = root.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+    let output = check_config(&config);
+    assert!(output.status.success(), "stderr:\n{}", String::from_utf8_lossy(&output.stderr));
 }

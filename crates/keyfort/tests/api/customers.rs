@@ -33,7 +33,7 @@ impl Bank {
     async fn new(customers: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://bank.example\"\ndata_dir = \"data\"\n\
+            "[development]\nallow_unsafe_registration = true\n[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://bank.example\"\ndata_dir = \"data\"\n\
              [oauth.dcr]\nssa_jkws = \"https://keystore.example/dir.jwks\"\n[customers]\n{customers}\n"
         );
         let config = Config::from_toml(&text, "test.toml", dir.path()).unwrap();
@@ -211,7 +211,7 @@ fn config_file(dir: &Path, port: u16) -> String {
     std::fs::write(
         &path,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n[oauth.dcr]\nssa_jkws = \"https://unused.example/x.jwks\"\n\n[customers]\ntotp_issuer = \"Acme Bank\"\n\n[log]\nlevel = \"warn\"\n"
+            "[development]\nallow_unsafe_registration = true\n[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n[oauth.dcr]\nssa_jkws = \"https://unused.example/x.jwks\"\n\n[customers]\ntotp_issuer = \"Acme Bank\"\n\n[log]\nlevel = \"warn\"\n"
         ),
     )
     .unwrap();

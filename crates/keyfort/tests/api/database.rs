@@ -175,6 +175,8 @@ async fn tls_to_postgres_is_used_and_verified_as_configured() {
         if let Some(root) = root {
             text.push_str(&format!("ssl_root_cert = \"{}\"\n", root.display()));
         }
+        // Only [storage] matters here; the server has no client CA, hence the switch.
+        text.push_str("[development]\nallow_unsafe_registration = true\n");
         text.push_str("[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://bank.example\"\n");
         text.push_str("[oauth.dcr]\nssa_jkws = \"https://keystore.example/d.jwks\"\n");
         keyfort::config::Config::from_toml_with_env(&text, "tls.toml", std::path::Path::new("/"), []).unwrap().storage

@@ -228,6 +228,9 @@ pub struct Options {
     pub admin: Vec<String>,
     /// Whole sections appended to the configuration (`"[consents]\nkey = value"`).
     pub sections: Vec<String>,
+    /// Set `[development] allow_unsafe_registration` (the default, for the suites that
+    /// register without certificates).
+    pub unsafe_development: bool,
 }
 
 impl Default for Options {
@@ -247,6 +250,7 @@ impl Default for Options {
             own_port: false,
             admin: vec![],
             sections: vec![],
+            unsafe_development: true,
         }
     }
 }
@@ -362,8 +366,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     } else {
         ("127.0.0.1:0".to_owned(), "https://localhost:9446".to_owned())
     };
+    // Most suites register over plain TLS with unproven JSON (above), which a real server
+    // refuses to start with; the refusal has its own tests (config.rs).
+    let development =
+        if options.unsafe_development { "[development]\nallow_unsafe_registration = true\n\n" } else { "" };
     let config = format!(
-        "[server]\nlisten = \"{listen}\"\npublic_url = \"{public_url}\"\ndata_dir = \"data\"\n{}\n{tls}\n{storage}\n{mtls}\n{admin}\n\
+        "{development}[server]\nlisten = \"{listen}\"\npublic_url = \"{public_url}\"\ndata_dir = \"data\"\n{}\n{tls}\n{storage}\n{mtls}\n{admin}\n\
          [log]\nlevel = \"warn\"\n\n[http_client]\n{}\n\n[oauth.dcr]\nssa_jkws = \"{}\"\naudience = \"{AUDIENCE}\"\nsoftware_environment = \"sandbox\"\n{}\n",
         options.server.join("\n"),
         options.http_client.join("\n"),

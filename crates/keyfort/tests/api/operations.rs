@@ -154,6 +154,21 @@ async fn metrics_count_a_refused_registration_under_its_error_code() {
     );
     assert!(body.contains("keyfort_registrations_total{outcome=\"success\",error=\"\"} 1"), "{body}");
     assert!(body.contains("keyfort_jwks_fetches_total{result=\"success\"}"), "{body}");
+    // The process, the build, the pool and the signing keys, read at each scrape.
+    for line in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_start_time_seconds ",
+        "keyfort_build_info{version=\"0.1.0\"} 1",
+        "keyfort_db_pool_connections{state=\"idle\"} ",
+        "keyfort_db_pool_connections{state=\"in_use\"} ",
+        "keyfort_db_pool_max_connections 4",
+        "keyfort_signing_key_age_seconds{alg=\"PS256\",kid=\"",
+    ] {
+        assert!(body.contains(line), "{line} missing from:\n{body}");
+    }
     assert!(
         body.contains("keyfort_http_request_duration_seconds_bucket{route=\"/api/identity/oauth2/dcr/v1.1/register\""),
         "{body}"

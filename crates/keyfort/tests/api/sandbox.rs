@@ -28,11 +28,16 @@ pub(crate) fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The directory the demo announced it works in.
+fn demo_dir(text: &str) -> std::path::PathBuf {
+    text.lines().find_map(|l| l.strip_prefix("Working directory: ")).expect("the directory is named").into()
+}
+
 #[test]
-fn the_demo_runs_every_step() {
+fn the_demo_runs_every_step_and_teaches_what_keyfort_checks() {
     let output = keyfort(&["demo", "--no-wait"]);
     let text = ok(&output);
-    const STEPS: usize = 14;
+    const STEPS: usize = 16;
     for step in 1..=STEPS {
         assert!(text.contains(&format!("[{step}/{STEPS}]")), "step {step} missing:\n{text}");
     }
@@ -42,14 +47,40 @@ fn the_demo_runs_every_step() {
         assert!(step.contains('✔'), "step {} succeeded:\n{step}", i + 1);
     }
     assert!(!text.contains('✘'), "{text}");
+    // The SSA decoded, as the WSO2 guide shows it.
+    for claim in
+        ["\"alg\": \"PS256\"", "\"iss\": \"OpenBanking Ltd\"", "\"software_roles\": [", "\"org_jwks_endpoint\""]
+    {
+        assert!(text.contains(claim), "{claim} missing from the decoded SSA:\n{text}");
+    }
+    // Each check with its outcome.
+    for check in [
+        "✔ SSA signature: verified with the directory key",
+        "✔ SSA issuer, dates and status",
+        "✔ request signature",
+        "✔ transport certificate: chains to the sandbox CA",
+        "✔ certificate binding",
+        "✔ roles to scopes: software_roles AISP, PISP allow the scopes",
+        "✔ FAPI and registration rules",
+    ] {
+        assert!(text.contains(check), "{check} missing:\n{text}");
+    }
+    // One refusal, with its RFC 7591 error.
+    assert!(text.contains("response status: 403"), "{text}");
+    assert!(text.contains("\"error\": \"unapproved_software_statement\""), "{text}");
+    assert!(text.contains("the transport certificate belongs to organisation"), "{text}");
     assert!(text.contains("cnf.x5t#S256 matches"), "{text}");
-    // The demo customer, with its password and two accounts, and how to list it.
+    // The demo customer, with its password and two accounts.
     assert!(text.contains("username: demo-customer"), "{text}");
     let password = text.lines().find_map(|l| l.trim().strip_prefix("password: ")).expect("the password is printed");
     assert!(password.len() >= 12, "{password}");
     assert_eq!(text.matches("    account: demo-").count(), 2, "{text}");
-    assert!(text.contains("customers list --config"), "{text}");
-    journey_steps_of_the_demo(&steps[6..], &text, password);
+    journey_steps_of_the_demo(&steps[8..], &text, password);
+    // The server has stopped: nothing is offered against it, and its keys are gone.
+    assert!(!text.contains("Try it yourself") && !text.contains("curl "), "{text}");
+    let dir = demo_dir(&text);
+    assert!(!dir.exists(), "{} was left behind", dir.display());
+    assert!(text.contains("were removed"), "{text}");
 }
 
 /// The customer's journey of `keyfort demo` (its steps 7 to 14).
@@ -106,7 +137,43 @@ fn journey_steps_of_the_demo(steps: &[&str], text: &str, password: &str) {
         "{revoke}"
     );
     assert!(revoke.contains("introspection: {\"active\":false}"), "{revoke}");
-    // A person can do the browser part: the URL, the credentials, the callback command.
+}
+
+#[test]
+fn the_waiting_demo_hands_the_browser_part_to_a_person_then_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_keyfort"))
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("keyfort demo starts");
+    let mut text = String::new();
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let waiting = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                text.push_str(&line);
+                text.push('\n');
+                if line.contains("press Ctrl-C to stop it") {
+                    break true;
+                }
+            }
+            _ => break false,
+        }
+    };
+    let interrupted = Command::new("kill").args(["-INT", &demo.id().to_string()]).status().unwrap();
+    let status = demo.wait().unwrap();
+    for line in lines.map_while(Result::ok) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    assert!(waiting, "the demo did not wait for Ctrl-C:\n{text}");
+    assert!(interrupted.success() && status.success(), "the demo stops cleanly on Ctrl-C ({status}):\n{text}");
+    let password = text.lines().find_map(|l| l.trim().strip_prefix("password: ")).expect("the password is printed");
+    // Commands against the running server, and the browser part for a person.
+    assert!(text.contains("Try it yourself") && text.contains("customers list --config"), "{text}");
     assert!(text.contains("Authorize a consent in your browser"), "{text}");
     assert!(
         text.lines().any(|l| l.trim().starts_with("https://localhost:") && l.contains("/oauth2/authorize?client_id=")),
@@ -118,6 +185,24 @@ fn journey_steps_of_the_demo(steps: &[&str], text: &str, password: &str) {
         text.lines().any(|l| l.contains("https://localhost:") && l.trim_end().ends_with("/customer")),
         "the customer's own page is offered: {text}"
     );
+    assert!(!demo_dir(&text).exists(), "the demo's files are removed when it stops");
+}
+
+#[test]
+fn the_demo_keeps_its_files_for_their_owner_only_when_asked() {
+    let text = ok(&keyfort(&["demo", "--no-wait", "--keep"]));
+    let dir = demo_dir(&text);
+    assert!(text.contains(&format!("kept in {}", dir.display())), "{text}");
+    let kept = dir.join("sandbox/ca/root.key").exists() && dir.join("keyfort.toml").exists();
+    #[cfg(unix)]
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777
+    };
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(kept, "the sandbox keys and configuration are kept");
+    #[cfg(unix)]
+    assert_eq!(mode, 0o700, "only the owner may enter the directory");
 }
 
 #[test]
@@ -247,15 +332,51 @@ fn a_tpp_onboards_with_the_command_line_against_serve_with_sandbox() {
     ]));
     assert!(registered.contains("HTTP 201"), "{registered}");
     let token = ok(&keyfort(&["tpp", "token", "--registration", path(&registration), "--scope", "payments"]));
+    assert!(
+        std::fs::read_to_string(sandbox.join("software/AcmeSoftware01/software.json")).unwrap().contains(&kid),
+        "the software directory names its kid"
+    );
     assert!(token.contains("access_token") && token.contains("\"scope\": \"payments\""), "{token}");
     let read = ok(&keyfort(&["tpp", "get", "--registration", path(&registration)]));
     assert!(read.contains("AcmeSoftware01"), "{read}");
     let updated = ok(&keyfort(&["tpp", "update", "--registration", path(&registration)]));
     assert!(updated.contains("HTTP 200"), "{updated}");
-    ok(&keyfort(&["tpp", "delete", "--registration", path(&registration)]));
+    let deleted = ok(&keyfort(&["tpp", "delete", "--registration", path(&registration)]));
+    assert!(deleted.contains("deleted (HTTP 204)") && !deleted.contains("null"), "{deleted}");
     let gone = keyfort(&["tpp", "get", "--registration", path(&registration)]);
     assert!(!gone.status.success());
     assert!(String::from_utf8_lossy(&gone.stderr).contains("invalid_token"));
+
+    // Again with the software directory instead of five flags, from the sandbox's folder
+    // with relative paths. Without --cacert the TLS failure says what to pass.
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let in_work =
+        |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_keyfort")).args(args).current_dir(&work).output().unwrap();
+    let server_url = format!("https://localhost:{port}");
+    let untrusted =
+        in_work(&["tpp", "register", "--server", &server_url, "--software", "../sb/software/AcmeSoftware01"]);
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(!untrusted.status.success() && stderr.contains("--cacert") && stderr.contains("not trusted"), "{stderr}");
+    let registered = in_work(&[
+        "tpp",
+        "register",
+        "--server",
+        &server_url,
+        "--software",
+        "../sb/software/AcmeSoftware01",
+        "--cacert",
+        "../data/dev-tls/cert.pem",
+    ]);
+    assert!(registered.status.success(), "{}", String::from_utf8_lossy(&registered.stderr));
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(work.join("registration.json")).unwrap()).unwrap();
+    for file in ["ssa", "signing_key", "cert", "key", "cacert"] {
+        assert!(Path::new(saved[file].as_str().unwrap()).is_absolute(), "{file} is stored absolute: {saved}");
+    }
+    assert_eq!(saved["kid"], kid.as_str(), "the kid comes from the software directory");
+    // From another folder, the saved registration still finds its files.
+    let token = ok(&keyfort(&["tpp", "token", "--registration", path(&work.join("registration.json"))]));
+    assert!(token.contains("access_token"), "{token}");
     drop(server);
 }
 

@@ -84,7 +84,7 @@ async fn config_errors_name_the_file_and_key() {
 #[test]
 fn the_shipped_example_configurations_are_valid() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    for file in ["keyfort.example.toml", "examples/behind-nginx.toml"] {
+    for file in ["keyfort.example.toml", "examples/behind-nginx.toml", "examples/production.toml"] {
         if let Err(e) = keyfort::config::Config::load(&root.join(file)) {
             panic!("{file}: {e}");
         }

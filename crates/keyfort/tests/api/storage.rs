@@ -22,8 +22,8 @@
 use std::sync::Arc;
 
 use keyfort::storage::{
-    AdminSignInState, AuditEvent, ClientFilter, CreateClientError, JtiError, PostgresStore, ReplayRecord, SqliteStore,
-    Store, StoredSigningKey,
+    AdminSignInState, AuditEvent, AuditFilter, ClientFilter, CreateClientError, JtiError, PostgresStore, ReplayRecord,
+    SqliteStore, Store, StoredSigningKey,
 };
 use keyfort_core::registration::{
     ApplicationType, Approved, AuthMethod, ClientMetadata, ClientStatus, GrantType, RegisteredClient, ResponseType,
@@ -474,6 +474,76 @@ async fn contract_record_audit_and_audit_events() {
         assert_eq!(mine[0].detail.as_deref(), Some("line 2"));
         assert_eq!(b.store.audit_events(None, 10).await.unwrap().len(), 3, "{}: every client", b.name);
         assert_eq!(b.store.audit_events(None, 1).await.unwrap()[0].at, 2, "{}: limit", b.name);
+    }
+}
+
+#[tokio::test]
+async fn contract_pool_status() {
+    for b in backends().await {
+        b.store.ping().await.unwrap();
+        let status = b.store.pool_status().await;
+        assert!(status.max >= 1 && status.open >= 1 && status.open <= status.max, "{}: {status:?}", b.name);
+        assert!(status.idle <= status.open, "{}: {status:?}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn contract_search_audit_events() {
+    for b in backends().await {
+        let lines = [
+            (100, "register", "success", "c1", "org-a", "sw-1"),
+            (200, "register", "unapproved_software_statement", "", "org-b", "sw-2"),
+            (300, "read", "success", "c1", "org-a", "sw-1"),
+            (400, "delete", "invalid_token", "c1", "org-a", "sw-1"),
+        ];
+        for (at, action, outcome, client, org, software) in lines {
+            let line = AuditEvent {
+                at,
+                action: action.into(),
+                outcome: outcome.into(),
+                client_id: (!client.is_empty()).then(|| client.into()),
+                org_id: Some(org.into()),
+                software_id: Some(software.into()),
+                ..audit()
+            };
+            b.store.record_audit(&line).await.unwrap();
+        }
+        let all = AuditFilter { limit: 100, ..AuditFilter::default() };
+        let search = |filter: AuditFilter| {
+            let store = b.store.clone();
+            async move {
+                store.search_audit_events(&filter).await.unwrap().into_iter().map(|(_, e)| e.at).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(search(all.clone()).await, vec![100, 200, 300, 400], "{}: oldest first", b.name);
+        assert_eq!(
+            search(AuditFilter { since: Some(200), until: Some(400), ..all.clone() }).await,
+            vec![200, 300],
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            search(AuditFilter { client_id: Some("c1".into()), ..all.clone() }).await,
+            vec![100, 300, 400],
+            "{}",
+            b.name
+        );
+        assert_eq!(search(AuditFilter { org_id: Some("org-b".into()), ..all.clone() }).await, vec![200], "{}", b.name);
+        assert_eq!(search(AuditFilter { software_id: Some("sw-1".into()), ..all.clone() }).await, vec![100, 300, 400]);
+        assert_eq!(search(AuditFilter { action: Some("register".into()), ..all.clone() }).await, vec![100, 200]);
+        assert_eq!(
+            search(AuditFilter { outcome: Some("refused".into()), ..all.clone() }).await,
+            vec![200, 400],
+            "{}",
+            b.name
+        );
+        assert_eq!(search(AuditFilter { outcome: Some("invalid_token".into()), ..all.clone() }).await, vec![400]);
+        assert_eq!(search(AuditFilter { outcome: Some("success".into()), ..all.clone() }).await, vec![100, 300]);
+        // Pages: the last id of one page starts the next.
+        let first = b.store.search_audit_events(&AuditFilter { limit: 3, ..all.clone() }).await.unwrap();
+        assert_eq!(first.len(), 3, "{}", b.name);
+        let next = AuditFilter { after_id: Some(first[2].0), ..all.clone() };
+        assert_eq!(search(next).await, vec![400], "{}: the next page", b.name);
     }
 }
 

@@ -572,3 +572,27 @@ async fn discovery_is_complete_for_what_exists() {
         }
     }
 }
+
+/// A development server without a client CA (started with the development switch) cannot
+/// see certificates: the refusal says it is the server's configuration, not the TPP's call.
+#[tokio::test]
+async fn a_refusal_caused_by_the_server_configuration_says_so() {
+    let app = spawn_app().await;
+    let reply = app.post(REGISTER, Some("application/jose"), app.sign_request(&app.request_claims())).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let client_id = reply.body["client_id"].as_str().unwrap();
+    let token = app
+        .post(
+            TOKEN,
+            Some("application/x-www-form-urlencoded"),
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", &app.assertion(client_id, json!({}))),
+            ]),
+        )
+        .await;
+    token.assert_error(400, "invalid_request", "not configured for mutual TLS");
+    let description = token.body["error_description"].as_str().unwrap();
+    assert!(description.contains("server's configuration, not your request"), "{description}");
+}
