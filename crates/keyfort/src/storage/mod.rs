@@ -8,6 +8,7 @@
 
 mod authorization;
 mod customer_area;
+mod group_commit;
 mod migrations;
 mod sql;
 

@@ -15,6 +15,7 @@ use sqlx::{Connection, Row};
 
 use keyfort_core::consent::{Consent, ConsentRequest, ConsentStatus, ConsentType};
 
+use super::group_commit::{BoxFuture, GroupCommit};
 use super::{
     migrations, AddAccountError, AdminSignInState, AuditEvent, AuditFilter, ClientFilter, ConsentFilter,
     ConsentStatusChange, CreateAdminError, CreateClientError, CreateConsentError, CreateCustomerError, CustomerAccount,
@@ -265,8 +266,10 @@ macro_rules! sql_store {
                 let roles = serde_json::to_string(&client.software_roles).map_err(|e| StoreError(e.to_string()))?;
                 let active_software_id = client.software_id.as_deref().filter(|_| one_per_software);
 
-                let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-                insert_jti!(&mut *tx, replay)?;
+                let (client, replay, audit) = (client.clone(), replay.clone(), audit.clone());
+                let active_software_id = active_software_id.map(str::to_owned);
+                self.write(move |tx| Box::pin(async move {
+                insert_jti!(&mut *tx, &replay)?;
                 sqlx::query(
                     "INSERT INTO clients (client_id, status, issued_at, updated_at, software_id, org_id, \
                      active_software_id, software_roles, software_statement, metadata, client_secret_hash, \
@@ -295,9 +298,9 @@ macro_rules! sql_store {
                         StoreError::from(e).into()
                     }
                 })?;
-                insert_audit!(&mut *tx, audit)?;
-                tx.commit().await.map_err(StoreError::from)?;
+                insert_audit!(&mut *tx, &audit)?;
                 Ok(())
+                })).await
             }
 
             async fn find_client(&self, client_id: &str) -> Result<Option<RegisteredClient>, StoreError> {
@@ -401,7 +404,10 @@ macro_rules! sql_store {
             }
 
             async fn record_jti(&self, replay: &ReplayRecord) -> Result<(), JtiError> {
-                insert_jti!(&self.pool, replay).map_err(|e| match e {
+                let replay = replay.clone();
+                let recorded: Result<(), CreateClientError> =
+                    self.write(move |tx| Box::pin(async move { insert_jti!(&mut *tx, &replay) })).await;
+                recorded.map_err(|e| match e {
                     CreateClientError::JtiReplayed => JtiError::Replayed,
                     CreateClientError::Store(s) => JtiError::Store(s),
                     CreateClientError::SoftwareAlreadyRegistered => JtiError::Store(StoreError("unexpected".into())),
@@ -409,15 +415,19 @@ macro_rules! sql_store {
             }
 
             async fn revoke_token(&self, jti: &str, client_id: &str, expires_at: UnixTime) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO revoked_tokens (jti, client_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING",
-                )
-                .bind(jti)
-                .bind(client_id)
-                .bind(expires_at)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                let (jti, client_id) = (jti.to_owned(), client_id.to_owned());
+                self.write(move |tx| Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO revoked_tokens (jti, client_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING",
+                    )
+                    .bind(jti)
+                    .bind(client_id)
+                    .bind(expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    Ok(())
+                }))
+                .await
             }
 
             async fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
@@ -480,7 +490,8 @@ macro_rules! sql_store {
             }
 
             async fn record_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
-                insert_audit!(&self.pool, e)
+                let e = e.clone();
+                self.write(move |tx| Box::pin(async move { insert_audit!(&mut *tx, &e) })).await
             }
 
             async fn pool_status(&self) -> PoolStatus {
@@ -920,7 +931,11 @@ macro_rules! sql_store {
 /// The embedded default: one SQLite file in WAL mode with `synchronous = FULL`, so a
 /// committed registration survives a crash or power loss, not only a process exit.
 pub struct SqliteStore {
+    /// Reads, and the writes that are not hot enough to need the writer.
     pool: sqlx::SqlitePool,
+    /// The hot writes (registrations, replay records, audit lines, revocations), committed
+    /// in groups by one connection.
+    writer: GroupCommit,
 }
 
 /// The identity of a file (device and inode), to notice that the database file was removed
@@ -938,7 +953,7 @@ fn file_identity(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
 }
 
 /// Whether `path` is still the database file that was opened (`identity`).
-fn still_the_file(path: &std::path::Path, identity: (u64, u64)) -> Result<(), sqlx::Error> {
+pub(super) fn still_the_file(path: &std::path::Path, identity: (u64, u64)) -> Result<(), sqlx::Error> {
     match file_identity(path) {
         Ok(now) if now == identity => Ok(()),
         Ok(_) => Err(sqlx::Error::Protocol(format!(
@@ -983,6 +998,7 @@ impl SqliteStore {
         // (Not checked when a connection is made: a failing connect hook is retried until
         // the acquire timeout. A removed file already fails there, since only the first
         // connection may create it.)
+        let writing_path = path.clone();
         let pool = SqlitePoolOptions::new()
             .max_connections(config.pool_size.unwrap_or(4))
             .acquire_timeout(config.acquire_timeout)
@@ -990,10 +1006,24 @@ impl SqliteStore {
                 let path = path.clone();
                 Box::pin(async move { still_the_file(&path, identity).map(|()| true) })
             })
-            .connect_with(options.create_if_missing(false))
+            .connect_with(options.clone().create_if_missing(false))
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the SQLite database {url}: {e}"))?;
-        Ok(Self { pool })
+        let writing = sqlx::SqliteConnection::connect_with(&options.create_if_missing(false))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the SQLite database {url}: {e}"))?;
+        let path = writing_path;
+        Ok(Self { pool, writer: GroupCommit::start(writing, path, identity) })
+    }
+
+    /// Runs `op` in the writer's next group commit (see [`GroupCommit`]).
+    async fn write<T, E, F>(&self, op: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+    {
+        self.writer.write(op).await
     }
 }
 
@@ -1036,6 +1066,19 @@ impl PostgresStore {
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {shown}: {e}"))?;
         Ok(Self { pool })
+    }
+
+    /// Runs `op` in a transaction of its own; PostgreSQL groups concurrent commits itself.
+    async fn write<T, E, F>(&self, op: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut sqlx::PgConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+    {
+        let mut tx = self.pool.begin().await.map_err(|e| E::from(StoreError::from(e)))?;
+        let done = op(&mut tx).await?;
+        tx.commit().await.map_err(|e| E::from(StoreError::from(e)))?;
+        Ok(done)
     }
 }
 

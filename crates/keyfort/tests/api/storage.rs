@@ -969,3 +969,35 @@ async fn concurrent_failures_all_count() {
         assert_eq!(b.store.find_customer("c-ann").await.unwrap().unwrap().failed_logins, 8, "{}", b.name);
     }
 }
+
+#[tokio::test]
+async fn concurrent_writes_each_get_their_own_answer_and_all_that_succeeded_are_kept() {
+    // On SQLite these are committed in groups by one writer: a refused write (a replayed
+    // jti) must not take the others of its group with it, and every write answered Ok must
+    // be there afterwards.
+    for b in backends().await {
+        let writes = (0..200).map(|i| {
+            let store = b.store.clone();
+            // Every tenth jti is sent twice: one of the two must be refused.
+            let jti = format!("jti-{}", if i % 10 == 9 { i - 1 } else { i });
+            tokio::spawn(async move { (jti.clone(), store.record_jti(&replay("iss", &jti, None)).await) })
+        });
+        let mut accepted = Vec::new();
+        let mut replayed = 0;
+        for write in writes.collect::<Vec<_>>() {
+            match write.await.unwrap() {
+                (jti, Ok(())) => accepted.push(jti),
+                (_, Err(JtiError::Replayed)) => replayed += 1,
+                (_, Err(other)) => panic!("{}: {other:?}", b.name),
+            }
+        }
+        assert_eq!((accepted.len(), replayed), (180, 20), "{}", b.name);
+        for jti in accepted {
+            assert!(
+                matches!(b.store.record_jti(&replay("iss", &jti, None)).await, Err(JtiError::Replayed)),
+                "{}: {jti} was answered Ok but is not kept",
+                b.name
+            );
+        }
+    }
+}
