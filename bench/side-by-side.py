@@ -162,6 +162,8 @@ def run_keyfort(args, workload, conc, raw_path):
         run["server_cpu_cores"] = run["server_usage"]["cpu_cores"]
         run["server_peak_rss_mib"] = run["server_usage"]["peak_rss_mib"]
     run["error_total"] = sum(run.get("errors", {}).values())
+    if run.get("exhausted"):
+        run["invalid"] = "keyfort-bench ran out of pre-signed requests before the time was up"
     return run
 
 
@@ -170,7 +172,7 @@ def run_peer(args, peer_dir, node, workload, conc, raw_path, last_rps):
     env = dict(os.environ, RUN_DIR=run_dir, NODE_BIN=node, CONC=str(conc))
     if workload == "token-pkjwt":
         # mtls_bench.py sends a fixed number of requests; size it for about --duration seconds.
-        rate = last_rps.get((workload, conc)) or (300 if conc == 1 else 800)
+        rate = last_rps.get((workload, conc)) or (300 if conc == 1 else 1000)
         count = max(500, int(rate * args.duration))
         env.update(PORT=str(free_port()), COUNT=str(count), WARM=str(max(200, int(rate * args.warmup))), MTLS="1")
         r = subprocess.run([sys.executable, "mtls_bench.py"], cwd=peer_dir, env=env, capture_output=True, text=True)
@@ -207,7 +209,9 @@ def run_peer(args, peer_dir, node, workload, conc, raw_path, last_rps):
                                 max=lat["max"]),
                 error_total=res["unexpected_status"] + res["socket_errors"],
                 server_cpu_cores=round(res["server_cpu_s"] / d, 2), server_peak_rss_mib=res.get("server_rss_mb"),
-                client_cpu_cores=round(res["wrk_cpu_s"] / d, 2), wrapped=res.get("wrapped"))
+                client_cpu_cores=round(res["wrk_cpu_s"] / d, 2), wrapped=res.get("wrapped"),
+                invalid=("the peer's driver ran out of pre-signed bodies and sent them again (wrapped: replayed jti "
+                         "answered 400), so its server did less work per request" if res.get("wrapped") else None))
 
 
 # --------------------------------------------------------------------------- summary
@@ -229,7 +233,7 @@ def median_or_none(values):
 
 def summary(results):
     meta = results["meta"]
-    runs = [r for r in results["runs"] if not r.get("failed")]
+    runs = [r for r in results["runs"] if not r.get("failed") and not r.get("invalid")]
     out = [f"# Keyfort and {meta['peer_name']}, side by side", ""]
     out.append(f"{meta['started']} on {meta['machine']}; {meta['repeats']} interleaved repeats, "
                f"{meta['warmup_s']} s warm-up + {meta['duration_s']} s measured; medians with (lowest–highest).")
@@ -268,6 +272,13 @@ def summary(results):
         for r in failed:
             first = (r.get("reason") or "").strip().splitlines()[-1:] or [""]
             out.append(f"- {r['server']} {r['workload']} c={r['concurrency']} repeat {r['repeat']}: {first[0]}")
+        out.append("")
+    invalid = [r for r in results["runs"] if r.get("invalid") and not r.get("failed")]
+    if invalid:
+        out.append("## Runs left out of the medians")
+        out.append("")
+        for r in invalid:
+            out.append(f"- {r['server']} {r['workload']} c={r['concurrency']} repeat {r['repeat']}: {r['invalid']}")
         out.append("")
     busy = [r for r in results["runs"] if r.get("idle_reached") is False]
     if busy:
@@ -336,7 +347,7 @@ def main():
                         r = run_keyfort(args, w, c, raw)
                     else:
                         r = run_peer(args, peer_dir, node, w, c, raw, last_rps)
-                        if not r.get("failed"):
+                        if not r.get("failed") and not r.get("invalid"):
                             last_rps[(w, c)] = r["throughput_rps"]
                     r.update(idle, repeat=rep, raw=os.path.relpath(raw, args.out))
                     r.setdefault("server", "keyfort" if who == "keyfort" else "node-oidc-provider")
@@ -346,7 +357,8 @@ def main():
                         log(f"  FAILED: {r['reason'].splitlines()[-1] if r['reason'] else '?'}")
                     else:
                         log(f"  {r['throughput_rps']:.1f} req/s, p50 {r['latency_ms']['p50']} ms, "
-                            f"p99 {r['latency_ms']['p99']} ms, errors {r.get('error_total', 0)}")
+                            f"p99 {r['latency_ms']['p99']} ms, errors {r.get('error_total', 0)}"
+                            + (f"; LEFT OUT: {r['invalid']}" if r.get("invalid") else ""))
                     results["runs"].append(r)
                     with open(os.path.join(args.out, "results.json"), "w") as f:
                         json.dump(results, f, indent=1)

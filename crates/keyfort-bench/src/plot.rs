@@ -27,6 +27,9 @@ pub struct PlotRun {
     /// A run that did not complete (side-by-side results keep them, with the reason).
     #[serde(default)]
     pub failed: bool,
+    /// Why a completed run does not count (its requests ran out, say).
+    #[serde(default)]
+    pub invalid: Option<String>,
 }
 
 /// Latency figures where some may be missing (a peer's driver may report no p99.9).
@@ -47,7 +50,7 @@ pub fn load(path: &Path) -> anyhow::Result<Vec<PlotRun>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let file: RunsFile =
         serde_json::from_str(&text).with_context(|| format!("{}: expected {{\"runs\": [...]}}", path.display()))?;
-    Ok(file.runs.into_iter().filter(|r| !r.failed).collect())
+    Ok(file.runs.into_iter().filter(|r| !r.failed && r.invalid.is_none()).collect())
 }
 
 pub fn median(values: &mut [f64]) -> f64 {
@@ -125,10 +128,13 @@ fn median_run<'a>(runs: &[&'a PlotRun]) -> Option<&'a PlotRun> {
     sorted.get(sorted.len() / 2).copied()
 }
 
-fn colour(server: &str, index: usize) -> RGBColor {
+/// Keyfort blue, the others in turn, the same in every chart.
+fn colour(server: &str, servers: &[&str]) -> RGBColor {
     if server == "keyfort" {
         return RGBColor(31, 119, 180);
     }
+    let others = servers.iter().filter(|s| **s != "keyfort");
+    let index = others.clone().position(|s| *s == server).unwrap_or(0);
     [RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40), RGBColor(148, 103, 189)][index % 4]
 }
 
@@ -184,12 +190,14 @@ fn draw_throughput<DB: DrawingBackend>(
         .x_desc("concurrent connections")
         .y_desc("successful requests per second")
         .x_label_formatter(&|x| format!("{:.0}", x))
-        .x_labels(12)
+        .y_label_formatter(&|y| format!("{:.0}", y))
+        .max_light_lines(1)
         .label_style(("sans-serif", 15))
         .draw()
         .map_err(plot_err)?;
-    for (i, (server, points)) in series.iter().enumerate() {
-        let c = colour(server, i);
+    let names: Vec<&str> = series.keys().map(String::as_str).collect();
+    for (server, points) in series {
+        let c = colour(server, &names);
         chart
             .draw_series(LineSeries::new(points.iter().map(|p| (p.0 as f64, p.1)), c.stroke_width(2)))
             .map_err(plot_err)?
@@ -238,11 +246,13 @@ fn draw_latency<DB: DrawingBackend>(
         .x_labels(5)
         .x_label_formatter(&|x| nines_label(*x))
         .y_label_formatter(&|y| if *y >= 10.0 { format!("{y:.0}") } else { format!("{y:.2}") })
+        .max_light_lines(4)
         .label_style(("sans-serif", 15))
         .draw()
         .map_err(plot_err)?;
-    for (i, (server, points)) in curves.iter().enumerate() {
-        let c = colour(server, i);
+    let names: Vec<&str> = curves.iter().map(|(s, _)| s.as_str()).collect();
+    for (server, points) in curves {
+        let c = colour(server, &names);
         chart
             .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
             .map_err(plot_err)?
@@ -333,6 +343,7 @@ mod tests {
             latency_ms: Some(LooseLatency { p50: Some(1.0), p90: Some(2.0), p99: Some(5.0), p999: None }),
             percentiles: vec![],
             failed: false,
+            invalid: None,
         }
     }
 
