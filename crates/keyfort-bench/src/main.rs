@@ -68,7 +68,7 @@ struct RunArgs {
     #[arg(long)]
     server_pid_file: Option<PathBuf>,
 
-    /// Workloads, comma separated: register, token-pkjwt, token-tls, get-registration, introspect.
+    /// Workloads, comma separated: register, token-pkjwt, token-tls, get-registration, introspect, consent.
     #[arg(long, short, value_delimiter = ',', default_value = "token-pkjwt")]
     workload: Vec<Workload>,
     /// Concurrencies (connections, one request in flight on each), comma separated.
@@ -200,6 +200,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             max_requests: args.max_requests,
         })
     };
+    // Bad durations are refused before a server is started.
     options(1)?;
     // Two worker threads are enough to keep hundreds of connections busy; more would take
     // CPU from the server on a small machine.

@@ -31,10 +31,21 @@ pub enum Workload {
     GetRegistration,
     /// `POST /oauth2/introspect` of the caller's own access token (`tls_client_auth`).
     Introspect,
+    /// `POST /open-banking/v3.1/aisp/account-access-consents` with a client-credentials
+    /// token: one new consent (a database write) per request.
+    Consent,
 }
 
-pub const ALL: &[Workload] =
-    &[Workload::Register, Workload::TokenPkjwt, Workload::TokenTls, Workload::GetRegistration, Workload::Introspect];
+pub const ALL: &[Workload] = &[
+    Workload::Register,
+    Workload::TokenPkjwt,
+    Workload::TokenTls,
+    Workload::GetRegistration,
+    Workload::Introspect,
+    Workload::Consent,
+];
+
+const CONSENTS_PATH: &str = "/open-banking/v3.1/aisp/account-access-consents";
 
 impl Workload {
     pub fn name(self) -> &'static str {
@@ -44,6 +55,7 @@ impl Workload {
             Workload::TokenTls => "token-tls",
             Workload::GetRegistration => "get-registration",
             Workload::Introspect => "introspect",
+            Workload::Consent => "consent",
         }
     }
 
@@ -241,24 +253,9 @@ pub async fn plan(
             let registered = register(target, &material, discovery, "tls_client_auth", clients).await?;
             let introspection_path = path_of(&discovery.introspection_endpoint)?;
             let mut requests = Vec::new();
-            // A few tokens per client, so the server cannot answer from one cached entry.
-            for c in &registered {
-                for _ in 0..8 {
-                    let body = form(&[
-                        ("grant_type", "client_credentials"),
-                        ("scope", &material.scopes()),
-                        ("client_id", &c.client_id),
-                    ]);
-                    let request = Prepared::post(&token_path, FORM, body);
-                    let (status, body) = target.once(request.to_request(target.host_header())).await?;
-                    if status != 200 {
-                        anyhow::bail!("introspect set-up: the token request was refused: {}", refusal(status, &body));
-                    }
-                    let v: Value = serde_json::from_slice(&body)?;
-                    let token = v["access_token"].as_str().context("the token answer has no access_token")?;
-                    let body = form(&[("token", token), ("client_id", &c.client_id)]);
-                    requests.push(Prepared::post(&introspection_path, FORM, body));
-                }
+            for (client, token) in tokens(target, &material, &token_path, &registered).await? {
+                let body = form(&[("token", &token), ("client_id", &client.client_id)]);
+                requests.push(Prepared::post(&introspection_path, FORM, body));
             }
             Plan {
                 workload,
@@ -266,7 +263,75 @@ pub async fn plan(
                 source: Source::Fixed(requests),
             }
         }
+        Workload::Consent => {
+            let registered = register(target, &material, discovery, "tls_client_auth", clients).await?;
+            // A day ahead: consents must expire in the future for as long as the run lasts.
+            let expires = time_rfc3339(now() + 86_400);
+            let body = serde_json::json!({
+                "Data": {"Permissions": ["ReadAccountsBasic", "ReadBalances"], "ExpirationDateTime": expires},
+                "Risk": {},
+            })
+            .to_string();
+            let requests = tokens(target, &material, &token_path, &registered)
+                .await?
+                .into_iter()
+                .map(|(_, token)| Prepared {
+                    method: hyper::Method::POST,
+                    path: CONSENTS_PATH.to_owned(),
+                    content_type: Some("application/json"),
+                    authorization: Some(format!("Bearer {token}")),
+                    body: Bytes::from(body.clone()),
+                })
+                .collect();
+            Plan { workload, expect: Expect::status(201), source: Source::Fixed(requests) }
+        }
     })
+}
+
+/// Eight client-credentials access tokens for each client (`tls_client_auth`), so that the
+/// server cannot answer from one cached entry.
+async fn tokens(
+    target: &Target,
+    material: &Material,
+    token_path: &str,
+    clients: &[Client],
+) -> anyhow::Result<Vec<(Client, String)>> {
+    let mut tokens = Vec::new();
+    for c in clients {
+        for _ in 0..8 {
+            let body = form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", &material.scopes()),
+                ("client_id", &c.client_id),
+            ]);
+            let request = Prepared::post(token_path, FORM, body);
+            let (status, body) = target.once(request.to_request(target.host_header())).await?;
+            if status != 200 {
+                anyhow::bail!("the token request was refused: {}", refusal(status, &body));
+            }
+            let v: Value = serde_json::from_slice(&body)?;
+            let token = v["access_token"].as_str().context("the token answer has no access_token")?;
+            tokens.push((c.clone(), token.to_owned()));
+        }
+    }
+    Ok(tokens)
+}
+
+/// `unix` seconds as an RFC 3339 date-time in UTC with `+00:00`, as OBIE writes them.
+pub fn time_rfc3339(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+00:00", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
@@ -325,6 +390,13 @@ mod tests {
         }
         assert!("token".parse::<Workload>().unwrap_err().contains("token-pkjwt"));
         assert!(Workload::Register.is_signed() && !Workload::Introspect.is_signed());
+    }
+
+    #[test]
+    fn date_times_are_rfc3339_utc() {
+        assert_eq!(time_rfc3339(0), "1970-01-01T00:00:00+00:00");
+        assert_eq!(time_rfc3339(951_782_400), "2000-02-29T00:00:00+00:00");
+        assert_eq!(time_rfc3339(1_798_761_599), "2026-12-31T23:59:59+00:00");
     }
 
     #[test]

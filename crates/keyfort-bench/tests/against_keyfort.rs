@@ -37,7 +37,7 @@ fn every_workload_runs_against_a_real_keyfort_without_errors() {
         .arg(&keyfort)
         .args(["--work-dir"])
         .arg(dir.path().join("work"))
-        .args(["--workload", "register,token-pkjwt,token-tls,get-registration,introspect"])
+        .args(["--workload", "register,token-pkjwt,token-tls,get-registration,introspect,consent"])
         .args(["--concurrency", "4", "--warmup", "0.5", "--duration", "1", "--clients", "2"])
         .args(["--warmup-requests", "300", "--json"])
         .arg(&json)
@@ -54,7 +54,7 @@ fn every_workload_runs_against_a_real_keyfort_without_errors() {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let runs = report["runs"].as_array().unwrap();
     let names: Vec<&str> = runs.iter().map(|r| r["workload"].as_str().unwrap()).collect();
-    assert_eq!(names, ["register", "token-pkjwt", "token-tls", "get-registration", "introspect"]);
+    assert_eq!(names, ["register", "token-pkjwt", "token-tls", "get-registration", "introspect", "consent"]);
     for run in runs {
         let name = run["workload"].as_str().unwrap();
         assert!(run["throughput_rps"].as_f64().unwrap() > 0.0, "{name}: no throughput: {run}");
