@@ -54,16 +54,20 @@ def busy_cores(window=1.0):
 
 
 def wait_idle(threshold, max_wait):
-    """Waits until the machine's busy CPU is below `threshold` cores (other builds, tests)."""
+    """Waits until the machine's busy CPU, over a second of /proc/stat, is below `threshold`
+    cores (other builds, tests). The load average is recorded too, but not waited on: it
+    lags by minutes."""
     start = time.time()
     while True:
         busy = busy_cores()
         waited = time.time() - start
+        record = dict(idle_busy_cores=round(busy, 2), idle_waited_s=round(waited, 1),
+                      loadavg_before=[float(x) for x in open("/proc/loadavg").read().split()[:3]])
         if busy < threshold:
-            return dict(idle_busy_cores=round(busy, 2), idle_waited_s=round(waited, 1), idle_reached=True)
+            return dict(record, idle_reached=True)
         if waited > max_wait:
             log(f"machine still busy ({busy:.2f} cores) after {max_wait} s; running anyway (recorded in the results)")
-            return dict(idle_busy_cores=round(busy, 2), idle_waited_s=round(waited, 1), idle_reached=False)
+            return dict(record, idle_reached=False)
         time.sleep(2)
 
 

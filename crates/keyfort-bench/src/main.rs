@@ -242,8 +242,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 )
             }
         };
-        if server_process.is_none() {
-            eprintln!("keyfort-bench: no --server-pid: the server's CPU and memory are not measured");
+        match &server_process {
+            None => eprintln!("keyfort-bench: no --server-pid: the server's CPU and memory are not measured"),
+            Some(process) => {
+                let name = process.name().unwrap_or_default();
+                if !name.starts_with("keyfort") {
+                    eprintln!(
+                        "keyfort-bench: warning: pid {} is \"{name}\", not keyfort: its CPU and memory are not the server's",
+                        process.pid_number()
+                    );
+                }
+            }
         }
         let material = Arc::new(Material::load(&sandbox, args.software_id.as_deref())?);
         let tls = tls_config(&cacert, Some((&material.transport_cert, &material.transport_key)))?;

@@ -132,6 +132,12 @@ impl Process {
         Self::pid(pid)
     }
 
+    /// The command name (`/proc/<pid>/comm`), to catch a pid file that names a wrapper
+    /// shell instead of the server.
+    pub fn name(&self) -> anyhow::Result<String> {
+        Ok(read(&self.dir.join("comm"))?.trim().to_owned())
+    }
+
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
         Ok(parse_stat(&read(&self.dir.join("stat"))?)?.total() as f64 / ticks_per_second())
     }
@@ -203,6 +209,7 @@ mod tests {
         std::hint::black_box(x);
         assert!(me.cpu_seconds().unwrap() > before);
         assert!(me.memory().unwrap().peak_rss_kib.unwrap() > 0);
+        assert!(!me.name().unwrap().is_empty());
         assert!(Process::pid(u32::MAX).is_err());
         let m = machine().unwrap();
         assert!(m.total >= m.busy && m.total > 0);
