@@ -74,9 +74,21 @@ pub struct OAuthError {
     pub description: String,
 }
 
+/// The longest `error_description` sent; descriptions quote values of the request, which
+/// are bounded one by one where they are quoted, and here as a whole.
+pub const MAX_DESCRIPTION_CHARS: usize = 2048;
+
 impl OAuthError {
+    /// An error whose description is escaped (no control characters, line or paragraph
+    /// separators, or bidirectional overrides: it is logged, audited and may go into a
+    /// `WWW-Authenticate` header) and bounded to [`MAX_DESCRIPTION_CHARS`].
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
-        Self { code, description: description.into() }
+        let description = description.into();
+        let description = match crate::text::safe_message(&description, MAX_DESCRIPTION_CHARS) {
+            std::borrow::Cow::Borrowed(_) => description,
+            std::borrow::Cow::Owned(safe) => safe,
+        };
+        Self { code, description }
     }
 
     pub fn invalid_client_metadata(description: impl Into<String>) -> Self {

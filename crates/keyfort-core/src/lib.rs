@@ -18,6 +18,7 @@ pub mod registration;
 pub mod secret;
 pub mod software_statement;
 pub mod subject_dn;
+pub mod text;
 pub mod token;
 pub mod totp;
 pub mod transport;

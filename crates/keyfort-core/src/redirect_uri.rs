@@ -1,11 +1,13 @@
 //! Redirect URIs that can only hold values a FAPI client may register.
 
 use std::fmt;
-use std::net::IpAddr;
 
-use url::{Host, Url};
+use url::Url;
 
-/// An absolute `https` URI without a fragment, whose host is not a loopback address.
+use crate::net::names_this_machine;
+
+/// An absolute `https` URI without a fragment, whose host is not this machine (`localhost`,
+/// a loopback or unspecified address, in any spelling: see [`crate::net`]).
 ///
 /// Holding one is proof the checks passed; the original spelling is kept, because clients
 /// compare redirect URIs as exact strings (RFC 6749 §3.1.2, OAuth 2.0 Security BCP §4.1).
@@ -21,16 +23,10 @@ impl RedirectUri {
         if url.fragment().is_some() {
             return Err(format!("redirect URI \"{raw}\" must not contain a fragment (#...)"));
         }
-        let loopback = match url.host() {
-            None => return Err(format!("redirect URI \"{raw}\" has no host")),
-            Some(Host::Domain(d)) => {
-                let d = d.trim_end_matches('.').to_ascii_lowercase();
-                d == "localhost" || d.ends_with(".localhost")
-            }
-            Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback() || ip.is_unspecified(),
-            Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback() || ip.is_unspecified(),
-        };
-        if loopback {
+        if url.host().is_none() {
+            return Err(format!("redirect URI \"{raw}\" has no host"));
+        }
+        if names_this_machine(&url) {
             return Err(format!(
                 "redirect URI \"{raw}\" points at localhost/loopback, which is not allowed for a registered Open Banking client"
             ));
@@ -85,6 +81,44 @@ mod tests {
         ] {
             let err = RedirectUri::parse(uri).unwrap_err();
             assert!(err.contains(why), "{uri}: {err}");
+        }
+    }
+
+    /// Finding 3 of the hardening issue: every spelling of this machine that a URL parser
+    /// accepts is refused, not only the canonical ones.
+    #[test]
+    fn refuses_every_spelling_of_this_machine() {
+        for uri in [
+            "https://[::ffff:127.0.0.1]/cb",
+            "https://[::ffff:7f00:1]/cb",
+            "https://[0:0:0:0:0:ffff:7f00:1]/cb",
+            "https://[::ffff:127.9.8.7]/cb",
+            "https://[::ffff:0.0.0.0]/cb",
+            "https://[::127.0.0.1]/cb",
+            "https://[::]/cb",
+            "https://[::1]:8443/cb",
+            "https://0.0.0.0/cb",
+            "https://0/cb",
+            "https://127.0.0.1/cb",
+            "https://127.255.255.254/cb",
+            "https://127.1/cb",
+            "https://2130706433/cb",
+            "https://0x7f000001/cb",
+            "https://0x7f.0.0.1/cb",
+            "https://0177.0.0.1/cb",
+            "https://localhost./cb",
+            "https://LOCALHOST/cb",
+            "https://app.localhost./cb",
+        ] {
+            let err = RedirectUri::parse(uri).expect_err(uri);
+            assert!(err.contains("loopback"), "{uri}: {err}");
+        }
+    }
+
+    #[test]
+    fn addresses_that_merely_look_local_are_accepted() {
+        for uri in ["https://128.0.0.1/cb", "https://[::ffff:8.8.8.8]/cb", "https://localhost.example/cb"] {
+            assert!(RedirectUri::parse(uri).is_ok(), "{uri}");
         }
     }
 

@@ -1,9 +1,12 @@
 //! Distinguished names parsed from their RFC 4514 string form and compared as data.
 //!
 //! `tls_client_auth_subject_dn` is registered as a string, but certificates carry the DN as
-//! ASN.1. Comparing printed strings breaks on attribute order inside an RDN, spacing, case,
+//! ASN.1. Comparing printed strings breaks on attribute order inside an RDN, spacing,
 //! escaping and `OID=` versus keyword spellings, so a DN is parsed once into relative
-//! distinguished names and compared with X.520 caseIgnoreMatch-style normalisation.
+//! distinguished names and compared as data: attribute types by OID, values exactly, with
+//! only insignificant white space folded. Values are not compared case-insensitively (as
+//! X.520's caseIgnoreMatch would): Open Banking identifiers in a CN or OU are case-sensitive
+//! base62, so `CN=abc` and `CN=ABC` name two different pieces of software.
 
 use std::fmt;
 
@@ -13,7 +16,7 @@ pub struct Attribute {
     pub oid: String,
     /// The value as written (after unescaping), for messages and identifiers.
     pub value: String,
-    /// Value after whitespace folding and lowercasing, for comparison.
+    /// Value after white-space folding, for comparison (case is kept: see the module).
     pub normalized: String,
 }
 
@@ -136,6 +139,57 @@ impl SubjectDn {
     pub fn attribute(&self, oid: &str) -> Option<&str> {
         self.rdns.iter().flatten().find(|a| a.oid == oid).map(|a| a.value.as_str())
     }
+
+    /// Every value of the attribute `oid`, most specific RDN first: several when the name
+    /// repeats the attribute in separate RDNs (`OU=a,OU=b`) or in one multi-valued RDN
+    /// (`OU=a+OU=b`).
+    pub fn values(&self, oid: &str) -> Vec<&str> {
+        self.rdns.iter().flatten().filter(|a| a.oid == oid).map(|a| a.value.as_str()).collect()
+    }
+
+    /// The only value of `oid`: `Ok(None)` when the name has none, `Err` with every value
+    /// when it has several. What a name is bound to must not depend on which of two values
+    /// is read first.
+    pub fn single(&self, oid: &str) -> Result<Option<&str>, Vec<&str>> {
+        match self.values(oid).as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one)),
+            several => Err(several.to_vec()),
+        }
+    }
+}
+
+/// The longest `tls_client_auth_subject_dn` OBIE DCR v3.4 allows.
+pub const OBIE_MAX_SUBJECT_DN_CHARS: usize = 512;
+
+/// Checks `raw` against OBIE DCR v3.4's pattern for `tls_client_auth_subject_dn`,
+/// `^(?=.{1,512}$)[Cc][Nn]=[^,]+(?:,[^,\s]+=[^,]+)*$`: at most 512 characters, the CN first,
+/// RDNs separated by commas, no white space in an attribute type, no empty value.
+pub fn check_obie_pattern(raw: &str) -> Result<(), String> {
+    let chars = raw.chars().count();
+    if chars == 0 || chars > OBIE_MAX_SUBJECT_DN_CHARS {
+        return Err(format!("must have 1 to {OBIE_MAX_SUBJECT_DN_CHARS} characters (it has {chars})"));
+    }
+    let mut parts = raw.split(',');
+    let first = parts.next().unwrap_or_default();
+    let starts_with_cn = first.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("CN="));
+    if !starts_with_cn || first.len() == 3 {
+        return Err("must start with the CN (\"CN=<value>,...\"), as OBIE DCR v3.4 requires: write the RFC 4514 \
+                    form of the certificate subject, most specific RDN first"
+            .to_owned());
+    }
+    for part in parts {
+        let well_formed = part
+            .split_once('=')
+            .is_some_and(|(kind, value)| !kind.is_empty() && !kind.contains(char::is_whitespace) && !value.is_empty());
+        if !well_formed {
+            return Err(format!(
+                "has \"{part}\" where OBIE DCR v3.4 expects TYPE=value after a comma (no white space after commas, \
+                 no empty values, no escaped commas)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Display for SubjectDn {
@@ -196,7 +250,7 @@ fn unescape(value: &str) -> Result<String, String> {
 }
 
 fn normalize(value: &str) -> String {
-    value.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    value.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl serde::Serialize for SubjectDn {
@@ -224,7 +278,7 @@ mod tests {
     fn equal_names_spelled_differently_are_equal() {
         assert_eq!(
             dn("CN=oQ4KoaavpOuoE7rvQsZEOV,OU=0015800001HQQrZAAX,O=OpenBanking,C=GB"),
-            dn("cn = oq4koaavpouoe7rvqszeov , ou=0015800001HQQrZAAX, o=OpenBanking,c=gb")
+            dn("cn = oQ4KoaavpOuoE7rvQsZEOV , ou=0015800001HQQrZAAX, o=OpenBanking,c=GB")
         );
         assert_eq!(dn("CN=a+OU=b,O=c"), dn("OU=b+CN=a,O=c"));
         assert_eq!(dn("2.5.4.3=a,O=c"), dn("CN=a,O=c"));
@@ -240,6 +294,54 @@ mod tests {
         // A comma inside a value is not an RDN separator.
         assert_ne!(dn("CN=a\\,O=b"), dn("CN=a,O=b"));
     }
+
+    /// Open Banking identifiers are case-sensitive: two software ids that differ in case
+    /// are two pieces of software.
+    #[test]
+    fn values_are_compared_with_their_case() {
+        assert_ne!(
+            dn("CN=oQ4KoaavpOuoE7rvQsZEOV,OU=0015800001HQQrZAAX,O=OpenBanking,C=GB"),
+            dn("CN=oq4koaavpouoe7rvqszeov,OU=0015800001HQQrZAAX,O=OpenBanking,C=GB")
+        );
+        assert_ne!(dn("CN=a,OU=Org"), dn("CN=a,OU=ORG"));
+    }
+
+    #[test]
+    fn repeated_attributes_are_all_seen() {
+        let name = dn("CN=s,OU=a+OU=b,O=OpenBanking");
+        assert_eq!(name.values(OU), vec!["a", "b"]);
+        assert_eq!(name.single(OU), Err(vec!["a", "b"]));
+        assert_eq!(dn("CN=s,OU=a,OU=b").single(OU), Err(vec!["a", "b"]));
+        assert_eq!(name.single("2.5.4.3"), Ok(Some("s")));
+        assert_eq!(name.single("2.5.4.97"), Ok(None));
+    }
+
+    #[test]
+    fn the_obie_pattern_wants_the_cn_first() {
+        for good in [
+            "CN=oQ4KoaavpOuoE7rvQsZEOV,OU=0015800001HQQrZAAX,O=OpenBanking,C=GB",
+            "cn=TPPIdentifier,organizationIdentifier=PSDGB-OB-UnknownTPPID,O=Open Banking Limited (A),C=GB",
+            "CN=x",
+        ] {
+            assert_eq!(check_obie_pattern(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "OU=0015800001HQQrZAAX,O=OpenBanking,C=GB,CN=oQ4KoaavpOuoE7rvQsZEOV",
+            "CN=",
+            "CN=a, O=b",
+            "CN=a,O=",
+            "CN=a,=b",
+            "CN=a\\,b,O=c",
+            " CN=a",
+        ] {
+            assert!(check_obie_pattern(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_obie_pattern(&format!("CN={}", "a".repeat(510))).is_err());
+        assert!(check_obie_pattern(&format!("CN={}", "a".repeat(509))).is_ok());
+    }
+
+    const OU: &str = "2.5.4.11";
 
     #[test]
     fn malformed_names_are_refused() {

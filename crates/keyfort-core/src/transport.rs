@@ -92,29 +92,115 @@ impl<'a> From<&'a SoftwareStatement> for BindingSubject<'a> {
 #[error("{0}")]
 pub struct BindingMismatch(pub String);
 
+/// The Open Banking certificate profiles, each recognised by what its subject carries.
+/// Which CAs may issue which profile is configuration (`[mtls.profile_ca_files]`): the
+/// legacy profile is only an `O=OpenBanking` in the subject, which any CA could write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CertificateProfile {
+    /// The legacy OB transport certificate: `O=OpenBanking, OU=<org_id>, CN=<software_id>`.
+    LegacyOpenBanking,
+    /// An OBWAC: `organizationIdentifier=PSDGB-OB-<org_id>`.
+    Obwac,
+    /// An eIDAS QWAC of a QTSP: `organizationIdentifier=PSD<CC>-<NCA>-<id>`.
+    Eidas,
+}
+
+impl CertificateProfile {
+    pub const ALL: [CertificateProfile; 3] =
+        [CertificateProfile::LegacyOpenBanking, CertificateProfile::Obwac, CertificateProfile::Eidas];
+
+    /// Its key in `[mtls.profile_ca_files]`.
+    pub fn config_key(self) -> &'static str {
+        match self {
+            CertificateProfile::LegacyOpenBanking => "legacy_ob",
+            CertificateProfile::Obwac => "obwac",
+            CertificateProfile::Eidas => "eidas",
+        }
+    }
+
+    pub fn from_config_key(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.config_key() == key)
+    }
+
+    /// How a TPP developer would recognise it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CertificateProfile::LegacyOpenBanking => "legacy Open Banking transport (O=OpenBanking, OU=<org_id>)",
+            CertificateProfile::Obwac => "OBWAC (organizationIdentifier=PSDGB-OB-<org_id>)",
+            CertificateProfile::Eidas => "eIDAS QWAC (organizationIdentifier=PSD<country>-<NCA>-<id>)",
+        }
+    }
+}
+
+/// Whether an organizationIdentifier has the eIDAS shape `PSD<2 letters>-<NCA>-<id>`;
+/// returns the registration id.
+fn eidas_registration_id(identifier: &str) -> Option<&str> {
+    let mut parts = identifier.splitn(3, '-');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(psd), Some(nca), Some(id))
+            if psd.len() == 5 && psd.starts_with("PSD") && !nca.is_empty() && !id.is_empty() =>
+        {
+            Some(id)
+        }
+        _ => None,
+    }
+}
+
+fn is_open_banking_o(value: &str) -> bool {
+    value.eq_ignore_ascii_case("OpenBanking")
+}
+
 impl CertificateIdentity {
-    pub fn organisation(&self) -> Option<CertificateOrganisation> {
-        if let Some(identifier) = self.subject.attribute(OID_ORGANIZATION_IDENTIFIER) {
+    /// Every profile this subject could be taken for, however ambiguous it is: an issuer
+    /// must be trusted for each of them (a subject that claims two profiles needs both).
+    pub fn claimed_profiles(&self) -> Vec<CertificateProfile> {
+        let mut profiles = Vec::new();
+        let identifiers = self.subject.values(OID_ORGANIZATION_IDENTIFIER);
+        if identifiers.iter().any(|id| id.starts_with("PSDGB-OB-")) {
+            profiles.push(CertificateProfile::Obwac);
+        }
+        if identifiers.iter().any(|id| !id.starts_with("PSDGB-OB-") && eidas_registration_id(id).is_some()) {
+            profiles.push(CertificateProfile::Eidas);
+        }
+        if identifiers.is_empty() && self.subject.values(OID_O).into_iter().any(is_open_banking_o) {
+            profiles.push(CertificateProfile::LegacyOpenBanking);
+        }
+        profiles
+    }
+
+    /// The one value of an attribute the binding reads; several values make the subject
+    /// ambiguous, and it is refused rather than bound by whichever value comes first.
+    fn single(&self, oid: &str, name: &str) -> Result<Option<&str>, BindingMismatch> {
+        self.subject.single(oid).map_err(|values| {
+            BindingMismatch(format!(
+                "the transport certificate's subject ({}) has {} values of {name} ({}); a certificate is bound to an \
+                 organisation and software only when its subject has exactly one {name}",
+                self.subject,
+                values.len(),
+                values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// The organisation the certificate names, by its profile. A subject with several
+    /// values of an attribute the profile reads (organizationIdentifier; O and OU of the
+    /// legacy profile) is refused.
+    pub fn organisation(&self) -> Result<Option<CertificateOrganisation>, BindingMismatch> {
+        if let Some(identifier) = self.single(OID_ORGANIZATION_IDENTIFIER, "organizationIdentifier")? {
             if let Some(org_id) = identifier.strip_prefix("PSDGB-OB-") {
-                return Some(CertificateOrganisation::OpenBanking(org_id.to_owned()));
+                return Ok(Some(CertificateOrganisation::OpenBanking(org_id.to_owned())));
             }
-            // PSD<2-letter country>-<NCA id>-<registration id>
-            let mut parts = identifier.splitn(3, '-');
-            if let (Some(psd), Some(nca), Some(id)) = (parts.next(), parts.next(), parts.next()) {
-                if psd.len() == 5 && psd.starts_with("PSD") && !nca.is_empty() && !id.is_empty() {
-                    return Some(CertificateOrganisation::Eidas {
-                        identifier: identifier.to_owned(),
-                        registration_id: id.to_owned(),
-                    });
-                }
-            }
-            return None;
+            return Ok(eidas_registration_id(identifier).map(|registration_id| CertificateOrganisation::Eidas {
+                identifier: identifier.to_owned(),
+                registration_id: registration_id.to_owned(),
+            }));
         }
-        let is_ob = self.subject.attribute(OID_O).is_some_and(|o| o.eq_ignore_ascii_case("OpenBanking"));
-        match (is_ob, self.subject.attribute(OID_OU)) {
-            (true, Some(ou)) => Some(CertificateOrganisation::OpenBanking(ou.to_owned())),
-            _ => None,
+        if !self.subject.values(OID_O).into_iter().any(is_open_banking_o) {
+            return Ok(None);
         }
+        // The legacy profile: O=OpenBanking marks it, OU names the organisation.
+        self.single(OID_O, "O")?;
+        Ok(self.single(OID_OU, "OU")?.map(|ou| CertificateOrganisation::OpenBanking(ou.to_owned())))
     }
 
     /// Checks this certificate against the software statement it is presented with.
@@ -148,16 +234,18 @@ impl CertificateIdentity {
         Ok(())
     }
 
+    // Identifiers are compared exactly: Open Banking organisation and software ids are
+    // case-sensitive base62, so "abc" and "ABC" are two different parties.
     fn check_organisation(&self, ssa: &BindingSubject<'_>) -> Result<(), BindingMismatch> {
-        match self.organisation() {
-            Some(CertificateOrganisation::OpenBanking(org)) if org.eq_ignore_ascii_case(ssa.org_id) => Ok(()),
+        match self.organisation()? {
+            Some(CertificateOrganisation::OpenBanking(org)) if org == ssa.org_id => Ok(()),
             Some(CertificateOrganisation::OpenBanking(org)) => Err(BindingMismatch(format!(
-                "the transport certificate belongs to organisation \"{org}\" but the software statement's org_id is \"{}\"",
+                "the transport certificate belongs to organisation \"{org}\" but the software statement's org_id is \"{}\" (compared exactly, case included)",
                 ssa.org_id
             ))),
             Some(CertificateOrganisation::Eidas { identifier, registration_id }) => {
                 match ssa.competent_authority_registration_id {
-                    Some(expected) if expected.eq_ignore_ascii_case(&registration_id) => Ok(()),
+                    Some(expected) if expected == registration_id => Ok(()),
                     expected => Err(BindingMismatch(format!(
                         "the transport certificate's organizationIdentifier \"{identifier}\" does not match the software statement's competent authority registration_id \"{}\"",
                         expected.unwrap_or("(none)")
@@ -172,20 +260,19 @@ impl CertificateIdentity {
     }
 
     fn check_software(&self, ssa: &BindingSubject<'_>) -> Result<(), BindingMismatch> {
-        let Some(cn) = self.subject.attribute(OID_CN) else {
+        let Some(cn) = self.single(OID_CN, "CN")? else {
             return Err(BindingMismatch(format!(
                 "the transport certificate ({}) has no CN, so it names no software; expected CN=<software_id> or CN=<org_id>",
                 self.subject
             )));
         };
         // A CN equal to the organisation marks an organisation-level certificate.
-        let names_organisation = cn.eq_ignore_ascii_case(ssa.org_id)
-            || ssa.competent_authority_registration_id.is_some_and(|id| cn.eq_ignore_ascii_case(id));
-        if names_organisation || cn.eq_ignore_ascii_case(ssa.software_id) {
+        let names_organisation = cn == ssa.org_id || ssa.competent_authority_registration_id == Some(cn);
+        if names_organisation || cn == ssa.software_id {
             return Ok(());
         }
         Err(BindingMismatch(format!(
-            "the transport certificate's CN \"{cn}\" is neither the software statement's software_id \"{}\" nor its org_id",
+            "the transport certificate's CN \"{cn}\" is neither the software statement's software_id \"{}\" nor its org_id (compared exactly, case included)",
             ssa.software_id
         )))
     }
@@ -267,6 +354,55 @@ mod tests {
         assert!(aisp_only
             .check_binding(&ssa(), BindingRules { level: BindingLevel::Software, check_psd2_roles: false })
             .is_ok());
+    }
+
+    /// Finding 4 of the hardening issue: a subject with two values of an attribute the
+    /// profile reads is not bound by whichever value comes first.
+    #[test]
+    fn ambiguous_subjects_are_refused_naming_the_attribute() {
+        for (dn, attribute) in [
+            ("CN=soft1,OU=org1+OU=org2,O=OpenBanking,C=GB", "2 values of OU"),
+            ("CN=soft1,OU=org2+OU=org1,O=OpenBanking,C=GB", "2 values of OU"),
+            ("CN=soft1,OU=org1,OU=org2,O=OpenBanking,C=GB", "2 values of OU"),
+            ("CN=soft1,CN=soft2,OU=org1,O=OpenBanking,C=GB", "2 values of CN"),
+            ("CN=soft1+CN=other,OU=org1,O=OpenBanking,C=GB", "2 values of CN"),
+            ("CN=soft1,OU=org1,O=OpenBanking+O=Other,C=GB", "2 values of O"),
+            ("CN=soft1,OU=org1,O=Other,O=OpenBanking,C=GB", "2 values of O"),
+            (
+                "CN=soft1,organizationIdentifier=PSDGB-OB-org1+organizationIdentifier=PSDGB-OB-org2,O=TPP",
+                "2 values of organizationIdentifier",
+            ),
+        ] {
+            let err = cert(dn, None).check_binding(&ssa(), SOFTWARE).expect_err(dn);
+            assert!(err.0.contains(attribute) && err.0.contains("exactly one"), "{dn}: {err}");
+        }
+        // The organisation-level check reads no CN: two CNs do not matter there.
+        let org_only = BindingRules { level: BindingLevel::Organisation, check_psd2_roles: true };
+        assert!(cert("CN=a,CN=b,OU=org1,O=OpenBanking", None).check_binding(&ssa(), org_only).is_ok());
+    }
+
+    #[test]
+    fn identifiers_are_compared_with_their_case() {
+        for dn in [
+            "CN=SOFT1,OU=org1,O=OpenBanking,C=GB",
+            "CN=soft1,OU=ORG1,O=OpenBanking,C=GB",
+            "CN=soft1,organizationIdentifier=PSDGB-OB-ORG1,O=TPP",
+        ] {
+            assert!(cert(dn, None).check_binding(&ssa(), SOFTWARE).is_err(), "{dn}");
+        }
+    }
+
+    #[test]
+    fn profiles_are_recognised_by_the_subject() {
+        let profiles = |dn: &str| cert(dn, None).claimed_profiles();
+        assert_eq!(profiles("CN=s,OU=o,O=OpenBanking,C=GB"), vec![CertificateProfile::LegacyOpenBanking]);
+        assert_eq!(profiles("CN=s,organizationIdentifier=PSDGB-OB-o,O=TPP"), vec![CertificateProfile::Obwac]);
+        assert_eq!(profiles("CN=s,organizationIdentifier=PSDDE-BAFIN-123,O=TPP"), vec![CertificateProfile::Eidas]);
+        assert_eq!(
+            profiles("CN=s,organizationIdentifier=PSDGB-OB-o+organizationIdentifier=PSDDE-BAFIN-1,O=OpenBanking"),
+            vec![CertificateProfile::Obwac, CertificateProfile::Eidas]
+        );
+        assert!(profiles("CN=s,O=Somebody").is_empty());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::admin::{AdminAuthenticator, SignInLimits};
 use crate::audit::Auditor;
 use crate::authorization::AuthorizationService;
-use crate::config::{ClientAuthMode, Config, ConfigError, KeySource};
+use crate::config::{AdminListen, ClientAuthMode, Config, ConfigError, KeySource};
 use crate::consent::ConsentService;
 use crate::customers::{AccountLookup, CustomerDirectory, StoreAccountLookup, StoreCustomerDirectory};
 use crate::directory::{HttpFetcher, JwksCache};
@@ -30,6 +30,14 @@ use crate::transport::{client_cert_verifier, CrlStore, TransportTrust};
 
 /// How often expired replay records are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The separate listener of the admin API.
+struct AdminListener {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    router: axum::Router,
+}
 
 /// A bank's own implementations of what Keyfort otherwise keeps in its database: the
 /// customer directory (sign-in) and the account lookup. `None` keeps the built-in one.
@@ -54,9 +62,14 @@ pub struct Application {
     key_reload: Duration,
     metrics: Arc<Metrics>,
     metrics_listener: Option<TcpListener>,
+    /// The admin API's own listener (`[admin] listen`), its TLS and routes; `None` when
+    /// `/admin/*` is served on the public listener.
+    admin: Option<AdminListener>,
     connection_limits: http::ConnectionLimits,
     /// How long consent idempotency keys are kept.
     idempotency_seconds: i64,
+    /// How long the jti of a registration request without `exp` is kept.
+    jti_without_exp_retention_seconds: i64,
     consents: Arc<ConsentService>,
 }
 
@@ -112,6 +125,11 @@ impl Application {
         };
         let admins = Arc::new(AdminAuthenticator::new(store.clone(), clock.clone(), sign_in));
         let longest_token = config.token_lifetimes.application.max(config.token_lifetimes.user);
+        // A fixed signing key file needs no key-encryption key: nothing is stored.
+        let kek = match config.token.signing_key_file {
+            Some(_) => None,
+            None => Some(crate::signing::kek::load_or_create(&config.storage)?),
+        };
         let ring = Arc::new(
             KeyRing::open(
                 store.clone(),
@@ -119,6 +137,7 @@ impl Application {
                 &config.token.ring_algorithms(),
                 config.token.signing_key_file.as_ref().map(|(p, kid)| (p.as_path(), kid.as_str())),
                 longest_token,
+                kek,
             )
             .await?,
         );
@@ -180,25 +199,45 @@ impl Application {
             max_header_bytes: config.server.max_header_bytes,
             max_body_bytes: config.server.max_body_bytes,
         };
-        let router = http::router(
-            AppState {
-                config: config.clone(),
-                operator: Arc::new(OperatorService::new(store.clone(), auditor, clock.clone())),
-                consents: consents.clone(),
-                authorization,
-                resource_server,
-                customer_area,
-                pages,
-                readiness: Arc::new(Readiness::new(store.clone(), registration.clone())),
-                registration,
-                tokens,
-                admins,
-                transport,
-                metrics: metrics.clone(),
-                clock: clock.clone(),
-            },
-            request_limits,
-        );
+        let state = AppState {
+            config: config.clone(),
+            operator: Arc::new(OperatorService::new(store.clone(), auditor, clock.clone())),
+            consents: consents.clone(),
+            authorization,
+            resource_server,
+            customer_area,
+            pages,
+            readiness: Arc::new(Readiness::new(store.clone(), registration.clone())),
+            registration,
+            tokens,
+            admins,
+            transport,
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+        };
+        let admin = match config.admin.listen {
+            AdminListen::Public => None,
+            AdminListen::Separate(address) => {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("[admin] listen {address}: cannot bind: {e}"))?;
+                let local_addr = listener.local_addr()?;
+                // Its certificate is the server's: the URL names the public host, at the
+                // admin listener's port.
+                let host = url::Url::parse(&config.server.public_url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .unwrap_or_else(|| local_addr.ip().to_string());
+                let url = format!("https://{host}:{}", local_addr.port());
+                Some(AdminListener {
+                    local_addr,
+                    listener,
+                    tls: crate::tls::admin_server_config(&tls)?,
+                    router: http::admin_router(state.clone(), request_limits, &url),
+                })
+            }
+        };
+        let router = http::router(state, request_limits);
         let descriptors = http::raise_descriptor_limit();
         let server = &config.server;
         let connection_limits = http::ConnectionLimits {
@@ -238,8 +277,10 @@ impl Application {
             key_reload: config.token.key_reload_interval,
             metrics,
             metrics_listener,
+            admin,
             connection_limits,
             idempotency_seconds: config.consents.idempotency_seconds,
+            jti_without_exp_retention_seconds: config.dcr.jti_without_exp_retention_seconds,
             consents,
         })
     }
@@ -258,6 +299,12 @@ impl Application {
         self.consents.clone()
     }
 
+    /// Where the admin API is served on its own listener (`[admin] listen`); `None` with
+    /// `listen = "public"`, when it is on [`Application::local_addr`].
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|admin| admin.local_addr)
+    }
+
     /// Where `/metrics` is served, if configured.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
@@ -265,8 +312,12 @@ impl Application {
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) {
-        let purge =
-            tokio::spawn(purge_expired_records(self.store.clone(), self.clock.clone(), self.idempotency_seconds));
+        let purge = tokio::spawn(purge_expired_records(
+            self.store.clone(),
+            self.clock.clone(),
+            self.idempotency_seconds,
+            self.jti_without_exp_retention_seconds,
+        ));
         // Another node or `keyfort keys rotate` may add keys: pick them up. The interval bounds
         // how long this node may not know a new key, so a rotation must publish keys at
         // least this long before they sign (the configuration and `keys rotate` insist).
@@ -321,6 +372,15 @@ impl Application {
                 }
             })
         });
+        let (admin_stop, admin_stopped) = tokio::sync::watch::channel(false);
+        let admin_server = self.admin.map(|admin| {
+            tracing::info!(address = %admin.local_addr, "the admin API is served at /admin/* (HTTPS, its own listener)");
+            let (limits, metrics) = (self.connection_limits.clone(), self.metrics.clone());
+            let mut stopped = admin_stopped;
+            tokio::spawn(http::serve_with(admin.listener, admin.tls, admin.router, limits, metrics, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }))
+        });
         tracing::info!(address = %self.local_addr, "Keyfort is listening (HTTPS)");
         tracing::info!(
             max_connections = self.connection_limits.max_connections,
@@ -329,6 +389,11 @@ impl Application {
         );
         http::serve_with(self.listener, self.tls, self.router, self.connection_limits, self.metrics.clone(), shutdown)
             .await;
+        // The admin listener drains like the public one.
+        let _ = admin_stop.send(true);
+        if let Some(task) = admin_server {
+            let _ = task.await;
+        }
         purge.abort();
         key_reload.abort();
         if let Some(task) = metrics_server {
@@ -342,7 +407,8 @@ impl Application {
 
 /// Reads every file the configuration names, with the functions the start-up uses, and
 /// reports every problem: the server certificate chain and key (and that they form a pair),
-/// the `client_ca_file` bundle (which must hold a root), `[storage] ssl_root_cert`,
+/// the `client_ca_file` bundle (which must hold a root), the `[mtls.profile_ca_files]`
+/// bundles, `[storage] ssl_root_cert`,
 /// `[http_client] ca_file`, the
 /// `[mtls] crl_files`, `[oauth.token] signing_key_file`, and `[branding] logo_file` and the
 /// templates of `template_dir` (which must compile). `keyfort check-config` runs it,
@@ -359,6 +425,18 @@ pub fn preflight(config: &Config) -> Result<(), ConfigError> {
         if let Err(what) = crate::transport::read_ca_bundle(path) {
             problems.push(config.problem("[server.tls] client_ca_file", what));
         }
+    }
+    for (profile, path) in config.mtls.profile_ca_files.iter().flatten() {
+        if let Err(what) = crate::transport::read_profile_bundle(path) {
+            problems.push(config.problem(&format!("[mtls.profile_ca_files] {}", profile.config_key()), what));
+        }
+    }
+    if let Err(what) = crate::signing::kek::check(&config.storage) {
+        let key = match config.storage.key_encryption {
+            crate::config::KeyEncryptionSource::Value(_) => "[storage] key_encryption_key",
+            _ => "[storage] key_encryption_key_file",
+        };
+        problems.push(config.problem(key, what));
     }
     if let Some(path) = &config.storage.ssl_root_cert {
         if let Err(what) = crate::tls::read_ca_certificates(path) {
@@ -395,7 +473,12 @@ pub fn preflight(config: &Config) -> Result<(), ConfigError> {
     }
 }
 
-async fn purge_expired_records(store: Arc<dyn Store>, clock: Arc<dyn Clock>, idempotency_seconds: i64) {
+async fn purge_expired_records(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    idempotency_seconds: i64,
+    jti_without_exp_retention_seconds: i64,
+) {
     let mut interval = tokio::time::interval(PURGE_INTERVAL);
     loop {
         interval.tick().await;
@@ -404,8 +487,10 @@ async fn purge_expired_records(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ide
             Ok(n) => tracing::info!(purged = n, "expired consent idempotency keys purged"),
             Err(e) => tracing::warn!(error = %e, "purging consent idempotency keys failed"),
         }
-        // Keep a day of margin beyond exp: clock skew is tolerated on exp checks.
-        match store.purge_expired_jtis(clock.now() - 86_400).await {
+        // Keep a day of margin beyond exp: clock skew is tolerated on exp checks. A request
+        // without exp could be replayed at any time, so its jti is kept for the configured
+        // retention, not for ever.
+        match store.purge_expired_jtis(clock.now() - 86_400, clock.now() - jti_without_exp_retention_seconds).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired replay records purged"),
             Err(e) => tracing::warn!(error = %e, "purging replay records failed"),

@@ -79,6 +79,14 @@ impl Auditor {
 
     /// Writes the line of a refused `action` (on `client_id`, when one was named). A failure
     /// to write is logged, not returned: the caller's answer is already decided.
+    ///
+    /// Each refusal is its own commit (and fsync) today. Refusals are the lines an anonymous
+    /// caller can cause, so they are to be written in batches through the single
+    /// group-commit writer of the performance issue (one fsync per batch, within the loss
+    /// bound its durability table sets for audit lines of refusals) once that writer lands;
+    /// this and [`Auditor::consent_refusal`] are the two places to route through it. Until
+    /// then the amplification is bounded by refusing malformed client_ids before any lookup
+    /// and by capping every field of a line (`storage::audit_caps`).
     pub async fn refusal(&self, action: AuditAction, caller: &Caller, client_id: Option<&str>, error: &ServiceError) {
         let mut event = self.line(action, caller, client_id);
         // What the service had established when it refused (a verified software statement,
@@ -88,7 +96,7 @@ impl Auditor {
         event.software_id = known.software_id;
         event.org_id = known.org_id;
         event.outcome = error.audit_code().to_owned();
-        let description = error.description();
+        let description = error.audit_detail();
         event.detail = Some(match &caller.administrator {
             Some(admin) => format!("by administrator {admin}: {description}"),
             None => description,
@@ -135,7 +143,7 @@ impl Auditor {
         event.software_id = known.software_id;
         event.org_id = known.org_id;
         event.outcome = error.audit_code().to_owned();
-        event.detail = Some(error.description().chars().take(MAX_DETAIL_CHARS).collect());
+        event.detail = Some(error.audit_detail().chars().take(MAX_DETAIL_CHARS).collect());
         event.consent_id = consent_id.map(|c| c.chars().take(128).collect());
         if let Some(customer) = customer_id {
             event.customer_id = Some(customer.to_owned());

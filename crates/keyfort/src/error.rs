@@ -38,6 +38,10 @@ pub enum ServiceError {
     /// The named thing does not exist (operator API).
     #[error("{0}")]
     NotFound(OAuthError),
+    /// The named thing is not in the state the action needs (operator API: suspending a
+    /// client that is not active); nothing was changed.
+    #[error("{0}")]
+    Conflict(OAuthError),
     /// Refused by an Open Banking Read/Write API (the consents API), answered in the OBIE
     /// error shape; its category decides the status.
     #[error("{0}")]
@@ -45,10 +49,11 @@ pub enum ServiceError {
     /// This server has as much of this work queued as it takes (`what`): retry later.
     #[error("{what} is busy")]
     Overloaded { what: String, retry_after: Duration },
-    /// A dependency (the directory, a TPP's key server) cannot be reached: retry later. The
-    /// text says what is unavailable.
-    #[error("{0}")]
-    Unavailable(String),
+    /// A dependency (the directory, a TPP's key server) cannot be reached: retry later.
+    /// `what` says, for the caller, what is unavailable (never a URL or an error chain);
+    /// `cause` is why, for the log and the audit trail only.
+    #[error("{what}: {cause}")]
+    Unavailable { what: String, cause: String },
     /// The database failed or cannot be reached (an outage, a failover, a full disk): not
     /// the caller's fault, and worth retrying. The cause is logged, never shown.
     #[error("{0}")]
@@ -77,6 +82,11 @@ impl From<StoreError> for ServiceError {
 }
 
 impl ServiceError {
+    /// A dependency is unavailable: `what` is told to the caller, `cause` only logged.
+    pub fn unavailable(what: impl Into<String>, cause: impl std::fmt::Display) -> Self {
+        ServiceError::Unavailable { what: what.into(), cause: cause.to_string() }
+    }
+
     pub fn refused(code: ErrorCode, description: impl Into<String>) -> Self {
         ServiceError::Refused(OAuthError::new(code, description))
     }
@@ -88,14 +98,15 @@ impl ServiceError {
             | ServiceError::Forbidden(e)
             | ServiceError::Unauthenticated(e, _)
             | ServiceError::Throttled { error: e, .. }
-            | ServiceError::NotFound(e) => e.code,
+            | ServiceError::NotFound(e)
+            | ServiceError::Conflict(e) => e.code,
             ServiceError::Obie(e) => match e.category {
                 ObieCategory::Forbidden => ErrorCode::AccessDenied,
                 ObieCategory::BadRequest | ObieCategory::UnsupportedMediaType => ErrorCode::InvalidRequest,
             },
-            ServiceError::Unavailable(_) | ServiceError::Overloaded { .. } | ServiceError::StorageUnavailable(_) => {
-                ErrorCode::TemporarilyUnavailable
-            }
+            ServiceError::Unavailable { .. }
+            | ServiceError::Overloaded { .. }
+            | ServiceError::StorageUnavailable(_) => ErrorCode::TemporarilyUnavailable,
             ServiceError::Internal(_) => ErrorCode::ServerError,
         }
     }
@@ -109,6 +120,15 @@ impl ServiceError {
         }
     }
 
+    /// What the audit trail records: the description, and for an unavailable dependency its
+    /// cause too (the audit trail is the operator's, not the caller's).
+    pub fn audit_detail(&self) -> String {
+        match self {
+            ServiceError::Unavailable { cause, .. } => format!("{} (cause: {cause})", self.description()),
+            other => other.description(),
+        }
+    }
+
     /// The description the caller will see; internal causes are not repeated.
     pub fn description(&self) -> String {
         match self {
@@ -116,9 +136,15 @@ impl ServiceError {
             | ServiceError::Forbidden(e)
             | ServiceError::Unauthenticated(e, _)
             | ServiceError::Throttled { error: e, .. }
-            | ServiceError::NotFound(e) => e.description.clone(),
+            | ServiceError::NotFound(e)
+            | ServiceError::Conflict(e) => e.description.clone(),
             ServiceError::Obie(e) => e.describe(),
-            ServiceError::Unavailable(what) => format!("{what}; try again later"),
+            ServiceError::Unavailable { what, .. } => {
+                format!(
+                    "{what}; this is not a fault of the request: try again later (if it lasts, quote this answer's \
+                 x-request-id to the bank)"
+                )
+            }
             ServiceError::Overloaded { what, retry_after } => {
                 format!("{what} is busy; try again in {} seconds", retry_after.as_secs().max(1))
             }

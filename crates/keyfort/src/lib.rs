@@ -10,6 +10,7 @@
 //! - [`directory`]: fetching and caching the directory's and TPPs' JWKS.
 //! - [`storage`]: the storage interface and its SQLite and PostgreSQL implementations.
 //! - [`tls`]: the server certificate, configured or generated for development.
+//! - [`files`]: secrets' files and directories, created owner-only.
 //! - [`pem`]: reading certificates, private keys and CRLs from PEM, with errors naming the file.
 //! - [`transport`]: mutual TLS: client certificate checks, CRLs, gateway-forwarded certificates.
 //! - [`admin`]: administrator accounts and HTTP Basic authentication.
@@ -32,6 +33,9 @@ pub mod customer_area;
 pub mod customers;
 pub mod directory;
 pub mod error;
+pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod http;
 pub mod metrics;

@@ -43,6 +43,9 @@ fn main() -> ExitCode {
         Command::Keys { command: KeysCommand::Rotate { config, publish_ahead } } => {
             report(cli::keys::rotate(&config, publish_ahead))
         }
+        Command::Keys { command: KeysCommand::Rewrap { config, new_key_file } } => {
+            report(cli::keys::rewrap(&config, &new_key_file))
+        }
         Command::Migrate { config, dry_run } => report(cli::migrate::run(&config, dry_run)),
         Command::Demo { no_wait, keep } => report(cli::demo::run_blocking(!no_wait, keep).map(|()| String::new())),
         Command::Completions { shell } => report(cli::args::completions(shell)),

@@ -1,6 +1,10 @@
 //! Logging through `tracing`: human-readable by default, JSON when configured. Request
-//! bodies and headers are never logged, so secrets and assertions cannot reach a log line.
+//! bodies and headers are never logged, so secrets and assertions cannot reach a log line;
+//! values that came from outside are escaped by [`escaping`], so they cannot forge one.
 
+mod escaping;
+
+pub use escaping::{EscapedFields, EscapedJson};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -16,8 +20,8 @@ pub fn init(config: &LogConfig, telemetry: &TelemetryConfig) -> Option<crate::ot
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let log = tracing_subscriber::fmt::layer().with_target(false).with_ansi(ansi);
     let log = match config.format {
-        LogFormat::Json => log.json().boxed(),
-        LogFormat::Text => log.boxed(),
+        LogFormat::Json => log.json().with_writer(EscapedJson(std::io::stdout)).boxed(),
+        LogFormat::Text => log.fmt_fields(EscapedFields).boxed(),
     };
     // Traces have their own filter: every INFO span (each request, each service call) is
     // traced whatever the log level, and the log's level does not depend on tracing.

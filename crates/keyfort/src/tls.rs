@@ -45,6 +45,18 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The TLS of the admin listener: the public listener's certificate (the same resolver, so
+/// a reloaded certificate serves both), and no client certificates: administrators sign in
+/// with their password, and a `client_auth = "required"` public port must not lock them out.
+pub fn admin_server_config(public: &rustls::ServerConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(public.cert_resolver.clone());
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// A certificate chain, end-entity first, and its private key.
 pub type ServerIdentity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
@@ -120,7 +132,7 @@ fn development_certificate(
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
     if !cert_path.exists() || !key_path.exists() {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        crate::files::create_private_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
         if let Some(host) = url::Url::parse(&server.public_url).ok().and_then(|u| u.host_str().map(str::to_owned)) {
             let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
@@ -133,7 +145,7 @@ fn development_certificate(
         params.distinguished_name.push(rcgen::DnType::CommonName, "Keyfort development certificate");
         let cert = params.self_signed(&key)?;
         std::fs::write(&cert_path, cert.pem())?;
-        write_private(&key_path, key.serialize_pem().as_bytes())?;
+        crate::files::write_private(&key_path, key.serialize_pem().as_bytes())?;
     }
     tracing::warn!(
         cert = %cert_path.display(),
@@ -141,16 +153,4 @@ fn development_certificate(
          self-signed certificate. Clients will not trust it. Configure [server.tls] before any real use. !!!"
     );
     Ok((read_certs(&cert_path).map_err(|e| anyhow!(e))?, read_key(&key_path).map_err(|e| anyhow!(e))?))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(bytes)
 }

@@ -234,6 +234,12 @@ fn summary(category: ObieCategory, items: &[ObieErrorItem]) -> String {
 }
 
 fn clip(text: String) -> String {
+    // Messages quote fields of the request: control characters are escaped so that a
+    // message cannot break a log line or a header.
+    let text = match crate::text::escape_controls(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(escaped) => escaped,
+    };
     if text.chars().count() <= MAX_MESSAGE_CHARS {
         return text;
     }

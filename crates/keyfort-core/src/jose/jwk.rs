@@ -3,7 +3,8 @@ use std::fmt;
 use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents};
 use serde_json::Value;
 
-use super::{alg::SigningAlg, b64url_decode};
+use super::{alg::SigningAlg, b64url_decode, MAX_KID_CHARS};
+use crate::text::quote;
 
 /// The smallest RSA modulus accepted, as FAPI and the OB security profile require.
 const MIN_RSA_BITS: usize = 2048;
@@ -58,7 +59,15 @@ impl PublicJwk {
         let obj = value.as_object().ok_or("a key is not a JSON object")?;
         let text = |name: &str| obj.get(name).and_then(Value::as_str);
         let kid = text("kid").map(str::to_owned);
-        let label = kid.as_deref().map(|k| format!("key \"{k}\"")).unwrap_or_else(|| "a key without kid".into());
+        // The kid is quoted (bounded, escaped) wherever it is shown: a JWKS is a document of
+        // the TPP's, and its text reaches error descriptions and the log.
+        let label = kid.as_deref().map(|k| format!("key {}", quote(k))).unwrap_or_else(|| "a key without kid".into());
+        if let Some(k) = &kid {
+            let chars = k.chars().count();
+            if chars == 0 || chars > MAX_KID_CHARS {
+                return Err(format!("{label} has a kid of {chars} characters; a kid must have 1 to {MAX_KID_CHARS}"));
+            }
+        }
 
         if text("use").is_some_and(|u| u != "sig") {
             return Ok(None);
@@ -210,6 +219,18 @@ mod tests {
         let doc = r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"},{"kty":"RSA","use":"enc","n":"AQAB","e":"AQAB"}]}"#;
         assert!(matches!(JwkSet::from_json(doc.as_bytes()), Err(JwksError::NoUsableKeys(_))));
         assert!(matches!(JwkSet::from_json(b"[]"), Err(JwksError::NotAJwkSet(_))));
+    }
+
+    #[test]
+    fn overlong_kids_are_refused_and_quoted_safely() {
+        let kid = format!("{}\\nFORGED", "k".repeat(200));
+        let long = format!(r#"{{"keys":[{{"kty":"RSA","kid":"{kid}","n":"AQAB","e":"AQAB"}}]}}"#);
+        let message = JwkSet::from_json(long.as_bytes()).unwrap_err().to_string();
+        assert!(message.contains("a kid of 207 characters"), "{message}");
+        assert!(!message.contains('\n') && message.chars().count() < 400, "{message}");
+        let newline = r#"{"keys":[{"kty":"RSA","kid":"a\nFORGED","n":"AQAB","e":"AQAB"}]}"#;
+        let message = JwkSet::from_json(newline.as_bytes()).unwrap_err().to_string();
+        assert!(message.contains(r#"key "a\nFORGED""#) && !message.contains('\n'), "{message}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 use serde_json::Value;
 
 use super::alg::{self, SigningAlg, UnsupportedAlg};
-use super::{b64url_decode, JwkSet};
+use super::{b64url_decode, JwkSet, MAX_KID_CHARS};
 use crate::claims::Claims;
+use crate::text::quote;
 
 /// Why a compact JWS was refused. Each message is written for the developer who made the JWS.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,16 +24,20 @@ pub enum JwsError {
     CriticalExtension(Vec<String>),
     #[error("has no \"kid\" in its header; name the signing key with kid")]
     MissingKid,
-    #[error("has kid \"{0}\", which is not in the JWKS it is checked against; publish the key there, or fix the kid")]
+    #[error("has a kid that is not a string of 1 to {MAX_KID_CHARS} characters ({0}); name the signing key with a shorter kid")]
+    BadKid(String),
+    #[error("has kid {}, which is not in the JWKS it is checked against; publish the key there, or fix the kid", quote(.0))]
     UnknownKid(String),
     #[error(
-        "has kid \"{kid}\", but that key ({kty}) cannot verify {alg}: the key type, curve or declared alg does not fit"
+        "has kid {}, but that key ({kty}) cannot verify {alg}: the key type, curve or declared alg does not fit",
+        quote(kid)
     )]
     KeyDoesNotFitAlg { kid: String, kty: &'static str, alg: SigningAlg },
     #[error("has no key in the JWKS that can verify {0}")]
     NoKeyForAlg(SigningAlg),
     #[error(
-        "has a signature that does not verify with the key it names; sign it again with the private key of kid {0}"
+        "has a signature that does not verify with the key it names; sign it again with the private key of kid {}",
+        quote(.0)
     )]
     BadSignature(String),
     #[error("has a payload that {0}")]
@@ -87,8 +92,15 @@ impl<'a> CompactJws<'a> {
                 .unwrap_or_default();
             return Err(JwsError::CriticalExtension(names));
         }
-        // A kid is echoed in error messages and the audit trail: keep it to a sane length.
-        let kid = header.get("kid").and_then(Value::as_str).map(|k| k.chars().take(128).collect::<String>());
+        // A kid is echoed in error messages and the audit trail. One that is too long is
+        // refused, not truncated: a truncated kid could name another key.
+        let kid = match header.get("kid") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(k)) if !k.is_empty() && k.chars().count() <= MAX_KID_CHARS => Some(k.clone()),
+            Some(Value::String(k)) if k.is_empty() => return Err(JwsError::BadKid("it is empty".into())),
+            Some(Value::String(k)) => return Err(JwsError::BadKid(format!("it has {} characters", k.chars().count()))),
+            Some(_) => return Err(JwsError::BadKid("it is not a string".into())),
+        };
         let typ = header.get("typ").and_then(Value::as_str).map(str::to_owned);
         let signing_input = &token[..h.len() + 1 + p.len()];
         Ok(Self { header: JwsHeader { alg, kid, typ }, signing_input, payload, signature })
@@ -164,4 +176,38 @@ pub fn verify_with_kid(
         return Ok(());
     }
     Err(JwsError::BadSignature(kid.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jose::b64url_encode;
+
+    fn token(header: Value) -> String {
+        format!("{}.{}.{}", b64url_encode(header.to_string()), b64url_encode("{}"), b64url_encode([1u8, 2, 3]))
+    }
+
+    /// A kid over 128 characters was truncated to 128, so it could name another key.
+    #[test]
+    fn a_kid_over_128_characters_is_refused_not_truncated() {
+        let at_limit = "k".repeat(MAX_KID_CHARS);
+        let jws_text = token(serde_json::json!({"alg": "PS256", "kid": at_limit}));
+        assert_eq!(CompactJws::parse(&jws_text).unwrap().header().kid.as_deref(), Some(at_limit.as_str()));
+        let over = format!("{at_limit}x");
+        let err = CompactJws::parse(&token(serde_json::json!({"alg": "PS256", "kid": over}))).unwrap_err();
+        assert_eq!(err, JwsError::BadKid("it has 129 characters".into()));
+        assert!(err.to_string().contains("1 to 128 characters"), "{err}");
+        for bad in [serde_json::json!(""), serde_json::json!(7), serde_json::json!(["a"])] {
+            assert!(matches!(
+                CompactJws::parse(&token(serde_json::json!({"alg": "PS256", "kid": bad}))),
+                Err(JwsError::BadKid(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_kid_is_quoted_safely_in_messages() {
+        let message = JwsError::UnknownKid("a\nFORGED log line".into()).to_string();
+        assert!(message.contains("kid \"a\\nFORGED log line\"") && !message.contains('\n'), "{message}");
+    }
 }

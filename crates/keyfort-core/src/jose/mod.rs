@@ -12,6 +12,10 @@ pub use jwk::{JwkSet, JwksError, PublicJwk};
 pub use jws::{verify_with_kid, CompactJws, JwsError, JwsHeader};
 pub use sign::SigningKey;
 
+/// The longest `kid` accepted, in a JWS header or a JWK: longer ones are refused, never
+/// truncated (a truncated kid could name another key).
+pub const MAX_KID_CHARS: usize = 128;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 

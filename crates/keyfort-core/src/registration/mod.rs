@@ -16,6 +16,28 @@ use serde_json::{json, Map, Value};
 use crate::clock::UnixTime;
 use crate::secret::{IssuedSecret, SecretHash};
 
+/// The longest `client_id` accepted anywhere: Keyfort issues 32 characters, and 36 leaves
+/// room for a UUID from another server (a migration).
+pub const MAX_CLIENT_ID_CHARS: usize = 36;
+
+/// Whether `raw` has the shape of a client_id: 1 to [`MAX_CLIENT_ID_CHARS`] URL-safe
+/// characters (letters, digits, `-`, `_`). Anything else names no client, and is refused
+/// before any lookup: an anonymous caller must not make the server read or write the
+/// database for an 8 KB path segment.
+pub fn is_client_id(raw: &str) -> bool {
+    !raw.is_empty()
+        && raw.len() <= MAX_CLIENT_ID_CHARS
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Why `raw` is not a client_id, for an error description (the value bounded and escaped).
+pub fn not_a_client_id(raw: &str) -> String {
+    format!(
+        "{} is not a client_id of this server: a client_id has 1 to {MAX_CLIENT_ID_CHARS} letters, digits, '-' and '_'",
+        crate::text::quote(raw)
+    )
+}
+
 /// Lifetimes, in seconds, the bank grants the tokens of a registered client. They are
 /// reported in the WSO2 `ext_*_lifetime` fields of the registration response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -76,6 +76,13 @@ impl RegistrationPolicy {
         form: RequestForm,
         now: UnixTime,
     ) -> Result<Approved, OAuthError> {
+        if request.jwks_by_value {
+            return Err(meta(
+                "jwks (keys by value) is not accepted: this server takes the software's keys from the software \
+                 statement's software_jwks_endpoint, where the directory publishes and revokes them; remove jwks"
+                    .into(),
+            ));
+        }
         if !request.unsupported_encryption.is_empty() {
             return Err(meta(format!(
                 "{} requested, but this server does not encrypt ID tokens or accept encrypted request objects; remove these claims",
@@ -285,7 +292,11 @@ impl RegistrationPolicy {
             )));
         }
         let subject_dn = match &request.tls_client_auth_subject_dn {
-            Some(raw) => Some(SubjectDn::parse(raw).map_err(|e| meta(format!("tls_client_auth_subject_dn: {e}")))?),
+            Some(raw) => {
+                crate::subject_dn::check_obie_pattern(raw)
+                    .map_err(|e| meta(format!("tls_client_auth_subject_dn {e}")))?;
+                Some(SubjectDn::parse(raw).map_err(|e| meta(format!("tls_client_auth_subject_dn: {e}")))?)
+            }
             None => None,
         };
         if method == AuthMethod::TlsClientAuth && subject_dn.is_none() {

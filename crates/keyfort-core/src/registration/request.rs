@@ -47,6 +47,10 @@ pub struct RegistrationRequest {
     pub ext_pkce_mandatory: Option<bool>,
     /// Encryption metadata Keyfort does not support, kept so the policy can say so.
     pub unsupported_encryption: Vec<&'static str>,
+    /// Whether the request carried `jwks` (keys by value), which the policy refuses: a
+    /// software's keys come from its SSA's `software_jwks_endpoint`, where the directory
+    /// publishes (and revokes) them.
+    pub jwks_by_value: bool,
 }
 
 fn metadata_error(e: ClaimError) -> OAuthError {
@@ -106,6 +110,7 @@ impl RegistrationRequest {
             subject_type: s("subject_type")?,
             ext_pkce_mandatory: b("ext_pkce_mandatory")?,
             unsupported_encryption,
+            jwks_by_value: claims.contains("jwks"),
         })
     }
 }

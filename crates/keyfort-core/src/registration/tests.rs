@@ -168,3 +168,29 @@ fn the_response_never_shows_a_secret_twice() {
     assert_eq!(later["scope"], "accounts payments openid");
     assert_eq!(later["ext_application_token_lifetime"], 3600);
 }
+
+#[test]
+fn client_ids_have_a_bounded_url_safe_shape() {
+    for good in ["IbUdeMD47MdKiioOxYP6GjmIIX8hw2dr", "a", "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "x_y-Z"] {
+        assert!(is_client_id(good), "{good}");
+    }
+    for bad in ["", "a/b", "a b", "é", "a%2F", &"a".repeat(37), &"k".repeat(8192), "a\nb", "a.b"] {
+        assert!(!is_client_id(bad), "{bad:?}");
+    }
+    let message = not_a_client_id(&format!("{}\n", "k".repeat(8192)));
+    assert!(message.chars().count() < 300 && !message.contains('\n'), "{message}");
+}
+
+#[test]
+fn keys_by_value_are_refused() {
+    let mut claims = serde_json::Map::new();
+    claims.insert("jwks".into(), json!({"keys": []}));
+    let request = RegistrationRequest::from_claims(&Claims::from_map(claims)).unwrap();
+    assert!(request.jwks_by_value);
+    let err = policy().evaluate(&request, None, RequestForm::Json, NOW).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidClientMetadata);
+    assert!(err.description.contains("software_jwks_endpoint"), "{}", err.description);
+    let mut null = serde_json::Map::new();
+    null.insert("jwks".into(), Value::Null);
+    assert!(!RegistrationRequest::from_claims(&Claims::from_map(null)).unwrap().jwks_by_value);
+}

@@ -254,15 +254,14 @@ impl AuthorizationService {
         let jwks_uri = client.metadata.jwks_uri.clone().ok_or_else(|| {
             page(ErrorCode::InvalidRequestObject, "the client has no registered jwks_uri to verify its request object")
         })?;
-        if !self.config.dcr.software_jwks_hosts.contains(&jwks_uri.host_str().unwrap_or_default().to_ascii_lowercase())
-        {
+        if !self.config.dcr.software_jwks_origins.allows(&jwks_uri) {
             return Err(page(ErrorCode::InvalidRequestObject, "the client's jwks_uri is not on an allowed key host"));
         }
         let keys = self
             .keys
             .keys(&KeySource::Url(jwks_uri), Some(&kid))
             .await
-            .map_err(|e| ServiceError::Unavailable(format!("the client's JWKS could not be loaded: {e}")))?;
+            .map_err(|e| ServiceError::unavailable("the app's signing keys (its JWKS) cannot be fetched now", e))?;
         jws.verify(&keys, &allowed, true).map_err(invalid)
     }
 

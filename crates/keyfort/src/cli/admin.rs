@@ -29,12 +29,91 @@ pub fn add_user(config: &Path, username: &str, password_stdin: bool) -> anyhow::
     })
 }
 
+/// Where `keyfort admin clients` goes without --server or --config: the default
+/// `[admin] listen` on this machine.
+pub const DEFAULT_ADMIN_SERVER: &str = "https://127.0.0.1:9447";
+
 /// How the admin CLI reaches and signs in to the server.
 pub struct Connection {
-    pub server: String,
+    /// The admin API's base URL; `None`: from `config`, else [`DEFAULT_ADMIN_SERVER`].
+    pub server: Option<String>,
+    pub config: Option<PathBuf>,
     pub user: String,
     pub password_stdin: bool,
     pub cacert: Option<PathBuf>,
+}
+
+/// Where and how to reach the admin API: its URL, the address to connect to when that
+/// differs from the URL's host (the listen address of a separate admin listener, reached
+/// under the public host name so that the server certificate's name is checked), and
+/// the CA file to trust.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AdminTarget {
+    pub url: String,
+    pub connect_to: Option<(String, std::net::SocketAddr)>,
+    pub cacert: Option<PathBuf>,
+}
+
+impl Connection {
+    /// The target: --server when given, else what --config says (`[admin] listen`), else
+    /// [`DEFAULT_ADMIN_SERVER`].
+    pub fn target(&self) -> anyhow::Result<AdminTarget> {
+        let configured = match &self.config {
+            Some(path) => Some(super::load_config(path)?),
+            None => None,
+        };
+        let mut target = match (&self.server, &configured) {
+            (Some(server), _) => AdminTarget { url: server.clone(), connect_to: None, cacert: None },
+            (None, Some(config)) => target_from_config(config)?,
+            (None, None) => AdminTarget { url: DEFAULT_ADMIN_SERVER.to_owned(), connect_to: None, cacert: None },
+        };
+        // --cacert wins; without it, a server with no [server.tls] files serves its
+        // development certificate, which is then the one to trust.
+        target.cacert = self.cacert.clone().or(target.cacert);
+        Ok(target)
+    }
+}
+
+/// The admin API of the server configured in `config`.
+pub fn target_from_config(config: &crate::config::Config) -> anyhow::Result<AdminTarget> {
+    use crate::config::AdminListen;
+    let development_cert = config
+        .server
+        .cert_file
+        .is_none()
+        .then(|| config.server.data_dir.join("dev-tls/cert.pem"))
+        .filter(|cert| cert.exists());
+    let public = url::Url::parse(&config.server.public_url)?;
+    let host = public.host_str().unwrap_or("localhost").to_owned();
+    Ok(match config.admin.listen {
+        AdminListen::Public => {
+            AdminTarget { url: config.server.public_url.clone(), connect_to: None, cacert: development_cert }
+        }
+        AdminListen::Separate(address) => {
+            if address.port() == 0 {
+                anyhow::bail!(
+                    "{}: [admin] listen {address} has port 0 (a free port picked at start-up): give --server with the \
+                     address the server logged (\"the admin API is served at ...\")",
+                    config.origin
+                );
+            }
+            // An unspecified address listens on every interface: connect over loopback.
+            let ip = match address.ip() {
+                ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+                ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+                ip => ip,
+            };
+            let connect = std::net::SocketAddr::new(ip, address.port());
+            // The certificate is the server's: its name is the public host's, so the URL
+            // names that host and the connection goes to the admin address.
+            let url = format!(
+                "https://{}:{}",
+                if host.contains(':') { format!("[{host}]") } else { host.clone() },
+                address.port()
+            );
+            AdminTarget { url, connect_to: Some((host, connect)), cacert: development_cert }
+        }
+    })
 }
 
 /// One admin API call.
@@ -48,7 +127,13 @@ pub enum ClientsCommand {
 
 impl From<super::args::AdminConnection> for Connection {
     fn from(args: super::args::AdminConnection) -> Self {
-        Self { server: args.server, user: args.user, password_stdin: args.password_stdin, cacert: args.cacert }
+        Self {
+            server: args.server,
+            config: args.config,
+            user: args.user,
+            password_stdin: args.password_stdin,
+            cacert: args.cacert,
+        }
     }
 }
 
@@ -85,6 +170,7 @@ struct AdminApi {
 
 impl AdminApi {
     fn connect(connection: &Connection) -> anyhow::Result<Self> {
+        let target = connection.target()?;
         let password = match std::env::var("KEYFORT_ADMIN_PASSWORD") {
             Ok(p) if !connection.password_stdin => p,
             _ => super::read_password(&format!("Password for {}: ", connection.user), connection.password_stdin, false)
@@ -94,8 +180,8 @@ impl AdminApi {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", connection.user))
         );
-        let http = super::https_client(connection.cacert.as_deref(), None)?;
-        Ok(Self { http, auth, base: connection.server.trim_end_matches('/').to_owned() })
+        let http = super::https_client_to(target.cacert.as_deref(), None, target.connect_to.as_ref())?;
+        Ok(Self { http, auth, base: target.url.trim_end_matches('/').to_owned() })
     }
 
     /// Sends `request` signed in; the body of a 2xx answer, else an error with the answer.

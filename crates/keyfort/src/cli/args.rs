@@ -383,9 +383,14 @@ pub enum AuditCommand {
 
 #[derive(Args)]
 pub struct AdminConnection {
-    /// The server's base URL, e.g. https://localhost:9446.
-    #[arg(long, global = true, default_value = "https://localhost:9446")]
-    pub server: String,
+    /// The admin API's base URL. Default: found from --config ([admin] listen), else
+    /// https://127.0.0.1:9447.
+    #[arg(long, global = true)]
+    pub server: Option<String>,
+    /// The server's configuration file: the admin API's address ([admin] listen), and the
+    /// development certificate to trust when it has no [server.tls] files.
+    #[arg(long, short, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The administrator's name. The password comes from KEYFORT_ADMIN_PASSWORD, standard
     /// input (--password-stdin) or a prompt.
     #[arg(long, global = true, default_value = "admin")]
@@ -498,6 +503,18 @@ pub enum KeysCommand {
         /// key_publish_ahead_seconds; at least key_reload_seconds).
         #[arg(long, value_name = "SECONDS")]
         publish_ahead: Option<i64>,
+    },
+    /// Re-encrypt every signing key in the database under a new key-encryption key (the
+    /// rotation of the key that protects them at rest). The configured key opens them;
+    /// NEW_KEY_FILE (created owner-only when missing) wraps them. Then point [storage]
+    /// key_encryption_key_file at it on every node and restart.
+    Rewrap {
+        /// The server's configuration: its database and current key-encryption key.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// The new key-encryption key: 32 random bytes in base64 (created when missing).
+        #[arg(long, value_name = "NEW_KEY_FILE")]
+        new_key_file: PathBuf,
     },
 }
 

@@ -136,6 +136,11 @@ allow_insecure_loopback = true
 [resource_server]
 client_subject_dns = ["{bank}"]
 
+# The demo's server listens on loopback only; its admin API shares that port, so that a
+# second demo (or a server on the default admin port 9447) does not clash with it.
+[admin]
+listen = "public"
+
 [log]
 level = "warn"
 "#,

@@ -87,6 +87,16 @@ pub async fn shutdown_signal() {
 /// An HTTPS client with aws-lc-rs, trusting the system roots plus `ca_file`, optionally
 /// presenting a client certificate.
 pub fn https_client(ca_file: Option<&Path>, identity: Option<(&Path, &Path)>) -> anyhow::Result<reqwest::Client> {
+    https_client_to(ca_file, identity, None)
+}
+
+/// [`https_client`] that connects to `connect_to`'s address whenever a URL names its host
+/// (the certificate is still checked against that host name).
+pub fn https_client_to(
+    ca_file: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+    connect_to: Option<&(String, std::net::SocketAddr)>,
+) -> anyhow::Result<reqwest::Client> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
@@ -107,5 +117,9 @@ pub fn https_client(ca_file: Option<&Path>, identity: Option<(&Path, &Path)>) ->
         }
         None => builder.with_no_client_auth(),
     };
-    Ok(reqwest::Client::builder().use_preconfigured_tls(tls).build()?)
+    let mut client = reqwest::Client::builder().use_preconfigured_tls(tls);
+    if let Some((host, address)) = connect_to {
+        client = client.resolve(host, *address);
+    }
+    Ok(client.build()?)
 }

@@ -121,13 +121,18 @@ pub fn apply_sandbox(mut config: Config, sandbox: &Sandbox) -> anyhow::Result<Co
     let directory_jwks = url::Url::parse(&sandbox.directory_jwks_url())
         .map_err(|e| anyhow::anyhow!("sandbox directory JWKS URL {}: {e}", sandbox.directory_jwks_url()))?;
     config.dcr.ssa_jwks = vec![KeySource::Url(directory_jwks)];
-    let mut hosts = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
-    if let Some(host) = keystore_url.url().host_str().map(str::to_ascii_lowercase) {
-        if !hosts.contains(&host) {
-            hosts.push(host);
+    // The keystore's origin, under each name a software statement may give it (the sandbox
+    // writes its keystore URL; a loopback one may be spelt 127.0.0.1 or localhost).
+    let mut origins = crate::config::Origins::default();
+    let scheme = keystore_url.url().scheme();
+    let port = keystore_url.url().port_or_known_default().unwrap_or(443);
+    for host in [keystore_url.url().host_str().unwrap_or("localhost"), "127.0.0.1", "localhost"] {
+        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
+        if let Ok(origin) = crate::config::Origin::parse(&format!("{scheme}://{host}:{port}")) {
+            origins.push(origin);
         }
     }
-    config.dcr.software_jwks_hosts = hosts;
+    config.dcr.software_jwks_origins = origins;
     if keystore_url.is_https() {
         let bundle = sandbox.ca_bundle();
         if let Some(ca_file) = config.http_client.ca_file.as_ref().filter(|f| **f != bundle) {
@@ -201,7 +206,7 @@ ssa_jkws = "https://keystore.example/dir.jwks"
         let (_dir, sandbox) = sandbox("http://127.0.0.1:18090");
         let c = apply_sandbox(config(""), &sandbox).unwrap();
         assert_eq!(c.dcr.ssa_jwks, vec![KeySource::Url("http://127.0.0.1:18090/openbanking.jwks".parse().unwrap())]);
-        assert_eq!(c.dcr.software_jwks_hosts, vec!["127.0.0.1", "localhost"]);
+        assert_eq!(c.dcr.software_jwks_origins.to_string(), "http://127.0.0.1:18090, http://localhost:18090");
         assert!(c.http_client.allow_insecure_loopback);
         assert_eq!(c.http_client.ca_file, None);
         assert_eq!(c.server.client_ca_file, Some(sandbox.ca_bundle()));
@@ -216,7 +221,7 @@ ssa_jkws = "https://keystore.example/dir.jwks"
         assert_eq!(c.dcr.ssa_jwks, vec![KeySource::Url("https://localhost:18443/openbanking.jwks".parse().unwrap())]);
         assert!(!c.http_client.allow_insecure_loopback, "nothing is fetched over plain http");
         assert_eq!(c.http_client.ca_file, Some(sandbox.ca_bundle()));
-        assert_eq!(c.dcr.software_jwks_hosts, vec!["127.0.0.1", "localhost"]);
+        assert_eq!(c.dcr.software_jwks_origins.to_string(), "https://localhost:18443, https://127.0.0.1:18443");
     }
 
     #[test]

@@ -285,7 +285,9 @@ pub async fn manage(reg: &Registration, method: reqwest::Method) -> anyhow::Resu
 }
 
 pub fn save(reg: &Registration, path: &Path) -> anyhow::Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(reg)?).with_context(|| format!("writing {}", path.display()))
+    // It holds the registration access token: owner-only.
+    crate::files::write_private(path, serde_json::to_string_pretty(reg)?.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn load(path: &Path) -> anyhow::Result<Registration> {

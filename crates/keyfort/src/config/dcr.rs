@@ -10,6 +10,7 @@ use keyfort_core::transport::{BindingLevel, BindingRules};
 use serde::Deserialize;
 
 use super::loader::{Paths, Section};
+use super::origins::{Origin, Origins};
 use super::sources::{parse_key_source, KeySource};
 
 #[derive(Debug, Clone)]
@@ -19,8 +20,11 @@ pub struct DcrConfig {
     pub ssa_rules: SsaRules,
     pub policy: RegistrationPolicy,
     pub one_registration_per_software: bool,
-    /// Hosts from which software JWKS (named in SSAs) may be fetched.
-    pub software_jwks_hosts: Vec<String>,
+    /// Origins (scheme, host, port) from which software JWKS (named in SSAs) may be
+    /// fetched: `software_jwks_hosts`.
+    pub software_jwks_origins: Origins,
+    /// How long the `jti` of a registration request without `exp` is remembered.
+    pub jti_without_exp_retention_seconds: i64,
     /// Registration needs a valid transport certificate.
     pub require_transport_certificate: bool,
     pub binding: BindingRules,
@@ -97,16 +101,33 @@ pub(super) fn read(mut s: Section<'_>, context: &DcrContext<'_>, paths: &Paths<'
     if !(0..=600).contains(&clock_skew) {
         s.problem("clock_skew_seconds", "must be between 0 and 600");
     }
-    let software_jwks_hosts = match s.take::<Vec<String>>("software_jwks_hosts") {
-        Some(hosts) => hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect(),
-        None => ssa_jwks
-            .iter()
-            .filter_map(|source| match source {
-                KeySource::Url(u) => u.host_str().map(str::to_ascii_lowercase),
-                KeySource::File(_) => None,
-            })
-            .collect(),
+    let software_jwks_origins = match s.take::<Vec<String>>("software_jwks_hosts") {
+        Some(entries) => {
+            let mut origins = Origins::default();
+            for entry in &entries {
+                match Origin::parse(entry) {
+                    Ok(origin) => origins.push(origin),
+                    Err(why) => s.problem("software_jwks_hosts", why),
+                }
+            }
+            origins
+        }
+        // The directory's own keystore: the origins of the ssa_jkws URLs.
+        None => {
+            let mut origins = Origins::default();
+            for source in &ssa_jwks {
+                if let Some(origin) = match source {
+                    KeySource::Url(u) => Origin::of(u),
+                    KeySource::File(_) => None,
+                } {
+                    origins.push(origin);
+                }
+            }
+            origins
+        }
     };
+    let jti_without_exp_retention_seconds =
+        s.take_in_range("jti_without_exp_retention_seconds", 30 * 86_400, 3600..=10 * 365 * 86_400);
     let role_scopes = s.take::<BTreeMap<String, Vec<String>>>("role_scopes").unwrap_or_else(default_role_scopes);
     let require_transport_certificate = match s.take::<bool>("require_transport_certificate") {
         Some(true) if !context.certificates_possible => {
@@ -135,7 +156,8 @@ pub(super) fn read(mut s: Section<'_>, context: &DcrContext<'_>, paths: &Paths<'
             clock_skew,
         },
         one_registration_per_software,
-        software_jwks_hosts,
+        software_jwks_origins,
+        jti_without_exp_retention_seconds,
         require_transport_certificate,
         binding: BindingRules { level: binding_level, check_psd2_roles },
         authentication_required,

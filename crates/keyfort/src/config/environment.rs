@@ -25,7 +25,7 @@ pub const PREFIX: &str = "KEYFORT_";
 /// it does not read a key `cert` from a file. A test checks that every such key the
 /// readers take is listed here.
 pub(super) const KEYS_ENDING_IN_FILE: &[&str] =
-    &["cert_file", "key_file", "client_ca_file", "ca_file", "signing_key_file", "logo_file"];
+    &["cert_file", "key_file", "client_ca_file", "ca_file", "signing_key_file", "logo_file", "key_encryption_key_file"];
 
 /// What the environment changed, to name the variable in any problem about those keys.
 #[derive(Debug, Default)]

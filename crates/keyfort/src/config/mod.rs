@@ -23,6 +23,7 @@ mod http_client;
 mod loader;
 mod mtls;
 mod observability;
+mod origins;
 mod resource_server;
 mod server;
 mod sources;
@@ -39,7 +40,7 @@ use std::path::Path;
 
 use keyfort_core::registration::TokenLifetimes;
 
-pub use admin::AdminConfig;
+pub use admin::{AdminConfig, AdminListen, DEFAULT_ADMIN_LISTEN};
 pub use authorization::{AuthorizationConfig, SubjectChoice};
 pub use branding::{BrandingConfig, Colour};
 pub use consents::ConsentsConfig;
@@ -50,10 +51,13 @@ pub use error::{ConfigError, Problem};
 pub use http_client::HttpClientConfig;
 pub use mtls::{MtlsConfig, RevocationUnavailable};
 pub use observability::{LogConfig, LogFormat};
+pub use origins::{Origin, Origins};
 pub use resource_server::ResourceServerConfig;
 pub use server::{ClientAuthMode, ServerConfig};
 pub use sources::KeySource;
-pub use storage::{redact_url, SslMode, StorageConfig};
+pub use storage::{
+    redact_url, KeyEncryptionSource, SecretText, SslMode, StorageConfig, DEFAULT_KEY_ENCRYPTION_KEY_FILE,
+};
 pub use telemetry::TelemetryConfig;
 pub use token::TokenConfig;
 
@@ -205,6 +209,17 @@ impl Config {
         let metrics_listen = observability::read_metrics(root.section("metrics"));
         let log = observability::read_log(root.section("log"));
         let admin = admin::read(root.section("admin"));
+        if let (Some(server), AdminListen::Separate(address)) = (&server, admin.listen) {
+            if address == server.listen && address.port() != 0 {
+                problems.add(
+                    Some("[admin] listen".to_owned()),
+                    format!(
+                        "{address} is [server] listen too: write \"public\" to serve /admin/* on the public listener, \
+                         or give the admin API an address of its own"
+                    ),
+                );
+            }
+        }
         let authorization = authorization::read(root.section("authorization"));
         let branding = branding::read(root.section("branding"), &paths);
         let consents = consents::read(root.section("consents"));

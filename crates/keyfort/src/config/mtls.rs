@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use keyfort_core::transport::CertificateProfile;
 use serde::Deserialize;
 use url::Url;
 
@@ -28,6 +29,10 @@ pub struct MtlsConfig {
     pub gateway_header: Option<String>,
     /// Peers allowed to set `gateway_header`.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `[mtls.profile_ca_files]`: which CA bundle may issue which certificate profile.
+    /// `None` (no such section): every CA of `client_ca_file` may issue every profile. With
+    /// the section, a profile not listed is trusted from no CA.
+    pub profile_ca_files: Option<Vec<(CertificateProfile, PathBuf)>>,
 }
 
 pub(super) fn read(
@@ -42,6 +47,7 @@ pub(super) fn read(
     let revocation_unavailable = s.take("revocation_unavailable").unwrap_or(RevocationUnavailable::FailClosed);
     let gateway_header = s.take::<String>("gateway_header").map(|h| h.to_ascii_lowercase());
     let proxies = s.take::<Vec<String>>("trusted_proxies").unwrap_or_default();
+    let profile_ca_files = read_profile_ca_files(&mut s, tls, paths);
 
     let mut crl_sources: Vec<KeySource> = crl_files.iter().map(|p| KeySource::File(paths.resolve(p.clone()))).collect();
     for raw in &crl_urls {
@@ -87,5 +93,44 @@ pub(super) fn read(
     if crl_refresh_seconds < 10 {
         s.problem("crl_refresh_seconds", "must be at least 10");
     }
-    MtlsConfig { crl_sources, crl_refresh_seconds, revocation_unavailable, gateway_header, trusted_proxies }
+    MtlsConfig {
+        crl_sources,
+        crl_refresh_seconds,
+        revocation_unavailable,
+        gateway_header,
+        trusted_proxies,
+        profile_ca_files,
+    }
+}
+
+/// `[mtls.profile_ca_files]`: `legacy_ob`, `obwac`, `eidas`, each the PEM bundle of the CAs
+/// (roots or issuing CAs) trusted to issue that profile. The legacy profile is nothing but
+/// `O=OpenBanking` in a subject, so without this mapping any trusted CA (a QTSP's, say)
+/// could issue a certificate that binds to an Open Banking organisation.
+fn read_profile_ca_files(
+    s: &mut Section<'_>,
+    tls: &TlsSettings,
+    paths: &Paths<'_>,
+) -> Option<Vec<(CertificateProfile, PathBuf)>> {
+    let present = s.has("profile_ca_files");
+    let mut section = s.section("profile_ca_files");
+    let files: Vec<(CertificateProfile, PathBuf)> = CertificateProfile::ALL
+        .into_iter()
+        .filter_map(|profile| section.take::<PathBuf>(profile.config_key()).map(|p| (profile, paths.resolve(p))))
+        .collect();
+    if !present {
+        return None;
+    }
+    if files.is_empty() {
+        section.problem(
+            "legacy_ob",
+            "[mtls.profile_ca_files] lists no profile, so no certificate could be bound: give legacy_ob, obwac and/or \
+             eidas the CA bundle trusted for each, or remove the section",
+        );
+    }
+    if tls.client_ca_file.is_none() {
+        section
+            .problem("legacy_ob", "profile CA files need [server.tls] client_ca_file, the CAs certificates chain to");
+    }
+    Some(files)
 }

@@ -28,7 +28,34 @@ pub struct StorageConfig {
     pub sslmode: Option<SslMode>,
     /// PEM file of the CA(s) the PostgreSQL server's certificate must chain to.
     pub ssl_root_cert: Option<PathBuf>,
+    /// Where the key-encryption key of the signing keys at rest comes from.
+    pub key_encryption: KeyEncryptionSource,
 }
+
+/// The key-encryption key (AES-256, base64) that wraps the signing keys stored in the
+/// database, so that a database backup alone cannot mint tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyEncryptionSource {
+    /// The default: `<data_dir>/key-encryption.key`, created (owner-only) on first start.
+    DataDir(PathBuf),
+    /// `[storage] key_encryption_key_file`: a file the operator provides; never created.
+    File(PathBuf),
+    /// `[storage] key_encryption_key` (in practice `KEYFORT_STORAGE__KEY_ENCRYPTION_KEY`).
+    Value(SecretText),
+}
+
+/// Text that must not be printed: its `Debug` says only that it is there.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(<redacted>)")
+    }
+}
+
+/// The key-encryption key's file name in the data directory.
+pub const DEFAULT_KEY_ENCRYPTION_KEY_FILE: &str = "key-encryption.key";
 
 impl StorageConfig {
     /// Defaults for `url`, as a configuration without other `[storage]` keys gives them.
@@ -41,6 +68,7 @@ impl StorageConfig {
             statement_timeout: Some(Duration::from_secs(30)),
             sslmode: None,
             ssl_root_cert: None,
+            key_encryption: KeyEncryptionSource::DataDir(PathBuf::from("data").join(DEFAULT_KEY_ENCRYPTION_KEY_FILE)),
         }
     }
 
@@ -85,9 +113,37 @@ pub(super) fn read(mut s: Section<'_>, data_dir: Option<&Path>, paths: &Paths<'_
         "a PostgreSQL sslmode: \"disable\", \"prefer\", \"require\", \"verify-ca\" or \"verify-full\"",
     );
     let ssl_root_cert = s.take::<PathBuf>("ssl_root_cert").map(|p| paths.resolve(p));
+    let kek_file = s.take::<PathBuf>("key_encryption_key_file").map(|p| paths.resolve(p));
+    let kek_value = s.take::<String>("key_encryption_key");
+    let key_encryption = match (kek_file, kek_value) {
+        (Some(_), Some(value)) => {
+            s.problem(
+                "key_encryption_key",
+                "and key_encryption_key_file are both set: give the key-encryption key one way (a file is better: \
+                 it keeps the key out of the environment)",
+            );
+            KeyEncryptionSource::Value(SecretText(value))
+        }
+        (Some(path), None) => KeyEncryptionSource::File(path),
+        (None, Some(value)) => KeyEncryptionSource::Value(SecretText(value)),
+        (None, None) => KeyEncryptionSource::DataDir(
+            data_dir
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("data"))
+                .join(DEFAULT_KEY_ENCRYPTION_KEY_FILE),
+        ),
+    };
     let url = url?;
-    let config =
-        StorageConfig { url, migrate_on_start, pool_size, acquire_timeout, statement_timeout, sslmode, ssl_root_cert };
+    let config = StorageConfig {
+        url,
+        migrate_on_start,
+        pool_size,
+        acquire_timeout,
+        statement_timeout,
+        sslmode,
+        ssl_root_cert,
+        key_encryption,
+    };
     if !config.is_postgres() {
         for key in ["sslmode", "ssl_root_cert"] {
             let set = match key {

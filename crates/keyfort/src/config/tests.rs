@@ -47,7 +47,8 @@ fn defaults_follow_the_issue() {
     assert!(c.dcr.policy.mandate_ssa && c.dcr.policy.fapi);
     assert_eq!(c.dcr.ssa_rules.issuers, vec!["OpenBanking Ltd"]);
     assert_eq!(c.dcr.policy.audiences, vec!["https://bank.example"]);
-    assert_eq!(c.dcr.software_jwks_hosts, vec!["keystore.example"]);
+    assert_eq!(c.dcr.software_jwks_origins.to_string(), "https://keystore.example:443");
+    assert_eq!(c.dcr.jti_without_exp_retention_seconds, 30 * 86_400);
     assert_eq!(c.storage.url, "sqlite:///etc/keyfort/data/keyfort.db");
     assert!(!c.http_client.allow_insecure_loopback);
 }
@@ -251,7 +252,7 @@ fn key_urls_must_be_https_or_loopback_http_with_the_switch() {
     let loopback_jwks = "http://127.0.0.1:8090/dir.jwks";
     let loopback_crl = "http://localhost:8090/ca.crl";
     let c = load(&with(loopback_jwks, loopback_crl, true)).unwrap();
-    assert_eq!(c.dcr.software_jwks_hosts, vec!["127.0.0.1"]);
+    assert_eq!(c.dcr.software_jwks_origins.to_string(), "http://127.0.0.1:8090");
     assert_eq!(c.mtls.crl_sources.len(), 1);
 
     let found = problems(&with(loopback_jwks, loopback_crl, false));
@@ -328,7 +329,13 @@ fn database_passwords_are_redacted() {
 #[test]
 fn storage_keys_have_documented_defaults_and_bounds() {
     let c = load(MINIMAL).unwrap();
-    assert_eq!(c.storage, StorageConfig::for_url("sqlite:///etc/keyfort/data/keyfort.db"));
+    assert_eq!(
+        c.storage,
+        StorageConfig {
+            key_encryption: KeyEncryptionSource::DataDir(PathBuf::from("/etc/keyfort/data/key-encryption.key")),
+            ..StorageConfig::for_url("sqlite:///etc/keyfort/data/keyfort.db")
+        }
+    );
     assert!(c.storage.migrate_on_start);
     assert_eq!(c.storage.pool_size, None);
     assert_eq!(c.storage.acquire_timeout, std::time::Duration::from_secs(5));
@@ -354,6 +361,17 @@ fn storage_keys_have_documented_defaults_and_bounds() {
     assert!(has("[storage] pool_size", "between 1 and 1000"), "{found:?}");
     assert!(has("[storage] sslmode", "\"always\" is not a PostgreSQL sslmode"), "{found:?}");
     assert!(has("[storage] ssl_root_cert", "applies to PostgreSQL only"), "{found:?}");
+
+    // The key-encryption key: a file, or a value (from the environment), never both.
+    let file = load(&format!("[storage]\nkey_encryption_key_file = \"secrets/kek\"\n{MINIMAL}")).unwrap();
+    assert_eq!(file.storage.key_encryption, KeyEncryptionSource::File(PathBuf::from("/etc/keyfort/secrets/kek")));
+    let from_env = load_with_env(MINIMAL, &[("KEYFORT_STORAGE__KEY_ENCRYPTION_KEY_FILE", "/run/secrets/kek")]).unwrap();
+    assert_eq!(from_env.storage.key_encryption, KeyEncryptionSource::File(PathBuf::from("/run/secrets/kek")));
+    let value = load_with_env(MINIMAL, &[("KEYFORT_STORAGE__KEY_ENCRYPTION_KEY", "c2VjcmV0")]).unwrap();
+    assert_eq!(value.storage.key_encryption, KeyEncryptionSource::Value(SecretText("c2VjcmV0".into())));
+    assert!(!format!("{:?}", value.storage).contains("c2VjcmV0"), "the value is never printed");
+    let both = problems(&format!("[storage]\nkey_encryption_key_file = \"k\"\nkey_encryption_key = \"v\"\n{MINIMAL}"));
+    assert!(both.iter().any(|(k, m)| k == "[storage] key_encryption_key" && m.contains("both")), "{both:?}");
 }
 
 #[test]
@@ -475,4 +493,40 @@ fn resource_servers_need_readable_subjects_and_client_certificates() {
     );
     let found = problems(&format!("{MINIMAL}[resource_server]\nclient_subject_dns = [\"CN=gw\"]\n"));
     assert!(found.iter().any(|(_, m)| m.contains("client_ca_file")), "{found:?}");
+}
+
+#[test]
+fn the_admin_api_has_its_own_loopback_listener_by_default() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.admin.listen, AdminListen::Separate("127.0.0.1:9447".parse().unwrap()));
+    let public = load(&format!("{MINIMAL}[admin]\nlisten = \"public\"\n")).unwrap();
+    assert_eq!(public.admin.listen, AdminListen::Public);
+    let any_port = load(&format!("{MINIMAL}[admin]\nlisten = \"[::1]:0\"\n")).unwrap();
+    assert_eq!(any_port.admin.listen, AdminListen::Separate("[::1]:0".parse().unwrap()));
+    let from_env = load_with_env(MINIMAL, &[("KEYFORT_ADMIN__LISTEN", "10.0.0.5:9999")]).unwrap();
+    assert_eq!(from_env.admin.listen, AdminListen::Separate("10.0.0.5:9999".parse().unwrap()));
+    let bad = problems(&format!("{MINIMAL}[admin]\nlisten = \"private\"\n"));
+    assert!(bad.iter().any(|(k, m)| k == "[admin] listen" && m.contains("\"public\"")), "{bad:?}");
+    let clash = problems(&format!("{MINIMAL}[admin]\nlisten = \"127.0.0.1:9446\"\n"));
+    assert!(clash.iter().any(|(k, m)| k == "[admin] listen" && m.contains("[server] listen too")), "{clash:?}");
+}
+
+#[test]
+fn profile_ca_files_map_bundles_to_profiles() {
+    use keyfort_core::transport::CertificateProfile;
+    let base = format!("{MINIMAL}[server.tls]\nclient_ca_file = \"ca.pem\"\n");
+    assert_eq!(load(&base).unwrap().mtls.profile_ca_files, None);
+    let c =
+        load(&format!("{base}[mtls.profile_ca_files]\nlegacy_ob = \"ob.pem\"\neidas = \"/trust/qtsp.pem\"\n")).unwrap();
+    assert_eq!(
+        c.mtls.profile_ca_files,
+        Some(vec![
+            (CertificateProfile::LegacyOpenBanking, PathBuf::from("/etc/keyfort/ob.pem")),
+            (CertificateProfile::Eidas, PathBuf::from("/trust/qtsp.pem")),
+        ])
+    );
+    let unknown = problems(&format!("{base}[mtls.profile_ca_files]\nqwac = \"q.pem\"\n"));
+    assert!(unknown.iter().any(|(k, _)| k == "[mtls.profile_ca_files] qwac"), "{unknown:?}");
+    let without_ca = problems(&format!("{MINIMAL}[mtls.profile_ca_files]\nobwac = \"o.pem\"\n"));
+    assert!(without_ca.iter().any(|(_, m)| m.contains("client_ca_file")), "{without_ca:?}");
 }

@@ -468,18 +468,18 @@ impl ConsentService {
         let jwks_uri = client.metadata.jwks_uri.clone().ok_or_else(|| {
             claim_error("kid", "this client has no registered jwks_uri to take its signing keys from".into())
         })?;
-        let host = jwks_uri.host_str().unwrap_or_default().to_ascii_lowercase();
-        if !self.config.dcr.software_jwks_hosts.contains(&host) {
+        if !self.config.dcr.software_jwks_origins.allows(&jwks_uri) {
             return Err(claim_error(
                 "kid",
-                format!("the client's jwks_uri host \"{host}\" is not an allowed key host of this bank"),
+                format!(
+                    "the client's jwks_uri {} is not at an allowed key origin of this bank",
+                    keyfort_core::text::quote(jwks_uri.as_str())
+                ),
             ));
         }
-        let keys = self
-            .jwks
-            .keys(&KeySource::Url(jwks_uri), Some(signature.kid()))
-            .await
-            .map_err(|e| ServiceError::Unavailable(format!("the client's JWKS could not be loaded: {e}")))?;
+        let keys = self.jwks.keys(&KeySource::Url(jwks_uri), Some(signature.kid())).await.map_err(|e| {
+            ServiceError::unavailable("the client's registered JWKS (jwks_uri) cannot be fetched now", e)
+        })?;
         Ok(signature.verify(body, &keys)?)
     }
 

@@ -94,7 +94,9 @@ impl SignInRefused {
                 retry_after: Some(retry_after),
                 busy: true,
             },
-            SignInRefused::Unavailable(what) => return Err(ServiceError::Unavailable(what)),
+            SignInRefused::Unavailable(what) => {
+                return Err(ServiceError::unavailable("the bank's sign-in cannot answer now", what))
+            }
         })
     }
 }

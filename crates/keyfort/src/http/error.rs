@@ -95,6 +95,7 @@ pub fn service_error_parts(e: ServiceError) -> ErrorParts {
         ServiceError::Refused(e) => (status_for(e.code), e),
         ServiceError::Forbidden(e) => (StatusCode::FORBIDDEN, e),
         ServiceError::NotFound(e) => (StatusCode::NOT_FOUND, e),
+        ServiceError::Conflict(e) => (StatusCode::CONFLICT, e),
         ServiceError::Unauthenticated(e, scheme) => {
             challenge = Some(challenge_header(scheme));
             (StatusCode::UNAUTHORIZED, e)
@@ -113,8 +114,12 @@ pub fn service_error_parts(e: ServiceError) -> ErrorParts {
                 OAuthError::new(ErrorCode::TemporarilyUnavailable, overloaded.description()),
             )
         }
-        unavailable @ ServiceError::Unavailable(_) => {
-            tracing::warn!(error = %unavailable, "dependency unavailable");
+        unavailable @ ServiceError::Unavailable { .. } => {
+            // Inside the request's span, so the line carries its request id; the caller is
+            // told what is unavailable and what to do, never the URL or the chain.
+            if let ServiceError::Unavailable { what, cause } = &unavailable {
+                tracing::warn!(unavailable = %what, error = %cause, "dependency unavailable: answered 503");
+            }
             retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECONDS);
             (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -12,7 +12,7 @@ mod extract;
 mod limits;
 mod listener;
 mod management;
-mod openapi;
+pub mod openapi;
 mod page_support;
 mod registration;
 mod resource_server;
@@ -31,10 +31,11 @@ use tower_http::trace::TraceLayer;
 pub use error::{status_for, ApiError};
 pub use limits::RequestLimits;
 pub use listener::{connections_that_fit, raise_descriptor_limit, serve, serve_with, ConnectionInfo, ConnectionLimits};
+pub use token::fuzz_token_form;
 
 use crate::admin::AdminAuthenticator;
 use crate::authorization::{AuthorizationService, AUTHORIZATION_PATH};
-use crate::config::Config;
+use crate::config::{AdminListen, Config};
 use crate::consent::ConsentService;
 use crate::customer_area::{CustomerAreaService, CUSTOMER_AREA_PATH};
 use crate::health::Readiness;
@@ -74,8 +75,29 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
 }
 
-/// The application's routes, without a socket, so tests can also drive it in-process.
+/// The application's public routes, without a socket, so tests can also drive it
+/// in-process. With `[admin] listen = "public"` they include the admin API; otherwise
+/// `/admin/*` answers 404 here and [`admin_router`] serves it on its own listener.
 pub fn router(state: AppState, limits: RequestLimits) -> Router {
+    let routes = public_routes().route("/openapi.json", openapi::route(openapi::public_document(&state.config)));
+    let routes = match state.config.admin.listen {
+        AdminListen::Public => routes.merge(admin_routes()),
+        AdminListen::Separate(_) => routes,
+    };
+    with_edge_layers(routes, state, limits)
+}
+
+/// The admin API with the edge's limits, logs and metrics, for the separate admin listener
+/// (`[admin] listen`) reached at `url`; `/healthz` too, so that it can be probed, and its
+/// own `/openapi.json`.
+pub fn admin_router(state: AppState, limits: RequestLimits, url: &str) -> Router {
+    let routes = admin_routes()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", openapi::route(openapi::admin_document(url)));
+    with_edge_layers(routes, state, limits)
+}
+
+fn public_routes() -> Router<AppState> {
     let register = post(registration::register);
     let manage =
         get(management::get_registration).put(management::put_registration).delete(management::delete_registration);
@@ -113,6 +135,13 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route("/oauth2/authorize/consent", get(authorize::consent_page).post(authorize::decide))
         .route("/assets/keyfort.css", get(authorize::stylesheet))
         .route("/assets/logo", get(authorize::logo))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+}
+
+/// The operator's API (`/admin/*`), mounted on the public listener or on its own.
+fn admin_routes() -> Router<AppState> {
+    Router::new()
         .route("/admin/clients", get(admin::list))
         .route("/admin/clients/{client_id}", get(admin::show).delete(admin::delete))
         .route("/admin/clients/{client_id}/suspend", post(admin::suspend))
@@ -121,9 +150,12 @@ pub fn router(state: AppState, limits: RequestLimits) -> Router {
         .route("/admin/consents/{consent_id}", get(admin::show_consent))
         .route("/admin/consents/{consent_id}/revoke", post(admin::revoke_consent))
         .route("/admin/audit", get(admin::audit))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/openapi.json", get(openapi::document))
+}
+
+/// What every listener's routes share: JSON 404 and 405, the request limits, metrics, the
+/// access log, request ids and the request span.
+fn with_edge_layers(routes: Router<AppState>, state: AppState, limits: RequestLimits) -> Router {
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // The limits middleware reads every body, bounded; the extractors' own limit would

@@ -47,6 +47,24 @@ fn read_form(headers: &HeaderMap, body: &[u8]) -> Result<Form, ApiError> {
     Ok(Form(form))
 }
 
+/// The token endpoint's reading of a form, as for a request with `authorization` as its
+/// `Authorization` header (none when empty): the form, the grant, the client's credentials.
+/// For the fuzzer (`keyfort::fuzzing`), which drives exactly this code with any bytes.
+pub fn fuzz_token_form(authorization: &[u8], body: &[u8]) {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+    if let Ok(value) = HeaderValue::from_bytes(authorization) {
+        if !authorization.is_empty() {
+            headers.insert(header::AUTHORIZATION, value);
+        }
+    }
+    if let Ok(mut form) = read_form(&headers, body) {
+        let _ = grant(&mut form);
+        let _ = client_credentials(&mut form, &headers);
+        let _ = form.take("token");
+    }
+}
+
 /// The client authentication of a request: exactly one of a JWT assertion, HTTP Basic, a
 /// posted secret, or a bare `client_id` (for `tls_client_auth`).
 fn client_credentials(form: &mut Form, headers: &HeaderMap) -> Result<ClientCredentials, ServiceError> {

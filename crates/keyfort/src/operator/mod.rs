@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use keyfort_core::clock::Clock;
 use keyfort_core::error::OAuthError;
-use keyfort_core::registration::{ClientStatus, RegisteredClient};
+use keyfort_core::registration::{is_client_id, not_a_client_id, ClientStatus, RegisteredClient};
 
 use crate::audit::{AuditAction, Auditor};
 use crate::caller::Caller;
@@ -22,8 +22,9 @@ pub struct OperatorService {
     clock: Arc<dyn Clock>,
 }
 
+/// 409: the client is not in the status the action needs.
 fn wrong_state(client_id: &str, current: ClientStatus, expected: ClientStatus) -> ServiceError {
-    ServiceError::Refused(OAuthError::invalid_request(format!(
+    ServiceError::Conflict(OAuthError::invalid_request(format!(
         "client \"{client_id}\" is {}, not {}",
         current.as_str(),
         expected.as_str()
@@ -32,6 +33,16 @@ fn wrong_state(client_id: &str, current: ClientStatus, expected: ClientStatus) -
 
 fn not_found(client_id: &str) -> ServiceError {
     ServiceError::NotFound(OAuthError::invalid_request(format!("no client \"{client_id}\"")))
+}
+
+/// A path segment that cannot be a client_id names nothing: refused before any lookup
+/// or audit line.
+fn check_shape(client_id: &str) -> Result<(), ServiceError> {
+    if is_client_id(client_id) {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound(OAuthError::invalid_request(not_a_client_id(client_id))))
+    }
 }
 
 /// The caller must be a signed-in administrator; the edge makes sure of it, and the service
@@ -61,6 +72,7 @@ impl OperatorService {
         client_id: &str,
     ) -> Result<(RegisteredClient, Vec<AuditEvent>), ServiceError> {
         administrator(caller)?;
+        check_shape(client_id)?;
         let client = self.store.find_client(client_id).await?.ok_or_else(|| not_found(client_id))?;
         let audit = self.store.audit_events(Some(client_id), SHOWN_AUDIT_EVENTS).await?;
         Ok((client, audit))
@@ -89,6 +101,8 @@ impl OperatorService {
     /// Deletes an active or suspended registration.
     #[tracing::instrument(skip_all, fields(client_id = %client_id))]
     pub async fn delete(&self, caller: &Caller, client_id: &str) -> Result<(), ServiceError> {
+        administrator(caller)?;
+        check_shape(client_id)?;
         let outcome = self.delete_checked(caller, client_id).await;
         if let Err(error) = &outcome {
             self.auditor.refusal(AuditAction::Delete, caller, Some(client_id), error).await;
@@ -115,6 +129,8 @@ impl OperatorService {
         to: ClientStatus,
         action: AuditAction,
     ) -> Result<RegisteredClient, ServiceError> {
+        administrator(caller)?;
+        check_shape(client_id)?;
         let outcome = self.change_status_checked(caller, client_id, from, to, action).await;
         if let Err(error) = &outcome {
             self.auditor.refusal(action, caller, Some(client_id), error).await;

@@ -3,7 +3,7 @@
 //! (with its certificate, if the token is certificate-bound).
 
 use keyfort_core::error::{ErrorCode, OAuthError};
-use keyfort_core::registration::{ClientStatus, RegisteredClient};
+use keyfort_core::registration::{is_client_id, not_a_client_id, ClientStatus, RegisteredClient};
 use keyfort_core::transport::CertificateIdentity;
 
 use super::{record_client_fields, RegistrationService};
@@ -37,6 +37,12 @@ impl RegistrationService {
         client_id: &str,
         bearer: Option<&str>,
     ) -> Result<ManagedClient, ServiceError> {
+        // A path segment that cannot be a client_id is refused before anything else: no
+        // lookup, no token check, no audit line. An anonymous caller must not turn a stream
+        // of 8 KB ids into database reads and written, synced audit rows.
+        if !is_client_id(client_id) {
+            return Err(invalid_token(not_a_client_id(client_id)));
+        }
         let outcome = match caller.certificate() {
             Ok(certificate) => self.check_management_token(client_id, bearer, certificate).await,
             Err(e) => Err(e),

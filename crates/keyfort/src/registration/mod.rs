@@ -8,8 +8,8 @@ use keyfort_core::claims::Claims;
 use keyfort_core::clock::Clock;
 use keyfort_core::error::{ErrorCode, OAuthError};
 use keyfort_core::jose::{CompactJws, JwsError};
-use keyfort_core::registration::BoundCertificate;
 use keyfort_core::registration::{Approved, IssuedCredentials, RegisteredClient, RegistrationRequest, RequestForm};
+use keyfort_core::registration::{AuthMethod, BoundCertificate};
 use keyfort_core::software_statement::SoftwareStatement;
 use keyfort_core::transport::CertificateIdentity;
 use url::Url;
@@ -297,6 +297,21 @@ impl RegistrationService {
         }
 
         let approved = policy.evaluate(&request, ssa.as_ref(), form, now)?;
+        // A tls_client_auth client is recognised at the token endpoint by its certificate's
+        // subject: registering a DN that is not the subject of the certificate sent with the
+        // registration would only fail at every token request, so it is refused here.
+        if let (Some(registered), Some(cert)) = (&approved.metadata.tls_client_auth_subject_dn, certificate) {
+            if approved.metadata.token_endpoint_auth_method == AuthMethod::TlsClientAuth && *registered != cert.subject
+            {
+                return Err(OAuthError::invalid_client_metadata(format!(
+                    "tls_client_auth_subject_dn \"{registered}\" is not the subject of the transport certificate \
+                     presented with this registration (\"{}\"); register the subject of the certificate you will call the \
+                     token endpoint with",
+                    cert.subject
+                ))
+                .into());
+            }
+        }
         let replay = ReplayRecord {
             issuer: approved.jti_issuer.clone(),
             jti: approved.jti.clone(),
@@ -343,10 +358,10 @@ impl RegistrationService {
             }
         }
         first.ok_or_else(|| {
-            ServiceError::Unavailable(format!(
-                "the directory keys that verify software statements are unavailable ({})",
-                failures.join("; ")
-            ))
+            ServiceError::unavailable(
+                "the Open Banking directory's keys that verify software statements cannot be fetched now",
+                failures.join("; "),
+            )
         })
     }
 
@@ -363,21 +378,23 @@ impl RegistrationService {
         let kid = jws.header().kid.clone().ok_or_else(|| request_error(JwsError::MissingKid))?;
         let url = &ssa.software_jwks_endpoint;
         self.check_software_jwks_host(url)?;
-        let keys = self
-            .keys
-            .keys(&KeySource::Url(url.clone()), Some(&kid))
-            .await
-            .map_err(|e| ServiceError::Unavailable(format!("the software JWKS could not be loaded: {e}")))?;
+        let keys = self.keys.keys(&KeySource::Url(url.clone()), Some(&kid)).await.map_err(|e| {
+            ServiceError::unavailable(
+                "the software statement's software JWKS (software_jwks_endpoint) cannot be fetched now",
+                e,
+            )
+        })?;
         jws.verify(&keys, &policy.allowed_algs, true).map_err(request_error)?;
         Ok(())
     }
 
     fn check_software_jwks_host(&self, url: &Url) -> Result<(), ServiceError> {
-        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        if !self.config.dcr.software_jwks_hosts.contains(&host) {
+        let allowed = &self.config.dcr.software_jwks_origins;
+        if !allowed.allows(url) {
             return Err(OAuthError::invalid_software_statement(format!(
-                "software_jwks_endpoint {url} is on host \"{host}\", which is not an allowed key host of this bank ({})",
-                self.config.dcr.software_jwks_hosts.join(", ")
+                "software_jwks_endpoint {} is not at an allowed key origin of this bank ({allowed}); key sets are \
+                 fetched only from these (scheme, host and port)",
+                keyfort_core::text::quote(url.as_str())
             ))
             .into());
         }

@@ -245,7 +245,10 @@ impl BankData {
     /// Reads and checks the account data; every error names the file and what to fix.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| {
-            format!("the sandbox bank has no account data: write {} (see the README's sandbox bank)", path.display())
+            format!(
+                "the sandbox bank has no account data: write {} (see \"The sandbox bank\" in docs/tpp-guide.md)",
+                path.display()
+            )
         })?;
         Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }

@@ -128,6 +128,11 @@ fn write(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
     std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Writes a private key: owner-only (the file and any directory made for it).
+fn write_key(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    crate::files::write_private(path, contents.as_ref()).with_context(|| format!("writing {}", path.display()))
+}
+
 fn pem(label: &str, der: &[u8]) -> String {
     use base64::Engine;
     let body = base64::engine::general_purpose::STANDARD.encode(der);
@@ -190,16 +195,16 @@ impl Sandbox {
         KeystoreUrl::parse(keystore_url)?;
         let (root, issuing) = pki::new_directory_ca()?;
         write(&dir.join("ca/root.pem"), &root.cert_pem)?;
-        write(&dir.join("ca/root.key"), &root.key_pem)?;
+        write_key(&dir.join("ca/root.key"), &root.key_pem)?;
         write(&dir.join("ca/issuing.pem"), &issuing.cert_pem)?;
-        write(&dir.join("ca/issuing.key"), &issuing.key_pem)?;
+        write_key(&dir.join("ca/issuing.key"), &issuing.key_pem)?;
         write(&dir.join("ca/bundle.pem"), format!("{}{}", root.cert_pem, issuing.cert_pem))?;
         let directory_key = SigningKey::generate(SigningAlg::PS256, DIRECTORY_KID).map_err(anyhow::Error::msg)?;
-        write(&dir.join("directory/signing.key"), pem("PRIVATE KEY", &directory_key.to_pkcs8_der()))?;
+        write_key(&dir.join("directory/signing.key"), pem("PRIVATE KEY", &directory_key.to_pkcs8_der()))?;
         write(&dir.join("keystore/openbanking.jwks"), json!({"keys": [directory_key.public_jwk()]}).to_string())?;
         let (server_cert, server_key) = pki::issue_server(&issuing)?;
         write(&dir.join("ca/keystore-server.pem"), server_cert)?;
-        write(&dir.join("ca/keystore-server.key"), server_key)?;
+        write_key(&dir.join("ca/keystore-server.key"), server_key)?;
         let manifest = Manifest {
             keystore_url: keystore_url.trim_end_matches('/').to_owned(),
             directory_kid: DIRECTORY_KID.into(),
@@ -293,18 +298,18 @@ impl Sandbox {
         };
         let dir = self.dir.join("software").join(&software_id);
         let signing = SigningKey::generate(SigningAlg::PS256, &software.signing_kid).map_err(anyhow::Error::msg)?;
-        write(&dir.join("signing.key"), pem("PRIVATE KEY", &signing.to_pkcs8_der()))?;
+        write_key(&dir.join("signing.key"), pem("PRIVATE KEY", &signing.to_pkcs8_der()))?;
         let issuing = Authority {
             cert_pem: std::fs::read_to_string(self.dir.join("ca/issuing.pem"))?,
             key_pem: std::fs::read_to_string(self.dir.join("ca/issuing.key"))?,
         };
         let (cert, key) = pki::issue_transport(&issuing, &org_id, &software_id, pki::Profile::LegacyTransport)?;
         write(&dir.join("transport.pem"), cert)?;
-        write(&dir.join("transport.key"), key)?;
+        write_key(&dir.join("transport.key"), key)?;
         let (cert, key) =
             pki::issue_transport(&issuing, &org_id, &software_id, pki::Profile::Obwac { org_name, roles })?;
         write(&dir.join("obwac.pem"), cert)?;
-        write(&dir.join("obwac.key"), key)?;
+        write_key(&dir.join("obwac.key"), key)?;
 
         let keystore = self.dir.join("keystore").join(&org_id);
         write(&keystore.join(format!("{software_id}.jwks")), json!({"keys": [signing.public_jwk()]}).to_string())?;

@@ -25,8 +25,16 @@ impl Authority {
     }
 }
 
+/// Parameters with an empty subject: rcgen starts with a placeholder CN, which `push` would
+/// replace in place, leaving the CN first in the name (and last in its RFC 4514 form).
+fn blank_params(subject_alt_names: Vec<String>) -> anyhow::Result<CertificateParams> {
+    let mut params = CertificateParams::new(subject_alt_names)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    Ok(params)
+}
+
 fn ca_params(name: &str, path_len: Option<u8>) -> anyhow::Result<CertificateParams> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut params = blank_params(Vec::new())?;
     params.is_ca = IsCa::Ca(match path_len {
         Some(n) => BasicConstraints::Constrained(n),
         None => BasicConstraints::Unconstrained,
@@ -60,7 +68,9 @@ pub enum Profile<'a> {
     Obwac { org_name: &'a str, roles: &'a [String] },
 }
 
-/// Issues a transport certificate; returns (certificate chain PEM, key PEM).
+/// Issues a transport certificate; returns (certificate chain PEM, key PEM). The subject is
+/// written in the directory's order, C, O, OU (or organizationIdentifier), CN, so that its
+/// RFC 4514 form starts with the CN, as OBIE's `tls_client_auth_subject_dn` pattern requires.
 pub fn issue_transport(
     issuing: &Authority,
     org_id: &str,
@@ -69,7 +79,7 @@ pub fn issue_transport(
 ) -> anyhow::Result<(String, String)> {
     let (ca, ca_key) = issuing.load()?;
     let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut params = blank_params(Vec::new())?;
     params.distinguished_name.push(DnType::CountryName, "GB");
     match &profile {
         Profile::LegacyTransport => {
@@ -101,7 +111,7 @@ pub fn issue_transport(
 pub fn issue_server(issuing: &Authority) -> anyhow::Result<(String, String)> {
     let (ca, ca_key) = issuing.load()?;
     let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    let mut params = blank_params(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
     params.distinguished_name.push(DnType::CommonName, "localhost");
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
@@ -176,6 +186,44 @@ pub fn qc_statements(roles: &[&str]) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The attribute types of a PEM certificate's subject, in ASN.1 order.
+    fn subject_order(chain_pem: &str) -> Vec<String> {
+        let der = crate::pem::certificates_from_pem(chain_pem.as_bytes()).unwrap().remove(0);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        cert.subject().iter_attributes().map(|a| a.attr_type().to_id_string()).collect()
+    }
+
+    #[test]
+    fn transport_certificates_follow_the_directory_subject_order() {
+        let (_, issuing) = new_directory_ca().unwrap();
+        let (legacy, _) =
+            issue_transport(&issuing, "0015800001ABCDEFGH", "SoftwareId123", Profile::LegacyTransport).unwrap();
+        // C, O, OU, CN: the RFC 4514 form (most specific first) starts with CN=.
+        assert_eq!(subject_order(&legacy), ["2.5.4.6", "2.5.4.10", "2.5.4.11", "2.5.4.3"]);
+        let roles = ["AISP".to_owned()];
+        let (obwac, _) = issue_transport(
+            &issuing,
+            "0015800001ABCDEFGH",
+            "SoftwareId123",
+            Profile::Obwac { org_name: "TPP Ltd", roles: &roles },
+        )
+        .unwrap();
+        assert_eq!(subject_order(&obwac), ["2.5.4.6", "2.5.4.10", "2.5.4.97", "2.5.4.3"]);
+        assert_eq!(subject_order(&issuing.cert_pem), ["2.5.4.6", "2.5.4.10", "2.5.4.3"]);
+        // The RFC 4514 form, most specific first, as a TPP copies it into tls_client_auth_subject_dn.
+        let der = crate::pem::certificates_from_pem(legacy.as_bytes()).unwrap().remove(0);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let printed: Vec<String> = cert
+            .subject()
+            .iter_attributes()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        assert_eq!(printed, ["SoftwareId123", "0015800001ABCDEFGH", "OpenBanking", "GB"]);
+    }
 
     #[test]
     fn unknown_psd2_roles_are_refused() {

@@ -5,16 +5,23 @@
 //! published in the JWKS when it is created and signs only from its activation time, and
 //! the key it replaces stays published until every token it signed has expired. Keys are
 //! parsed once per change, never per token.
+//!
+//! Keys in the database are encrypted at rest under a key-encryption key kept out of it
+//! ([`kek`]); keys stored in clear by an earlier version are encrypted on first start.
+
+pub mod kek;
 
 use std::sync::{Arc, RwLock};
 
-use base64::Engine;
 use keyfort_core::clock::{Clock, UnixTime};
 use keyfort_core::jose::{JwkSet, SigningAlg, SigningKey};
 use serde_json::{json, Value};
 
 use crate::storage::{Store, StoredSigningKey};
 
+pub use kek::KeyEncryptionKey;
+
+#[derive(Clone)]
 struct LoadedKey {
     key: Arc<SigningKey>,
     activates_at: UnixTime,
@@ -36,13 +43,11 @@ pub struct KeyRing {
     retire_after: i64,
     /// Set when the key comes from a file: the database is then not consulted.
     fixed: bool,
+    /// Opens the keys stored in the database (`None` with a fixed key).
+    kek: Option<KeyEncryptionKey>,
     snapshot: RwLock<Arc<Snapshot>>,
     /// The published keys as verification keys, rebuilt only when the published set changes.
     verifiers: RwLock<Option<(Vec<String>, Arc<JwkSet>)>>,
-}
-
-fn b64(der: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(der)
 }
 
 fn new_kid(now: UnixTime) -> String {
@@ -64,17 +69,81 @@ pub fn load_pem_key(path: &std::path::Path, alg: Option<SigningAlg>, kid: &str) 
     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// A new key, to be published from `now` and to sign from `now + publish_ahead`.
-fn generate(alg: SigningAlg, now: UnixTime, publish_ahead: i64) -> anyhow::Result<StoredSigningKey> {
+/// A new key, to be published from `now` and to sign from `now + publish_ahead`, wrapped
+/// by `kek` for storage.
+fn generate(
+    alg: SigningAlg,
+    now: UnixTime,
+    publish_ahead: i64,
+    kek: &KeyEncryptionKey,
+) -> anyhow::Result<StoredSigningKey> {
     let kid = new_kid(now);
     let key = SigningKey::generate(alg, &kid).map_err(anyhow::Error::msg)?;
     Ok(StoredSigningKey {
+        private_key_pkcs8_b64: kek.wrap(&kid, alg.as_str(), &key.to_pkcs8_der()),
         kid,
         alg: alg.as_str().to_owned(),
-        private_key_pkcs8_b64: b64(&key.to_pkcs8_der()),
         created_at: now,
         activates_at: now + publish_ahead,
     })
+}
+
+/// Opens a stored key with `kek`.
+fn open_stored(stored: &StoredSigningKey, kek: &KeyEncryptionKey) -> anyhow::Result<SigningKey> {
+    let alg: SigningAlg = stored.alg.parse().map_err(|e| anyhow::anyhow!("signing key {}: {e}", stored.kid))?;
+    let der = kek
+        .unwrap(&stored.kid, &stored.alg, &stored.private_key_pkcs8_b64)
+        .map_err(|e| anyhow::anyhow!("signing key {} cannot be opened: {e}", stored.kid))?;
+    SigningKey::from_pkcs8_der(alg, &stored.kid, &der).map_err(|e| anyhow::anyhow!("signing key {}: {e}", stored.kid))
+}
+
+/// Encrypts, under `kek`, every signing key an earlier version stored in clear; returns how
+/// many. Compare-and-set per key, so nodes upgrading together encrypt each key once.
+pub async fn encrypt_plain_keys(store: &dyn Store, kek: &KeyEncryptionKey) -> anyhow::Result<usize> {
+    let mut encrypted = 0;
+    for stored in store.signing_keys().await? {
+        if kek::stored_form(&stored.private_key_pkcs8_b64) != kek::StoredForm::Plain(&stored.private_key_pkcs8_b64) {
+            continue;
+        }
+        let der = kek
+            .unwrap(&stored.kid, &stored.alg, &stored.private_key_pkcs8_b64)
+            .map_err(|e| anyhow::anyhow!("signing key {}: {e}", stored.kid))?;
+        let wrapped = kek.wrap(&stored.kid, &stored.alg, &der);
+        if store.replace_signing_key_material(&stored.kid, &stored.private_key_pkcs8_b64, &wrapped).await? {
+            encrypted += 1;
+        }
+    }
+    Ok(encrypted)
+}
+
+/// What `keyfort keys rewrap` did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Rewrapped {
+    /// Keys now under the new KEK.
+    pub rewrapped: Vec<String>,
+    /// Keys that were already.
+    pub already: Vec<String>,
+}
+
+/// Re-encrypts every stored signing key from `from` (or from clear) to `to`. Keys already
+/// under `to` are left as they are, so an interrupted rewrap can be run again.
+pub async fn rewrap(store: &dyn Store, from: &KeyEncryptionKey, to: &KeyEncryptionKey) -> anyhow::Result<Rewrapped> {
+    let mut report = Rewrapped::default();
+    for stored in store.signing_keys().await? {
+        if kek::stored_form(&stored.private_key_pkcs8_b64) == (kek::StoredForm::Wrapped { kek_id: to.id() }) {
+            report.already.push(stored.kid);
+            continue;
+        }
+        let der = from
+            .unwrap(&stored.kid, &stored.alg, &stored.private_key_pkcs8_b64)
+            .map_err(|e| anyhow::anyhow!("signing key {}: {e}", stored.kid))?;
+        let wrapped = to.wrap(&stored.kid, &stored.alg, &der);
+        if !store.replace_signing_key_material(&stored.kid, &stored.private_key_pkcs8_b64, &wrapped).await? {
+            anyhow::bail!("signing key {} changed while it was rewrapped; run keys rewrap again", stored.kid);
+        }
+        report.rewrapped.push(stored.kid);
+    }
+    Ok(report)
 }
 
 /// Creates a signing key that is published now and signs from `now + publish_ahead`.
@@ -83,21 +152,29 @@ fn generate(alg: SigningAlg, now: UnixTime, publish_ahead: i64) -> anyhow::Resul
 /// key_reload_seconds`), so `publish_ahead` must be at least that long for every node to
 /// publish (and accept) the key before any node signs with it; `keyfort keys rotate`
 /// refuses less.
-pub async fn rotate(store: &dyn Store, alg: SigningAlg, now: UnixTime, publish_ahead: i64) -> anyhow::Result<String> {
-    let key = generate(alg, now, publish_ahead)?;
+pub async fn rotate(
+    store: &dyn Store,
+    alg: SigningAlg,
+    now: UnixTime,
+    publish_ahead: i64,
+    kek: &KeyEncryptionKey,
+) -> anyhow::Result<String> {
+    let key = generate(alg, now, publish_ahead, kek)?;
     store.add_signing_key(&key).await?;
     Ok(key.kid)
 }
 
 impl KeyRing {
     /// Loads the keys, creating the first one of each algorithm in `algs` (the first is the
-    /// access tokens') that the database has none of.
+    /// access tokens') that the database has none of. Keys of the database are opened with
+    /// `kek` (and any an earlier version stored in clear are encrypted with it first).
     pub async fn open(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         algs: &[SigningAlg],
         key_file: Option<(&std::path::Path, &str)>,
         retire_after: i64,
+        kek: Option<KeyEncryptionKey>,
     ) -> anyhow::Result<Self> {
         let alg = *algs.first().ok_or_else(|| anyhow::anyhow!("the key ring needs at least one algorithm"))?;
         if let Some((path, kid)) = key_file {
@@ -111,9 +188,20 @@ impl KeyRing {
                 access_token_alg: alg,
                 retire_after,
                 fixed: true,
+                kek: None,
                 snapshot: RwLock::new(Arc::new(snapshot)),
                 verifiers: RwLock::default(),
             });
+        }
+        let kek = kek.ok_or_else(|| anyhow::anyhow!("the signing keys in the database need a key-encryption key"))?;
+        let encrypted = encrypt_plain_keys(store.as_ref(), &kek).await?;
+        if encrypted > 0 {
+            tracing::warn!(
+                encrypted,
+                kek_id = %kek.id(),
+                "signing keys stored in clear by an earlier version are now encrypted with the key-encryption key; \
+                 database backups taken before this still hold them in clear"
+            );
         }
         let stored = store.signing_keys().await?;
         for wanted in algs {
@@ -121,7 +209,7 @@ impl KeyRing {
                 // Nodes starting together on an empty database race here: the store adds the
                 // key only while there is none of its algorithm, atomically, so exactly one
                 // first key of each exists and every node loads that one below.
-                let key = generate(*wanted, clock.now(), 0)?;
+                let key = generate(*wanted, clock.now(), 0, &kek)?;
                 if store.create_first_signing_key(&key).await? {
                     tracing::info!(kid = %key.kid, alg = %wanted, "created the first signing key of its algorithm");
                 } else {
@@ -135,6 +223,7 @@ impl KeyRing {
             access_token_alg: alg,
             retire_after,
             fixed: false,
+            kek: Some(kek),
             snapshot: RwLock::default(),
             verifiers: RwLock::default(),
         };
@@ -156,13 +245,16 @@ impl KeyRing {
         if kids == self.current().kids {
             return Ok(());
         }
+        let Some(kek) = &self.kek else { anyhow::bail!("the key ring has no key-encryption key") };
+        let current = self.current();
         let mut keys = Vec::with_capacity(stored.len());
         for k in stored {
-            let alg: SigningAlg = k.alg.parse().map_err(|e| anyhow::anyhow!("signing key {}: {e}", k.kid))?;
-            let der = base64::engine::general_purpose::STANDARD.decode(&k.private_key_pkcs8_b64)?;
-            let key = SigningKey::from_pkcs8_der(alg, &k.kid, &der)
-                .map_err(|e| anyhow::anyhow!("signing key {}: {e}", k.kid))?;
-            keys.push(LoadedKey { key: Arc::new(key), activates_at: k.activates_at });
+            // A key already loaded is not opened again: only new keys cost a decryption.
+            if let Some(loaded) = current.keys.iter().find(|l| l.key.kid() == k.kid) {
+                keys.push(loaded.clone());
+                continue;
+            }
+            keys.push(LoadedKey { key: Arc::new(open_stored(&k, kek)?), activates_at: k.activates_at });
         }
         keys.sort_by_key(|k| k.activates_at);
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Snapshot { kids, keys });

@@ -58,7 +58,8 @@ pub enum CreateClientError {
     Store(#[from] StoreError),
 }
 
-/// A signing key as stored: PKCS#8 DER, base64.
+/// A signing key as stored: PKCS#8 DER wrapped by the key-encryption key (`kek1....`, see
+/// `signing::kek`), or base64 in clear as versions before the envelope stored it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredSigningKey {
     pub kid: String,
@@ -155,6 +156,56 @@ pub struct AuditFilter {
     /// Only events after this one (the `id` of the last event of the previous page).
     pub after_id: Option<i64>,
     pub limit: i64,
+}
+
+/// The most characters each audit field keeps. Every audit line is capped here, on its
+/// way into the database, whoever built it: a line is a few hundred bytes at most, however
+/// large the request that caused it.
+pub mod audit_caps {
+    pub const ACTION: usize = 32;
+    pub const OUTCOME: usize = 64;
+    pub const CLIENT_ID: usize = 64;
+    pub const SOFTWARE_ID: usize = 128;
+    pub const ORG_ID: usize = 128;
+    pub const CERT_THUMBPRINT: usize = 64;
+    pub const CERT_SUBJECT: usize = 512;
+    pub const PEER: usize = 64;
+    pub const DETAIL: usize = 1000;
+    pub const CONSENT_ID: usize = 128;
+    pub const CUSTOMER_ID: usize = 128;
+}
+
+fn cap(value: &str, max_chars: usize) -> String {
+    match value.char_indices().nth(max_chars) {
+        None => value.to_owned(),
+        // One character of the budget goes to the ellipsis that says the value was cut.
+        Some(_) => {
+            let keep = value.char_indices().nth(max_chars - 1).map_or(value.len(), |(i, _)| i);
+            format!("{}…", &value[..keep])
+        }
+    }
+}
+
+impl AuditEvent {
+    /// This line with every text field cut to its cap in [`audit_caps`].
+    pub fn capped(&self) -> AuditEvent {
+        use audit_caps as c;
+        let opt = |v: &Option<String>, max| v.as_deref().map(|v| cap(v, max));
+        AuditEvent {
+            at: self.at,
+            action: cap(&self.action, c::ACTION),
+            outcome: cap(&self.outcome, c::OUTCOME),
+            client_id: opt(&self.client_id, c::CLIENT_ID),
+            software_id: opt(&self.software_id, c::SOFTWARE_ID),
+            org_id: opt(&self.org_id, c::ORG_ID),
+            cert_thumbprint: opt(&self.cert_thumbprint, c::CERT_THUMBPRINT),
+            cert_subject: opt(&self.cert_subject, c::CERT_SUBJECT),
+            peer: opt(&self.peer, c::PEER),
+            detail: opt(&self.detail, c::DETAIL),
+            consent_id: opt(&self.consent_id, c::CONSENT_ID),
+            customer_id: opt(&self.customer_id, c::CUSTOMER_ID),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -339,11 +390,22 @@ pub trait Store: AuthorizationStore + CustomerAreaStore + Send + Sync + 'static 
 
     async fn add_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError>;
 
+    /// Replaces the stored private key of `kid` (its encryption: the key itself does not
+    /// change) if it is still `expected`; returns whether it was.
+    async fn replace_signing_key_material(
+        &self,
+        kid: &str,
+        expected: &str,
+        replacement: &str,
+    ) -> Result<bool, StoreError>;
+
     /// Adds `key` only if there is no signing key of its algorithm, atomically (nodes
     /// starting together on an empty database must not each create a "first" key); returns
     /// whether it was added.
     async fn create_first_signing_key(&self, key: &StoredSigningKey) -> Result<bool, StoreError>;
 
+    /// Writes an audit line on its own, every field capped (see [`audit_caps`]); so do the
+    /// methods that write one with a change.
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
 
     /// Audit events, newest first, of one client or of all.
@@ -353,8 +415,14 @@ pub trait Store: AuthorizationStore + CustomerAreaStore + Send + Sync + 'static 
     /// last id, which the next page's `after_id` names).
     async fn search_audit_events(&self, filter: &AuditFilter) -> Result<Vec<(i64, AuditEvent)>, StoreError>;
 
-    /// Forgets replay records that expired before `before`; returns how many.
-    async fn purge_expired_jtis(&self, before: UnixTime) -> Result<u64, StoreError>;
+    /// Forgets replay records that expired before `before`, and those without an expiry
+    /// (registration requests without `exp`) recorded before `without_exp_recorded_before`;
+    /// returns how many.
+    async fn purge_expired_jtis(
+        &self,
+        before: UnixTime,
+        without_exp_recorded_before: UnixTime,
+    ) -> Result<u64, StoreError>;
 
     /// Adds an administrator; fails with `AdminExists` if the name is taken.
     async fn create_admin(&self, username: &str, password_hash: &str, now: UnixTime) -> Result<(), CreateAdminError>;
@@ -477,6 +545,28 @@ pub async fn migrate(config: &StorageConfig, apply: bool) -> anyhow::Result<Migr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_lines_are_capped_field_by_field() {
+        let huge = "k".repeat(8192);
+        let event = AuditEvent {
+            at: 1,
+            action: "read".into(),
+            outcome: "invalid_token".into(),
+            client_id: Some(huge.clone()),
+            detail: Some(format!("client \"{huge}\" is not registered")),
+            cert_subject: Some("é".repeat(600)),
+            ..AuditEvent::default()
+        };
+        let capped = event.capped();
+        assert_eq!(capped.client_id.as_deref().map(|c| c.chars().count()), Some(audit_caps::CLIENT_ID));
+        assert!(capped.client_id.as_deref().unwrap().ends_with('…'));
+        assert_eq!(capped.detail.as_deref().map(|d| d.chars().count()), Some(audit_caps::DETAIL));
+        assert_eq!(capped.cert_subject.as_deref().map(|d| d.chars().count()), Some(audit_caps::CERT_SUBJECT));
+        assert_eq!(capped.action, "read");
+        let short = AuditEvent { client_id: Some("abc".into()), ..AuditEvent::default() };
+        assert_eq!(short.capped(), short);
+    }
 
     #[test]
     fn debug_output_hides_the_private_key() {

@@ -196,30 +196,32 @@ macro_rules! insert_jti {
     };
 }
 
-/// Inserts an audit line (a macro for the same reason as `insert_jti`).
+/// Inserts an audit line, every field capped (a macro for the same reason as `insert_jti`).
 macro_rules! insert_audit {
-    ($executor:expr, $e:expr) => {
+    ($executor:expr, $e:expr) => {{
+        let capped = $e.capped();
+        let e = &capped;
         sqlx::query(
             "INSERT INTO audit_events (at, action, outcome, client_id, software_id, org_id, cert_thumbprint, \
              cert_subject, peer, detail, consent_id, customer_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
-        .bind($e.at)
-        .bind(&$e.action)
-        .bind(&$e.outcome)
-        .bind(&$e.client_id)
-        .bind(&$e.software_id)
-        .bind(&$e.org_id)
-        .bind(&$e.cert_thumbprint)
-        .bind(&$e.cert_subject)
-        .bind(&$e.peer)
-        .bind(&$e.detail)
-        .bind(&$e.consent_id)
-        .bind(&$e.customer_id)
+        .bind(e.at)
+        .bind(&e.action)
+        .bind(&e.outcome)
+        .bind(&e.client_id)
+        .bind(&e.software_id)
+        .bind(&e.org_id)
+        .bind(&e.cert_thumbprint)
+        .bind(&e.cert_subject)
+        .bind(&e.peer)
+        .bind(&e.detail)
+        .bind(&e.consent_id)
+        .bind(&e.customer_id)
         .execute($executor)
         .await
         .map(|_| ())
         .map_err(StoreError::from)
-    };
+    }};
 }
 
 /// `$store`'s `Store` implementation. `$first_key_lock` is a statement run first in the
@@ -468,6 +470,21 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn replace_signing_key_material(
+                &self,
+                kid: &str,
+                expected: &str,
+                replacement: &str,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query("UPDATE signing_keys SET private_key = $3 WHERE kid = $1 AND private_key = $2")
+                    .bind(kid)
+                    .bind(expected)
+                    .bind(replacement)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn create_first_signing_key(&self, key: &StoredSigningKey) -> Result<bool, StoreError> {
                 let mut tx = self.pool.begin().await?;
                 let lock: Option<&str> = $first_key_lock;
@@ -536,11 +553,19 @@ macro_rules! sql_store {
                 rows.iter().map(audit_from_row).collect()
             }
 
-            async fn purge_expired_jtis(&self, before: UnixTime) -> Result<u64, StoreError> {
-                let done = sqlx::query("DELETE FROM used_jtis WHERE expires_at IS NOT NULL AND expires_at < $1")
-                    .bind(before)
-                    .execute(&self.pool)
-                    .await?;
+            async fn purge_expired_jtis(
+                &self,
+                before: UnixTime,
+                without_exp_recorded_before: UnixTime,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "DELETE FROM used_jtis WHERE (expires_at IS NOT NULL AND expires_at < $1) \
+                     OR (expires_at IS NULL AND recorded_at < $2)",
+                )
+                .bind(before)
+                .bind(without_exp_recorded_before)
+                .execute(&self.pool)
+                .await?;
                 Ok(done.rows_affected())
             }
 
@@ -936,6 +961,21 @@ pub struct SqliteStore {
     /// The hot writes (registrations, replay records, audit lines, revocations), committed
     /// in groups by one connection.
     writer: GroupCommit,
+    /// Connections the pool may hold.
+    pool_size: u32,
+}
+
+/// What every pooled SQLite connection must run with: the write-ahead log, and a sync of it
+/// at every commit. A commit is then on the disk, not only in the page cache, before the
+/// answer that reports it is sent.
+const REQUIRED_JOURNAL_MODE: &str = "wal";
+const REQUIRED_SYNCHRONOUS: i64 = 2; // FULL
+
+/// The journal mode and synchronous level a connection actually runs with.
+async fn durability_settings(conn: &mut sqlx::SqliteConnection) -> Result<(String, i64), sqlx::Error> {
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await?;
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *conn).await?;
+    Ok((mode.to_ascii_lowercase(), synchronous))
 }
 
 /// The identity of a file (device and inode), to notice that the database file was removed
@@ -976,11 +1016,17 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let path = options.get_filename().to_path_buf();
+        // A new database (and the directory it is created in) is readable by this user
+        // only: it holds the registrations, digests of their tokens, and the audit trail.
+        // The file is made here, empty, before SQLite opens it: SQLite gives its WAL and
+        // shared-memory files the database file's permissions.
         if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| anyhow::anyhow!("cannot create the database directory {}: {e}", dir.display()))?;
-            }
+            crate::files::create_private_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create the database directory {}: {e}", dir.display()))?;
+        }
+        if path != std::path::Path::new(":memory:") && !path.as_os_str().is_empty() {
+            crate::files::create_private_if_missing(&path, b"")
+                .map_err(|e| anyhow::anyhow!("cannot create the SQLite database {}: {e}", path.display()))?;
         }
         // Only this first connection may create the file. Later connections must find it:
         // re-creating a database that disappeared under a running server would answer
@@ -999,9 +1045,25 @@ impl SqliteStore {
         // the acquire timeout. A removed file already fails there, since only the first
         // connection may create it.)
         let writing_path = path.clone();
+        let pool_size = config.pool_size.unwrap_or(4);
         let pool = SqlitePoolOptions::new()
-            .max_connections(config.pool_size.unwrap_or(4))
+            .max_connections(pool_size)
             .acquire_timeout(config.acquire_timeout)
+            // The options ask for WAL and FULL; a connection that does not get them (a file
+            // system where WAL cannot work, a pragma silently ignored) is not used, since
+            // every 201 relies on its commit being synced.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    let (mode, synchronous) = durability_settings(conn).await?;
+                    if mode != REQUIRED_JOURNAL_MODE || synchronous != REQUIRED_SYNCHRONOUS {
+                        return Err(sqlx::Error::Protocol(format!(
+                            "the SQLite connection runs with journal_mode={mode} synchronous={synchronous}, not \
+                             journal_mode=wal synchronous=2 (FULL): commits would not be durable"
+                        )));
+                    }
+                    Ok(())
+                })
+            })
             .before_acquire(move |_, _| {
                 let path = path.clone();
                 Box::pin(async move { still_the_file(&path, identity).map(|()| true) })
@@ -1013,7 +1075,7 @@ impl SqliteStore {
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the SQLite database {url}: {e}"))?;
         let path = writing_path;
-        Ok(Self { pool, writer: GroupCommit::start(writing, path, identity) })
+        Ok(Self { pool, pool_size, writer: GroupCommit::start(writing, path, identity) })
     }
 
     /// Runs `op` in the writer's next group commit (see [`GroupCommit`]).
@@ -1024,6 +1086,19 @@ impl SqliteStore {
         F: for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
     {
         self.writer.write(op).await
+    }
+
+    /// The journal mode and synchronous level of every connection the pool may hold, each
+    /// held at once (so that none is read twice): what the durability of a commit rests on.
+    pub async fn connection_durability(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut held = Vec::new();
+        let mut settings = Vec::new();
+        for _ in 0..self.pool_size {
+            let mut conn = self.pool.acquire().await?;
+            settings.push(durability_settings(&mut conn).await?);
+            held.push(conn);
+        }
+        Ok(settings)
     }
 }
 

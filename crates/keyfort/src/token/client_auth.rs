@@ -51,6 +51,9 @@ impl TokenService {
     }
 
     async fn active_client(&self, client_id: &str) -> Result<RegisteredClient, ServiceError> {
+        if !keyfort_core::registration::is_client_id(client_id) {
+            return Err(invalid_client(keyfort_core::registration::not_a_client_id(client_id)));
+        }
         match self.store.find_client(client_id).await? {
             Some(client) if client.status == ClientStatus::Active => Ok(client),
             Some(client) if client.status == ClientStatus::Suspended => Err(invalid_client(format!(
@@ -111,17 +114,16 @@ impl TokenService {
         })?;
         let jwks_uri =
             client.metadata.jwks_uri.clone().ok_or_else(|| invalid_client("the client has no registered jwks_uri"))?;
-        let host = jwks_uri.host_str().unwrap_or_default().to_ascii_lowercase();
-        if !self.config.dcr.software_jwks_hosts.contains(&host) {
+        if !self.config.dcr.software_jwks_origins.allows(&jwks_uri) {
             return Err(invalid_client(format!(
-                "the client's jwks_uri host \"{host}\" is not an allowed key host of this bank"
+                "the client's jwks_uri {} is not at an allowed key origin of this bank ({})",
+                keyfort_core::text::quote(jwks_uri.as_str()),
+                self.config.dcr.software_jwks_origins
             )));
         }
-        let keys = self
-            .jwks
-            .keys(&KeySource::Url(jwks_uri), jws.header().kid.as_deref())
-            .await
-            .map_err(|e| ServiceError::Unavailable(format!("the client's JWKS could not be loaded: {e}")))?;
+        let keys = self.jwks.keys(&KeySource::Url(jwks_uri), jws.header().kid.as_deref()).await.map_err(|e| {
+            ServiceError::unavailable("the client's registered JWKS (jwks_uri) cannot be fetched now", e)
+        })?;
         let claims = jws.verify(&keys, &[alg], false).map_err(|e| invalid_client(format!("client_assertion {e}")))?;
         let rules = AssertionRules {
             audiences: self.assertion_audiences(),

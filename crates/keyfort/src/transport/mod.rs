@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use keyfort_core::clock::UnixTime;
-use keyfort_core::transport::CertificateIdentity;
+use keyfort_core::transport::{CertificateIdentity, CertificateProfile};
 use rustls::pki_types::{CertificateDer, TrustAnchor};
 
 use revocation::RevocationCheck;
@@ -25,6 +25,13 @@ pub use revocation::{crl_der, read_crl_file, CrlStore};
 pub use verifier::client_cert_verifier;
 
 use crate::config::Config;
+
+/// What a DER certificate says (subject, PSD2 roles, thumbprint), checked for client
+/// authentication usage but trusted for nothing: for the fuzz target of identity
+/// extraction, which drives the same code as [`TransportTrust::validate`].
+pub fn certificate_identity(der: &[u8]) -> Result<CertificateIdentity, CertificateRejected> {
+    certificate::identity(der)
+}
 
 /// Why a presented certificate was refused; phrased for the TPP developer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +51,44 @@ pub struct TransportTrust {
     /// The earliest `notAfter` of the configured intermediates: no cached validation
     /// outlives the CAs it went through.
     bundle_expiry: UnixTime,
+    /// Which CAs may issue which certificate profile (`[mtls.profile_ca_files]`); `None`:
+    /// every trusted CA may issue every profile.
+    profile_issuers: Option<Vec<(CertificateProfile, Vec<CaKey>)>>,
+}
+
+/// A CA as a verified path names it: its subject (without the outer SEQUENCE) and its
+/// SubjectPublicKeyInfo. A name alone would not do: anybody can make a CA with any name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaKey {
+    subject: Vec<u8>,
+    spki: Vec<u8>,
+}
+
+impl CaKey {
+    fn of_anchor(anchor: &TrustAnchor<'_>) -> Self {
+        Self { subject: anchor.subject.to_vec(), spki: webpki::spki_for_anchor(anchor).as_ref().to_vec() }
+    }
+
+    fn of_certificate(cert: &webpki::Cert<'_>) -> Self {
+        Self { subject: cert.subject().to_vec(), spki: cert.subject_public_key_info().as_ref().to_vec() }
+    }
+}
+
+/// Reads a `[mtls.profile_ca_files]` bundle: the CAs (roots or issuing CAs) trusted to issue
+/// one certificate profile. At least one certificate; errors name the file. The start-up and
+/// `check-config` both read it here.
+pub fn read_profile_bundle(path: &Path) -> Result<Vec<CaKey>, String> {
+    let certs = crate::tls::read_certs(path)
+        .map_err(|e| format!("{e}; it must be the PEM bundle of the CAs trusted to issue this certificate profile"))?;
+    certs
+        .iter()
+        .enumerate()
+        .map(|(i, cert)| {
+            webpki::anchor_from_trusted_cert(cert)
+                .map(|anchor| CaKey::of_anchor(&anchor))
+                .map_err(|e| format!("{}: certificate {} cannot be parsed ({e:?})", path.display(), i + 1))
+        })
+        .collect()
 }
 
 /// How many validated chains are remembered (a few hundred bytes each).
@@ -94,6 +139,25 @@ impl TransportTrust {
         let CaBundle { anchors, intermediates, anchor_subjects } =
             read_ca_bundle(path).map_err(|e| anyhow::anyhow!("[server.tls] client_ca_file: {e}"))?;
         let bundle_expiry = validated::earliest_expiry(&intermediates).unwrap_or(UnixTime::MAX);
+        let profile_issuers = match &config.mtls.profile_ca_files {
+            None => {
+                tracing::warn!(
+                    "no [mtls.profile_ca_files]: every CA of client_ca_file is trusted to issue every certificate \
+                     profile, so a QTSP's certificate saying O=OpenBanking would be taken for a legacy Open Banking one"
+                );
+                None
+            }
+            Some(files) => Some(
+                files
+                    .iter()
+                    .map(|(profile, path)| {
+                        read_profile_bundle(path)
+                            .map(|keys| (*profile, keys))
+                            .map_err(|e| anyhow::anyhow!("[mtls.profile_ca_files] {}: {e}", profile.config_key()))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            ),
+        };
         Ok(Some(Self {
             anchors,
             intermediates,
@@ -102,6 +166,7 @@ impl TransportTrust {
             gateway: gateway::Gateway::from_config(&config.mtls),
             validated: validated::ValidatedChains::new(VALIDATED_CHAINS),
             bundle_expiry,
+            profile_issuers,
         }))
     }
 
@@ -153,18 +218,22 @@ impl TransportTrust {
             RevocationCheck::Check(options) => (Some(options), false),
             RevocationCheck::Unavailable => (None, true),
         };
-        ee.verify_for_usage(
-            rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.all,
-            &self.anchors,
-            &intermediates,
-            time,
-            // "If present" because webpki applies this to the CA certificates of the chain
-            // too; the end-entity certificate must have it, checked in `certificate::identity`.
-            webpki::KeyUsage::client_auth(),
-            revocation,
-            None,
-        )
-        .map_err(|e| CertificateRejected(describe_webpki_error(&e, crls.unavailable.as_deref())))?;
+        let path = ee
+            .verify_for_usage(
+                rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.all,
+                &self.anchors,
+                &intermediates,
+                time,
+                // "If present" because webpki applies this to the CA certificates of the chain
+                // too; the end-entity certificate must have it, checked in `certificate::identity`.
+                webpki::KeyUsage::client_auth(),
+                revocation,
+                None,
+            )
+            .map_err(|e| CertificateRejected(describe_webpki_error(&e, crls.unavailable.as_deref())))?;
+        let issuers: Vec<CaKey> = std::iter::once(CaKey::of_anchor(path.anchor()))
+            .chain(path.intermediate_certificates().map(CaKey::of_certificate))
+            .collect();
         if unavailable {
             // The chain is fine, but no CRL could be loaded and the policy is to fail closed.
             return Err(CertificateRejected(describe_webpki_error(
@@ -172,7 +241,40 @@ impl TransportTrust {
                 crls.unavailable.as_deref(),
             )));
         }
-        certificate::identity(end_entity)
+        let identity = certificate::identity(end_entity)?;
+        self.check_profile_issuers(&identity, &issuers)?;
+        Ok(identity)
+    }
+
+    /// Refuses a certificate whose profile (legacy OB, OBWAC, eIDAS) its CAs are not trusted
+    /// to issue: some CA of its verified path (`issuers`) must be in that profile's bundle.
+    fn check_profile_issuers(
+        &self,
+        identity: &CertificateIdentity,
+        issuers: &[CaKey],
+    ) -> Result<(), CertificateRejected> {
+        let Some(trusted) = &self.profile_issuers else { return Ok(()) };
+        for profile in identity.claimed_profiles() {
+            let allowed = trusted.iter().filter(|(p, _)| *p == profile).flat_map(|(_, keys)| keys);
+            let mut allowed = allowed.peekable();
+            let listed = allowed.peek().is_some();
+            if !allowed.any(|key| issuers.contains(key)) {
+                let why = if listed {
+                    format!(
+                        "none of the CAs it chains to is trusted for that profile ([mtls.profile_ca_files] {})",
+                        profile.config_key()
+                    )
+                } else {
+                    "this bank trusts no CA for that profile".to_owned()
+                };
+                return Err(CertificateRejected(format!(
+                    "the client certificate has the {} profile, but {why}; present a certificate of that profile from a CA \
+                     trusted for it",
+                    profile.describe()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The client certificate of a request: forwarded by a trusted gateway (`forwarded` is

@@ -320,9 +320,9 @@ async fn sign_in_attempts_are_limited_per_address_and_for_the_server() {
     .await;
     add_admin(&app).await;
     for n in 0..3 {
-        assert_eq!(sign_in(&app.client, &app.base, &format!("guess{n}"), "wrong").await.0, 401);
+        assert_eq!(sign_in(&app.client, &app.admin_base, &format!("guess{n}"), "wrong").await.0, 401);
     }
-    let (status, retry_after) = sign_in(&app.client, &app.base, ADMIN, PASSWORD).await;
+    let (status, retry_after) = sign_in(&app.client, &app.admin_base, ADMIN, PASSWORD).await;
     assert_eq!(status, 429, "the address spent its failures, even for the right password");
     assert!(retry_after.is_some());
     // Another address still signs in.
@@ -336,14 +336,14 @@ async fn sign_in_attempts_are_limited_per_address_and_for_the_server() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let elsewhere = reqwest::Client::builder().use_preconfigured_tls(tls).local_address(ATTACKER).build().unwrap();
-    assert_eq!(sign_in(&elsewhere, &app.base, ADMIN, PASSWORD).await.0, 200);
+    assert_eq!(sign_in(&elsewhere, &app.admin_base, ADMIN, PASSWORD).await.0, 200);
 
     // The server as a whole: a burst beyond the global rate is refused before any check.
     let app =
         spawn_app_with(Options::default().admin("sign_in_attempts_per_second = 1").admin("sign_in_burst = 2")).await;
     let mut statuses = Vec::new();
     for n in 0..4 {
-        statuses.push(sign_in(&app.client, &app.base, &format!("someone{n}"), "wrong").await.0);
+        statuses.push(sign_in(&app.client, &app.admin_base, &format!("someone{n}"), "wrong").await.0);
     }
     assert_eq!(&statuses[..2], &[401, 401]);
     assert!(statuses[2..].contains(&429), "{statuses:?}");
@@ -362,7 +362,7 @@ async fn a_flood_of_sign_ins_waits_in_a_bounded_queue() {
     .await;
     let mut tasks = Vec::new();
     for n in 0..40 {
-        let (client, base) = (app.client.clone(), app.base.clone());
+        let (client, base) = (app.client.clone(), app.admin_base.clone());
         tasks.push(tokio::spawn(async move { sign_in(&client, &base, &format!("flood{n}"), "wrong").await }));
     }
     let mut busy = 0;
@@ -392,13 +392,20 @@ async fn failed_sign_ins_do_not_grow_the_process() {
     // 200 with absurd names, the server's resident memory stays under 160 MiB. Before the
     // bound, 200 failures took a server from 134 to 719 MiB.
     const BOUND_KIB: u64 = 160 * 1024;
-    let app = spawn_app().await;
+    let app = spawn_app_with(
+        Options::default()
+            .admin("sign_in_attempts_per_second = 10000")
+            .admin("sign_in_burst = 10000")
+            .admin("failed_sign_ins_per_address = 100000")
+            .admin("password_check_queue = 1000")
+            .admin_on_public(),
+    )
+    .await;
     let port = crate::crash::free_port();
     let config = std::fs::read_to_string(&app.config_path)
         .unwrap()
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""))
-        .replace("data_dir = \"data\"", "data_dir = \"rss-data\"")
-        + "\n[admin]\nsign_in_attempts_per_second = 10000\nsign_in_burst = 10000\nfailed_sign_ins_per_address = 100000\npassword_check_queue = 1000\n";
+        .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1)
+        .replace("data_dir = \"data\"", "data_dir = \"rss-data\"");
     let config_path = app.dir.path().join("rss.toml");
     std::fs::write(&config_path, config).unwrap();
     let server = crate::crash::start_binary(&config_path, port, &app.client).await;

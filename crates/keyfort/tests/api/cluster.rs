@@ -25,6 +25,8 @@ const KEY_RELOAD_SECONDS: u64 = 1;
 /// One `keyfort serve` process.
 pub struct Node {
     pub base: String,
+    /// Its admin API, on a listener of its own.
+    pub admin_base: String,
     pub log: PathBuf,
     /// Stops the process when the node is dropped.
     pub _process: Server,
@@ -37,8 +39,8 @@ impl Node {
 }
 
 /// Starts `keyfort serve --config config` with `env` added to its environment, without
-/// waiting for it.
-pub fn spawn_node(config: &Path, name: &str, port: u16, env: &[(&str, String)]) -> (Server, PathBuf) {
+/// waiting for it. Its admin API listens on `admin_port`.
+pub fn spawn_node(config: &Path, name: &str, port: u16, admin_port: u16, env: &[(&str, String)]) -> (Server, PathBuf) {
     let log = config.with_file_name(format!("{name}.log"));
     let file = std::fs::File::create(&log).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_keyfort"));
@@ -47,6 +49,10 @@ pub fn spawn_node(config: &Path, name: &str, port: u16, env: &[(&str, String)]) 
         .arg(config)
         .env("KEYFORT_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("KEYFORT_SERVER__DATA_DIR", format!("{name}-data"))
+        .env("KEYFORT_ADMIN__LISTEN", format!("127.0.0.1:{admin_port}"))
+        // Every node of a cluster opens the signing keys in the database with one
+        // key-encryption key, as docs/deployment.md says to set up.
+        .env("KEYFORT_STORAGE__KEY_ENCRYPTION_KEY", cluster_key_encryption_key())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(file.try_clone().unwrap())
@@ -70,16 +76,29 @@ pub async fn wait_for(client: &reqwest::Client, port: u16, log: &Path) {
 
 /// Starts a node and waits for it.
 pub async fn start_node(app: &TestApp, name: &str, env: &[(&str, String)]) -> Node {
-    let port = free_port();
-    let (server, log) = spawn_node(&app.config_path, name, port, env);
+    let (port, admin_port) = (free_port(), free_port());
+    let (server, log) = spawn_node(&app.config_path, name, port, admin_port, env);
     wait_for(&app.client, port, &log).await;
-    Node { base: format!("https://localhost:{port}"), log, _process: server }
+    Node {
+        base: format!("https://localhost:{port}"),
+        admin_base: format!("https://localhost:{admin_port}"),
+        log,
+        _process: server,
+    }
+}
+
+/// The key-encryption key every node (and `keyfort keys` command) of the test clusters
+/// shares: the signing keys in the database open only with it.
+pub fn cluster_key_encryption_key() -> String {
+    static KEK: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEK.get_or_init(|| keyfort::signing::KeyEncryptionKey::generate().to_text().trim().to_owned()).clone()
 }
 
 /// The environment of a cluster node on the database `url`.
 fn cluster_env(url: &str) -> Vec<(&'static str, String)> {
     vec![
         ("KEYFORT_STORAGE__URL", url.to_owned()),
+        ("KEYFORT_STORAGE__KEY_ENCRYPTION_KEY", cluster_key_encryption_key()),
         ("KEYFORT_OAUTH__TOKEN__KEY_RELOAD_SECONDS", KEY_RELOAD_SECONDS.to_string()),
     ]
 }
@@ -113,7 +132,7 @@ fn basic(name: &str, password: &str) -> String {
 async fn admin_sign_in(app: &TestApp, node: &Node, name: &str, password: &str) -> u16 {
     let response = app
         .client
-        .get(format!("{}/admin/clients", node.base))
+        .get(format!("{}/admin/clients", node.admin_base))
         .header("authorization", basic(name, password))
         .send()
         .await
@@ -262,12 +281,23 @@ async fn nodes_started_together_on_an_empty_database_share_one_first_key() {
         let env = cluster_env(&url);
         // Both processes are started before either is waited for.
         let (port_a, port_b) = (free_port(), free_port());
-        let (server_a, log_a) = spawn_node(&app.config_path, &format!("first-a{round}"), port_a, &env);
-        let (server_b, log_b) = spawn_node(&app.config_path, &format!("first-b{round}"), port_b, &env);
+        let (admin_a, admin_b) = (free_port(), free_port());
+        let (server_a, log_a) = spawn_node(&app.config_path, &format!("first-a{round}"), port_a, admin_a, &env);
+        let (server_b, log_b) = spawn_node(&app.config_path, &format!("first-b{round}"), port_b, admin_b, &env);
         wait_for(&app.client, port_a, &log_a).await;
         wait_for(&app.client, port_b, &log_b).await;
-        let a = Node { base: format!("https://localhost:{port_a}"), log: log_a, _process: server_a };
-        let b = Node { base: format!("https://localhost:{port_b}"), log: log_b, _process: server_b };
+        let a = Node {
+            base: format!("https://localhost:{port_a}"),
+            admin_base: format!("https://localhost:{admin_a}"),
+            log: log_a,
+            _process: server_a,
+        };
+        let b = Node {
+            base: format!("https://localhost:{port_b}"),
+            admin_base: format!("https://localhost:{admin_b}"),
+            log: log_b,
+            _process: server_b,
+        };
 
         let rows: Vec<(String, String)> = sqlx::query_as("SELECT alg, kid FROM signing_keys ORDER BY kid")
             .fetch_all(&pg_pool(&url).await)

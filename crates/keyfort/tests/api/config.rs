@@ -11,7 +11,7 @@ use crate::pki::TestPki;
 /// no client CA unless `extra` sets one, so it names the development switch.
 fn config_text(port: u16, extra: &str) -> String {
     format!(
-        "[development]\nallow_unsafe_registration = true\n\n[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n\
+        "[development]\nallow_unsafe_registration = true\n\n[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
          [oauth.dcr]\nssa_jkws = \"https://keystore.example/directory.jwks\"\n\n[log]\nlevel = \"warn\"\n\n{extra}"
     )
 }

@@ -211,7 +211,7 @@ fn config_file(dir: &Path, port: u16) -> String {
     std::fs::write(
         &path,
         format!(
-            "[development]\nallow_unsafe_registration = true\n[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n[oauth.dcr]\nssa_jkws = \"https://unused.example/x.jwks\"\n\n[customers]\ntotp_issuer = \"Acme Bank\"\n\n[log]\nlevel = \"warn\"\n"
+            "[development]\nallow_unsafe_registration = true\n[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[oauth.dcr]\nssa_jkws = \"https://unused.example/x.jwks\"\n\n[customers]\ntotp_issuer = \"Acme Bank\"\n\n[log]\nlevel = \"warn\"\n"
         ),
     )
     .unwrap();

@@ -226,6 +226,8 @@ pub struct Options {
     pub own_port: bool,
     /// Lines of an `[admin]` section.
     pub admin: Vec<String>,
+    /// `[admin] listen`: `"127.0.0.1:0"` (its own listener, on a free port) by default.
+    pub admin_listen: String,
     /// Whole sections appended to the configuration (`"[consents]\nkey = value"`).
     pub sections: Vec<String>,
     /// Set `[development] allow_unsafe_registration` (the default, for the suites that
@@ -249,6 +251,7 @@ impl Default for Options {
             server: vec![],
             own_port: false,
             admin: vec![],
+            admin_listen: "127.0.0.1:0".into(),
             sections: vec![],
             unsafe_development: true,
         }
@@ -286,6 +289,12 @@ impl Options {
         self
     }
 
+    /// Serves `/admin/*` on the public listener (`[admin] listen = "public"`).
+    pub fn admin_on_public(mut self) -> Self {
+        self.admin_listen = "public".into();
+        self
+    }
+
     /// Appends a whole section, e.g. `"[consents]\nrequire_request_signature = false"`.
     pub fn section(mut self, text: &str) -> Self {
         self.sections.push(text.to_owned());
@@ -315,6 +324,8 @@ pub struct TestApp {
     pub base: String,
     /// The issuer: `[server] public_url`.
     pub public_url: String,
+    /// Where the admin API is served: its own listener, or `base` with `listen = "public"`.
+    pub admin_base: String,
     pub client: reqwest::Client,
     pub keys: Arc<TestKeys>,
     pub key_server: KeyServer,
@@ -333,6 +344,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
+    spawn_app_with_files(options, |_, _| {}).await
+}
+
+/// Like [`spawn_app_with`], with `files` writing files of its own into the configuration's
+/// directory (CA bundles made from the test PKI, say) before the server starts.
+pub async fn spawn_app_with_files(
+    options: Options,
+    files: impl FnOnce(&std::path::Path, &crate::pki::TestPki),
+) -> TestApp {
     let keys = Arc::new(TestKeys::generate());
     let key_server = KeyServer::start().await;
     key_server.set(DIRECTORY_JWKS, Doc::Json(json!({"keys": [keys.directory_ps.jwk(), keys.directory_es.jwk()]})));
@@ -346,6 +366,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let test_pki = Arc::new(crate::pki::TestPki::generate());
     std::fs::write(dir.path().join("client-ca.pem"), test_pki.client_ca_pem()).unwrap();
     key_server.set("/issuing.crl", Doc::Raw(test_pki.crl_der()));
+    files(dir.path(), &test_pki);
     let tls = if options.configure_tls || !options.tls.is_empty() {
         let files = if options.configure_tls { "cert_file = \"server.pem\"\nkey_file = \"server.key\"\n" } else { "" };
         format!("[server.tls]\n{files}{}\n", options.tls.join("\n"))
@@ -358,8 +379,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         format!("[mtls]\n{}\n", options.mtls.join("\n").replace("{KEY_SERVER}", &format!("http://{}", key_server.addr)))
     };
     let storage = options.storage_url.clone().map(|u| format!("[storage]\nurl = \"{u}\"\n")).unwrap_or_default();
-    let admin =
-        if options.admin.is_empty() { String::new() } else { format!("[admin]\n{}\n", options.admin.join("\n")) };
+    let admin = format!("[admin]\nlisten = \"{}\"\n{}\n", options.admin_listen, options.admin.join("\n"));
     let (listen, public_url) = if options.own_port {
         let port = crate::crash::free_port();
         (format!("127.0.0.1:{port}"), format!("https://localhost:{port}"))
@@ -376,7 +396,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         options.server.join("\n"),
         options.http_client.join("\n"),
         options.ssa_jkws.clone().unwrap_or_else(|| key_server.url(DIRECTORY_JWKS)),
-        options.dcr.join("\n"),
+        options.dcr.join("\n").replace("{KEY_SERVER}", &format!("http://{}", key_server.addr)),
     );
     let metrics = if options.metrics { "[metrics]\nlisten = \"127.0.0.1:0\"\n" } else { "" };
     let config = config.replace("[log]", &format!("{metrics}[log]"));
@@ -390,6 +410,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         server_ca_pem: pki.ca_pem.clone(),
         base: String::new(),
         public_url,
+        admin_base: String::new(),
         client: test_client(Some(&pki.ca_pem)),
         keys,
         key_server,
@@ -452,6 +473,10 @@ impl TestApp {
         let config = Config::load(&self.config_path).unwrap();
         let app = Application::build_with_clock(config, self.clock.clone()).await.unwrap();
         self.base = format!("https://localhost:{}", app.port());
+        self.admin_base = match app.admin_addr() {
+            Some(admin) => format!("https://localhost:{}", admin.port()),
+            None => self.base.clone(),
+        };
         self.metrics_addr = app.metrics_addr();
         self.consents = Some(app.consents());
         let (tx, rx) = oneshot::channel::<()>();

@@ -75,13 +75,31 @@ async fn the_last_good_keys_survive_a_directory_outage() {
     assert!(app.key_server.hits(DIRECTORY_JWKS) >= 2, "the refresh was attempted");
 }
 
+/// A 503 says what is unavailable and what the caller can do; the internal URL and the
+/// error chain go to the log (with the request id), never to the caller.
+#[track_caller]
+pub fn assert_unavailable_without_internals(reply: &Reply, what: &str) {
+    reply.assert_error(503, "temporarily_unavailable", what);
+    let description = reply.body["error_description"].as_str().unwrap_or_default();
+    for internal in ["http://", "https://", "127.0.0.1", "localhost", "status", ".jwks", "error sending"] {
+        assert!(!description.contains(internal), "the description shows {internal:?}: {description}");
+    }
+    assert!(description.contains("try again later") && description.contains("x-request-id"), "{description}");
+    assert!(reply.headers.contains_key("x-request-id"));
+}
+
 #[tokio::test]
 async fn an_unreachable_directory_is_a_503_not_a_client_error() {
     let app = spawn_app().await;
     app.key_server.set(DIRECTORY_JWKS, Doc::Status(500));
     let reply = app.register_json(&app.request_claims()).await;
-    reply.assert_error(503, "temporarily_unavailable", "HTTP status 500");
+    assert_unavailable_without_internals(&reply, "directory's keys that verify software statements");
     assert_eq!(reply.headers["retry-after"], "30");
+    // The software JWKS alike.
+    let app = spawn_app().await;
+    app.key_server.set(&software_jwks_path(), Doc::Status(502));
+    let reply = app.register_jws(&app.sign_request(&app.request_claims())).await;
+    assert_unavailable_without_internals(&reply, "software JWKS");
 }
 
 #[tokio::test]
@@ -89,7 +107,7 @@ async fn plain_http_needs_the_loopback_switch() {
     // A plain-http directory URL is refused by the configuration itself (tests/api/config.rs);
     // a software statement can still name a plain-http software JWKS, which is not fetched.
     let mut options = Options { ssa_jkws: Some("directory.jwks".into()), ..Options::default() }
-        .dcr("software_jwks_hosts = [\"127.0.0.1\"]");
+        .dcr("software_jwks_hosts = [\"{KEY_SERVER}\"]");
     options.http_client.clear();
     let app = spawn_app_with(options).await;
     let directory = json!({"keys": [app.keys.directory_ps.jwk(), app.keys.directory_es.jwk()]});
@@ -106,7 +124,7 @@ async fn redirects_to_another_host_are_not_followed() {
     app.key_server.set(DIRECTORY_JWKS, Doc::Redirect(elsewhere));
     app.key_server.set("/moved.jwks", Doc::Json(json!({"keys": [app.keys.directory_ps.jwk()]})));
     let reply = app.register_json(&app.request_claims()).await;
-    reply.assert_error(503, "temporarily_unavailable", "another host");
+    assert_unavailable_without_internals(&reply, "directory's keys");
     assert_eq!(app.key_server.hits("/moved.jwks"), 0);
 }
 
@@ -114,7 +132,26 @@ async fn redirects_to_another_host_are_not_followed() {
 async fn oversized_key_documents_are_refused() {
     let app = spawn_app_with(Options::default().http_client("max_response_bytes = 256")).await;
     let reply = app.register_json(&app.request_claims()).await;
-    reply.assert_error(503, "temporarily_unavailable", "larger than 256 bytes");
+    assert_unavailable_without_internals(&reply, "directory's keys");
+}
+
+/// The allow-list compares origins: the allowed host on another port (another service),
+/// or over another scheme, is not allowed.
+#[tokio::test]
+async fn software_keys_come_only_from_allowed_origins() {
+    let elsewhere = KeyServer::start().await;
+    let app = spawn_app().await;
+    let mut claims = app.ssa_claims();
+    let moved = elsewhere.url(&software_jwks_path());
+    claims["software_jwks_endpoint"] = json!(moved);
+    elsewhere.set(&software_jwks_path(), Doc::Json(json!({"keys": [app.keys.software_ps.jwk()]})));
+    let request = patch(app.request_claims(), json!({"software_statement": app.sign_ssa(&claims), "jwks_uri": moved}));
+    app.register_jws(&app.sign_request(&request)).await.assert_error(
+        400,
+        "invalid_software_statement",
+        "is not at an allowed key origin of this bank (http://127.0.0.1:",
+    );
+    assert_eq!(elsewhere.hits(&software_jwks_path()), 0, "same host, another port: nothing fetched");
 }
 
 #[tokio::test]
@@ -125,7 +162,7 @@ async fn software_keys_come_only_from_allowed_hosts() {
     app.register_jws(&app.sign_request(&claims)).await.assert_error(
         400,
         "invalid_software_statement",
-        "not an allowed key host",
+        "not at an allowed key origin",
     );
     assert_eq!(app.key_server.hits(&software_jwks_path()), 0);
     // The JSON form needs no software keys and is unaffected.
@@ -152,5 +189,5 @@ async fn a_document_that_is_not_a_jwks_is_reported() {
     let app = spawn_app().await;
     app.key_server.set(DIRECTORY_JWKS, Doc::Raw(b"<html>maintenance</html>".to_vec()));
     let reply = app.register_json(&app.request_claims()).await;
-    reply.assert_error(503, "temporarily_unavailable", "is not a JWK Set");
+    assert_unavailable_without_internals(&reply, "directory's keys");
 }

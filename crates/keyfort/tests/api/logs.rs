@@ -28,7 +28,9 @@ fn is_access(line: &Value) -> bool {
 fn binary_config(app: &TestApp, port: u16, name: &str, extra: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(&app.config_path)
         .unwrap()
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""))
+        // The admin API on the public listener: the test reads the audit trail there.
+        .replace("[admin]\nlisten = \"127.0.0.1:0\"", "[admin]\nlisten = \"public\"")
+        .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1)
         .replace("data_dir = \"data\"", &format!("data_dir = \"{name}-data\""))
         .replace("[log]\n", "[log]\nformat = \"json\"\n")
         .replace("[http_client]\n", "[http_client]\njwks_min_refresh_seconds = 0\n");

@@ -13,6 +13,8 @@ mod customer_area;
 mod customer_area_storage;
 mod customers;
 mod database;
+mod fuzz_corpus;
+mod hardening;
 mod helpers;
 mod journey_cli;
 mod jwks;

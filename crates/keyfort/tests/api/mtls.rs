@@ -240,3 +240,180 @@ async fn a_certificate_accepted_before_is_refused_once_the_crl_revokes_it() {
     }
     panic!("the revoked certificate was still accepted after the CRL reload: {:?}", last.map(|r| r.body));
 }
+
+const CN: &str = "2.5.4.3";
+const O: &str = "2.5.4.10";
+const OU: &str = "2.5.4.11";
+const C: &str = "2.5.4.6";
+const ORGANIZATION_IDENTIFIER: &str = "2.5.4.97";
+
+/// A subject name in ASN.1 order: RDNs of (OID, value) attributes.
+type Rdns<'a> = Vec<Vec<(&'a str, &'a str)>>;
+
+/// Hardening issue, finding 4: a subject with two values of an attribute the profile reads
+/// is refused with the reason, whichever order the values come in, over real mutual TLS.
+#[tokio::test]
+async fn ambiguous_certificate_subjects_are_refused_with_the_reason() {
+    let app = spawn_app_with(Options::mutual_tls().dcr("one_registration_per_software = false")).await;
+    let other = "0015800001ZZZZZZZZ";
+    let org_a = [(OU, ORG_ID)];
+    let multi_ou_first = [(OU, ORG_ID), (OU, other)];
+    let legacy = |middle: &[&[(&'static str, &'static str)]]| -> Rdns<'static> {
+        let mut rdns: Rdns<'static> = vec![vec![(C, "GB")], vec![(O, "OpenBanking")]];
+        rdns.extend(middle.iter().map(|rdn| rdn.to_vec()));
+        rdns.push(vec![(CN, SOFTWARE_ID)]);
+        rdns
+    };
+    let org_identifier = format!("PSDGB-OB-{ORG_ID}");
+    let other_identifier = format!("PSDGB-OB-{other}");
+    let cases: Vec<(&str, Rdns<'_>, &str)> = vec![
+        ("OU=<org>+OU=<other>", legacy(&[&multi_ou_first]), "2 values of OU"),
+        ("OU=<other>+OU=<org>", legacy(&[&[(OU, other), (OU, ORG_ID)]]), "2 values of OU"),
+        ("two OU RDNs", legacy(&[&org_a, &[(OU, other)]]), "2 values of OU"),
+        ("two OU RDNs, the other first", legacy(&[&[(OU, other)], &org_a]), "2 values of OU"),
+        (
+            "two CNs",
+            vec![
+                vec![(C, "GB")],
+                vec![(O, "OpenBanking")],
+                vec![(OU, ORG_ID)],
+                vec![(CN, SOFTWARE_ID)],
+                vec![(CN, "x")],
+            ],
+            "2 values of CN",
+        ),
+        (
+            "two O values",
+            vec![
+                vec![(C, "GB")],
+                vec![(O, "OpenBanking"), (O, "Another Ltd")],
+                vec![(OU, ORG_ID)],
+                vec![(CN, SOFTWARE_ID)],
+            ],
+            "2 values of O",
+        ),
+        (
+            "two organizationIdentifiers",
+            vec![
+                vec![(C, "GB")],
+                vec![
+                    (ORGANIZATION_IDENTIFIER, org_identifier.as_str()),
+                    (ORGANIZATION_IDENTIFIER, other_identifier.as_str()),
+                ],
+                vec![(CN, SOFTWARE_ID)],
+            ],
+            "2 values of organizationIdentifier",
+        ),
+    ];
+    let template = Subject::legacy_ob(ORG_ID, SOFTWARE_ID);
+    for (i, (name, rdns, needle)) in cases.into_iter().enumerate() {
+        let rdns: Vec<&[(&str, &str)]> = rdns.iter().map(Vec::as_slice).collect();
+        let cert = app.pki.issue_with_rdns(&template.clone().serial(3000 + i as u64), &rdns);
+        let reply = app.register_as(&app.client_presenting(&cert), &[]).await;
+        assert_eq!(reply.status, 403, "{name}: {}", reply.body);
+        reply.assert_error(403, "unapproved_software_statement", needle);
+    }
+    // The same crafted certificate with one value each registers: the test's certificates
+    // are otherwise sound.
+    let rdns = legacy(&[&org_a]);
+    let rdns: Vec<&[(&str, &str)]> = rdns.iter().map(Vec::as_slice).collect();
+    let sound = app.pki.issue_with_rdns(&template.serial(3100), &rdns);
+    let reply = app.register_as(&app.client_presenting(&sound), &[]).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+}
+
+/// Open Banking identifiers are case-sensitive: a certificate for "oq4k..." is not one for
+/// "oQ4K...".
+#[tokio::test]
+async fn certificate_identifiers_are_compared_with_their_case() {
+    let app = spawn_app_with(Options::mutual_tls()).await;
+    for (subject, needle) in [
+        (Subject::legacy_ob(ORG_ID, &SOFTWARE_ID.to_lowercase()), "CN"),
+        (Subject::legacy_ob(&ORG_ID.to_lowercase(), SOFTWARE_ID), "organisation"),
+        (Subject::obwac(&format!("PSDGB-OB-{}", ORG_ID.to_uppercase()), SOFTWARE_ID, ALL_ROLES), "organisation"),
+    ] {
+        let cert = app.pki.issue(&subject);
+        app.register_as(&app.client_presenting(&cert), &[]).await.assert_error(
+            403,
+            "unapproved_software_statement",
+            needle,
+        );
+    }
+}
+
+/// `[mtls.profile_ca_files]`: the legacy OB profile is only accepted from the CAs listed
+/// for it; a profile not listed is accepted from no CA.
+#[tokio::test]
+async fn certificate_profiles_are_tied_to_their_issuers() {
+    // The issuing CA may issue OBWACs only.
+    let options = Options::mutual_tls()
+        .dcr("one_registration_per_software = false")
+        .section("[mtls.profile_ca_files]\nobwac = \"obwac-issuers.pem\"");
+    let app = spawn_app_with_files(options, |dir, pki| {
+        std::fs::write(dir.join("obwac-issuers.pem"), pki.issuing.cert.pem()).unwrap();
+    })
+    .await;
+    let legacy = app.pki.issue(&Subject::legacy_ob(ORG_ID, SOFTWARE_ID));
+    app.register_as(&app.client_presenting(&legacy), &[]).await.assert_error(
+        401,
+        "invalid_client",
+        "legacy Open Banking transport (O=OpenBanking, OU=<org_id>) profile, but this bank trusts no CA for that profile",
+    );
+    let obwac = app.pki.issue(&Subject::obwac(&format!("PSDGB-OB-{ORG_ID}"), SOFTWARE_ID, ALL_ROLES));
+    let reply = app.register_as(&app.client_presenting(&obwac), &[]).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+
+    // Listed for the legacy profile, but with another CA than the one that issued it.
+    let options = Options::mutual_tls().section("[mtls.profile_ca_files]\nlegacy_ob = \"legacy-issuers.pem\"");
+    let app = spawn_app_with_files(options, |dir, pki| {
+        std::fs::write(dir.join("legacy-issuers.pem"), pki.untrusted.cert.pem()).unwrap();
+    })
+    .await;
+    let legacy = app.pki.issue(&Subject::legacy_ob(ORG_ID, SOFTWARE_ID));
+    app.register_as(&app.client_presenting(&legacy), &[]).await.assert_error(
+        401,
+        "invalid_client",
+        "none of the CAs it chains to is trusted for that profile ([mtls.profile_ca_files] legacy_ob)",
+    );
+
+    // The root, rather than the issuing CA, may be named too.
+    let options = Options::mutual_tls().section("[mtls.profile_ca_files]\nlegacy_ob = \"legacy-issuers.pem\"");
+    let app = spawn_app_with_files(options, |dir, pki| {
+        std::fs::write(dir.join("legacy-issuers.pem"), pki.root.cert.pem()).unwrap();
+    })
+    .await;
+    let legacy = app.pki.issue(&Subject::legacy_ob(ORG_ID, SOFTWARE_ID));
+    assert_eq!(app.register_as(&app.client_presenting(&legacy), &[]).await.status, 201);
+}
+
+/// A tls_client_auth registration must name the subject of the certificate it comes with,
+/// in OBIE's form (CN first).
+#[tokio::test]
+async fn a_tls_client_auth_subject_dn_must_be_the_presented_certificate() {
+    let app = spawn_app_with(Options::mutual_tls().dcr("one_registration_per_software = false")).await;
+    let cert = app.pki.issue(&Subject::legacy_ob(ORG_ID, SOFTWARE_ID));
+    let http = app.client_presenting(&cert);
+    let register = |dn: String| {
+        let claims = patch(
+            app.request_claims(),
+            serde_json::json!({"token_endpoint_auth_method": "tls_client_auth", "token_endpoint_auth_signing_alg": null,
+                               "tls_client_auth_subject_dn": dn}),
+        );
+        let http = http.clone();
+        let app = &app;
+        async move { app.post_with(&http, REGISTER, Some("application/json"), claims.to_string(), &[]).await }
+    };
+    register(format!("CN={SOFTWARE_ID},OU={ORG_ID},O=OpenBanking,C=FR")).await.assert_error(
+        400,
+        "invalid_client_metadata",
+        "is not the subject of the transport certificate presented with this registration",
+    );
+    register(format!("OU={ORG_ID},O=OpenBanking,C=GB,CN={SOFTWARE_ID}")).await.assert_error(
+        400,
+        "invalid_client_metadata",
+        "must start with the CN",
+    );
+    assert_eq!(cert.subject_dn(), format!("CN={SOFTWARE_ID},OU={ORG_ID},O=OpenBanking,C=GB"));
+    let reply = register(cert.subject_dn()).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+}

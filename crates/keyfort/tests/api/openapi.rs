@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -95,15 +95,40 @@ async fn the_served_document_is_the_file_and_openapi_3_1() {
     let response = app.client.get(format!("{}/openapi.json", app.base)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
-    let text = response.text().await.unwrap();
-    assert_eq!(text, OURS, "/openapi.json must serve keyfort-openapi.json byte for byte");
-
-    let reply = app.get("/openapi.json").await;
-    assert_eq!(reply.status, 200);
-    assert_eq!(reply.body, ours(), "the served document parses to the file's JSON");
-    let version = reply.body["openapi"].as_str().expect("an openapi version string");
+    let served: Value = response.json().await.unwrap();
+    // The file, with this server's public_url as servers[0].url, and without the admin
+    // API, which has a listener of its own here.
+    let mut expected = ours();
+    expected["servers"][0]["url"] = json!("https://localhost:9446");
+    expected["servers"][0]["description"] = json!("This server ([server] public_url).");
+    expected["paths"].as_object_mut().unwrap().retain(|path, _| !path.starts_with("/admin/"));
+    assert_eq!(served, expected, "the served document is the file, adapted to this listener");
+    let version = served["openapi"].as_str().expect("an openapi version string");
     assert!(version.starts_with("3.1."), "openapi is {version}, not 3.1.x");
-    assert!(reply.body["paths"].as_object().is_some_and(|p| !p.is_empty()), "the document has paths");
+    assert!(served["paths"].as_object().is_some_and(|p| !p.is_empty()), "the document has paths");
+
+    // The admin listener describes the admin API, at its own URL.
+    let admin: Value =
+        app.client.get(format!("{}/openapi.json", app.admin_base)).send().await.unwrap().json().await.unwrap();
+    let admin_paths: Vec<&String> = admin["paths"].as_object().unwrap().keys().collect();
+    assert!(!admin_paths.is_empty() && admin_paths.iter().all(|p| p.starts_with("/admin/")), "{admin_paths:?}");
+    assert_eq!(admin["servers"][0]["url"], app.admin_base.as_str());
+}
+
+/// The schemathesis finding: `servers[0].url` was the file's placeholder whatever the
+/// configuration said.
+#[tokio::test]
+async fn the_served_document_names_the_configured_public_url() {
+    let app = spawn_app_with(Options::default().admin_on_public()).await;
+    let config = std::fs::read_to_string(&app.config_path)
+        .unwrap()
+        .replace("public_url = \"https://localhost:9446\"", "public_url = \"https://api.bank.example/ob\"");
+    std::fs::write(&app.config_path, config).unwrap();
+    let mut app = app;
+    app.restart().await;
+    let served = app.get("/openapi.json").await.body;
+    assert_eq!(served["servers"][0]["url"], "https://api.bank.example/ob", "{}", served["servers"]);
+    assert!(served["paths"]["/admin/clients"].is_object(), "the admin API is here with listen = \"public\"");
 }
 
 #[test]
@@ -248,26 +273,29 @@ async fn a_real_registration_response_matches_the_schema() {
 #[tokio::test]
 async fn every_documented_operation_is_served() {
     let app = spawn_app().await;
-    let doc = ours();
     let mut checked = 0;
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        let concrete = path
-            .split('/')
-            .map(|segment| if segment.starts_with('{') { "no-such-client-0123456789" } else { segment })
-            .collect::<Vec<_>>()
-            .join("/");
-        for (method, operation) in operations(item) {
-            let m = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
-            let response = app.client.request(m, format!("{}{concrete}", app.base)).send().await.unwrap();
-            let status = response.status().as_u16();
-            let body = response.text().await.unwrap_or_default();
-            assert!(status != 404 && status != 405, "{method} {path} is documented but answers {status}: {body}");
-            let documented = status_codes(operation);
-            assert!(
+    // Each listener serves what its own document describes.
+    for base in [&app.base, &app.admin_base] {
+        let doc: Value = app.client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let concrete = path
+                .split('/')
+                .map(|segment| if segment.starts_with('{') { "no-such-client-0123456789" } else { segment })
+                .collect::<Vec<_>>()
+                .join("/");
+            for (method, operation) in operations(item) {
+                let m = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
+                let response = app.client.request(m, format!("{base}{concrete}")).send().await.unwrap();
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                assert!(status != 404 && status != 405, "{method} {path} is documented but answers {status}: {body}");
+                let documented = status_codes(operation);
+                assert!(
                 documented.contains(&status.to_string()),
                 "{method} {path} without credentials answers {status}, which it does not document ({documented:?}): {body}"
             );
-            checked += 1;
+                checked += 1;
+            }
         }
     }
     assert!(checked >= 20, "only {checked} operations were checked");

@@ -26,7 +26,8 @@ pub(crate) async fn add_admin(app: &TestApp) {
 
 pub(crate) async fn admin_call(app: &TestApp, method: reqwest::Method, path: &str) -> Reply {
     let (name, value) = basic();
-    let response = app.client.request(method, format!("{}{path}", app.base)).header(name, value).send().await.unwrap();
+    let response =
+        app.client.request(method, format!("{}{path}", app.admin_base)).header(name, value).send().await.unwrap();
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.json().await.unwrap_or(Value::Null);
@@ -36,7 +37,7 @@ pub(crate) async fn admin_call(app: &TestApp, method: reqwest::Method, path: &st
 async fn admin_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keyfort"));
     command
-        .args(["admin", "clients", "--server", &app.base, "--user", ADMIN, "--cacert"])
+        .args(["admin", "clients", "--server", &app.admin_base, "--user", ADMIN, "--cacert"])
         .arg(app.dir.path().join("ca.pem"))
         .args(args)
         .env("KEYFORT_ADMIN_PASSWORD", PASSWORD);
@@ -72,7 +73,8 @@ async fn an_admin_can_suspend_a_client_and_its_next_token_request_is_refused() {
     assert_eq!(token(&app, &http, &client_id).await.status, 200);
 
     // Unauthenticated admin calls are refused.
-    let anonymous = app.client.post(format!("{}/admin/clients/{client_id}/suspend", app.base)).send().await.unwrap();
+    let anonymous =
+        app.client.post(format!("{}/admin/clients/{client_id}/suspend", app.admin_base)).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
 
     let suspended = admin_call(&app, reqwest::Method::POST, &format!("/admin/clients/{client_id}/suspend")).await;
@@ -88,9 +90,10 @@ async fn an_admin_can_suspend_a_client_and_its_next_token_request_is_refused() {
         .unwrap();
     assert_eq!(managed.status(), 401);
 
-    // Suspending again is refused, and the refusal is audited like the change was.
+    // Suspending again is refused as a conflict with the client's state (409, as the
+    // OpenAPI document says), and the refusal is audited like the change was.
     admin_call(&app, reqwest::Method::POST, &format!("/admin/clients/{client_id}/suspend")).await.assert_error(
-        400,
+        409,
         "invalid_request",
         "is suspended, not active",
     );
@@ -196,7 +199,7 @@ async fn logs_of_a_registration_and_token_request_carry_no_secret() {
     let port = crate::crash::free_port();
     let config = std::fs::read_to_string(&app.config_path)
         .unwrap()
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""))
+        .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1)
         .replace("data_dir = \"data\"", "data_dir = \"log-data\"")
         .replace("level = \"warn\"", "level = \"debug\"");
     let config_path = app.dir.path().join("logging.toml");
@@ -259,5 +262,65 @@ async fn logs_of_a_registration_and_token_request_carry_no_secret() {
         ("access token signature", access_token.rsplit('.').next().unwrap()),
     ] {
         assert!(!log.contains(secret_value), "the log contains the {what}");
+    }
+}
+
+/// Hardening issue, finding 5: a TPP's software JWKS whose `kid` holds a line break (and a
+/// terminal escape, a Unicode line separator and a bidirectional override) cannot forge a
+/// log line, in the text or the JSON format, when Keyfort logs the failure to use it.
+#[tokio::test]
+async fn outside_values_cannot_forge_log_lines() {
+    const FORGED: &str = "2026-01-01T00:00:00.000000Z  INFO administrator ops@bank.example signed in";
+    let app = spawn_app().await;
+    let hostile_kid = format!("soft-ps256\n{FORGED}\u{2028}{FORGED}\u{1b}[2K\u{85}\u{202e}");
+    // A key too small to accept: the JWKS fails to parse, and the failure, naming the key,
+    // is logged.
+    app.key_server.set(
+        &software_jwks_path(),
+        Doc::Json(json!({"keys": [{"kty": "RSA", "kid": hostile_kid, "n": "AQAB", "e": "AQAB"}]})),
+    );
+    for format in ["text", "json"] {
+        let port = crate::crash::free_port();
+        let config = std::fs::read_to_string(&app.config_path)
+            .unwrap()
+            .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1)
+            .replace("data_dir = \"data\"", &format!("data_dir = \"forge-{format}\""))
+            .replace("level = \"warn\"", &format!("level = \"debug\"\nformat = \"{format}\""));
+        let config_path = app.dir.path().join(format!("forge-{format}.toml"));
+        std::fs::write(&config_path, config).unwrap();
+        let log_path = app.dir.path().join(format!("forge-{format}.log"));
+        let server =
+            crate::crash::start_binary_logging(&config_path, port, &app.client, Some((&log_path, "debug"))).await;
+        let response = app
+            .client
+            .post(format!("https://localhost:{port}{REGISTER}"))
+            .header("content-type", "application/jose")
+            .body(app.sign_request(&app.request_claims()))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 503, "{format}: {body}");
+        drop(server);
+
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        assert!(log.contains("administrator ops@bank.example signed in"), "{format}: the value was logged: {log}");
+        for line in log.lines() {
+            assert!(!line.starts_with("2026-01-01T00:00:00"), "{format}: a forged line: {line:?}\n{log}");
+            assert!(
+                !line.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202e}')),
+                "{format}: a raw control or separator: {line:?}"
+            );
+            if format == "json" {
+                let parsed: Result<Value, _> = serde_json::from_str(line);
+                assert!(parsed.is_ok(), "json: not one JSON object per line: {line:?}");
+            }
+        }
+        // Line-splitting that also honours NEL and U+2028 (as many viewers do) finds no
+        // forged line either.
+        let forged =
+            log.split(['\n', '\u{85}', '\u{2028}', '\u{2029}']).filter(|l| l.starts_with("2026-01-01")).count();
+        assert_eq!(forged, 0, "{format}: {log}");
     }
 }

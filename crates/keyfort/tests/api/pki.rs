@@ -164,6 +164,8 @@ impl TestPki {
     fn issue_by(&self, subject: &Subject, ca: &Ca) -> ClientCert {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        // rcgen starts with a placeholder CN; a directory writes C, O, OU, CN in this order.
+        params.distinguished_name = rcgen::DistinguishedName::new();
         for (kind, value) in &subject.attrs {
             params.distinguished_name.push(kind.clone(), value.clone());
         }
@@ -186,6 +188,69 @@ impl TestPki {
             key_der: key.serialize_der(),
             pem: cert.pem(),
         }
+    }
+
+    /// A certificate of `subject` whose subject name is replaced by `rdns` (ASN.1 order,
+    /// least specific first; each inner list one RDN, several entries a multi-valued RDN),
+    /// re-signed by the issuing CA: rcgen cannot write a repeated or multi-valued
+    /// attribute, which is exactly what an ambiguous subject needs.
+    pub fn issue_with_rdns(&self, subject: &Subject, rdns: &[&[(&str, &str)]]) -> ClientCert {
+        let template = self.issue(subject);
+        let (_, parsed) = x509_parser::parse_x509_certificate(template.der()).unwrap();
+        let tbs = parsed.tbs_certificate.as_ref().to_vec();
+        let old_subject = parsed.tbs_certificate.subject.as_raw().to_vec();
+        let name = yasna::construct_der(|w| {
+            w.write_sequence_of(|w| {
+                for rdn in rdns {
+                    w.next().write_set_of(|w| {
+                        for (oid, value) in rdn.iter() {
+                            w.next().write_sequence(|w| {
+                                let arcs: Vec<u64> = oid.split('.').map(|a| a.parse().unwrap()).collect();
+                                w.next().write_oid(&yasna::models::ObjectIdentifier::from_slice(&arcs));
+                                w.next().write_utf8_string(value);
+                            });
+                        }
+                    });
+                }
+            });
+        });
+        // The subject follows the issuer and validity; the issuer differs from it, so the
+        // first occurrence after the issuer is the subject.
+        let issuer_end = tbs
+            .windows(parsed.tbs_certificate.issuer.as_raw().len())
+            .position(|w| w == parsed.tbs_certificate.issuer.as_raw())
+            .unwrap()
+            + parsed.tbs_certificate.issuer.as_raw().len();
+        let at = issuer_end
+            + tbs[issuer_end..].windows(old_subject.len()).position(|w| w == old_subject.as_slice()).unwrap();
+        let header_len = der_header_len(&tbs);
+        let mut inner = tbs[header_len..at].to_vec();
+        inner.extend_from_slice(&name);
+        inner.extend_from_slice(&tbs[at + old_subject.len()..]);
+        let new_tbs = yasna::construct_der(|w| w.write_sequence(|w| w.next().write_der(&inner)));
+        let ca_key = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &self.issuing.key.serialize_der(),
+        )
+        .unwrap();
+        let signature = ca_key.sign(&aws_lc_rs::rand::SystemRandom::new(), &new_tbs).unwrap();
+        let der = yasna::construct_der(|w| {
+            w.write_sequence(|w| {
+                w.next().write_der(&new_tbs);
+                // ecdsa-with-SHA256, no parameters (RFC 5758).
+                w.next().write_sequence(|w| {
+                    w.next().write_oid(&yasna::models::ObjectIdentifier::from_slice(&[1, 2, 840, 10045, 4, 3, 2]))
+                });
+                w.next().write_bitvec_bytes(signature.as_ref(), signature.as_ref().len() * 8);
+            })
+        });
+        let pem = {
+            use base64::Engine;
+            let body = base64::engine::general_purpose::STANDARD.encode(&der);
+            let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+            format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+        };
+        ClientCert { chain: vec![CertificateDer::from(der), template.chain[1].clone()], key_der: template.key_der, pem }
     }
 
     /// The issuing CA's CRL, listing [`REVOKED_SERIAL`].
@@ -213,6 +278,14 @@ impl TestPki {
             key_identifier_method: KeyIdMethod::Sha256,
         };
         params.signed_by(&self.issuing.cert, &self.issuing.key).unwrap().der().to_vec()
+    }
+}
+
+/// The length of a DER element's tag and length octets.
+fn der_header_len(der: &[u8]) -> usize {
+    match der[1] {
+        len if len < 0x80 => 2,
+        long => 2 + usize::from(long & 0x7f),
     }
 }
 

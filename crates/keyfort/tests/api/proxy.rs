@@ -92,7 +92,7 @@ async fn nginx_terminates_mutual_tls_for_two_nodes() {
         .fold(example("nginx.conf"), |text, path| substitute(&text, path, &format!("{}/", rooted(path))));
     let site = substitute(&site, "listen 443 ssl;", &format!("listen 127.0.0.1:{nginx_port} ssl;"));
     let site = substitute(&site, "server 127.0.0.1:9446;", &format!("server 127.0.0.1:{port_a};"));
-    let site = substitute(&site, "server 127.0.0.1:9447;", &format!("server 127.0.0.1:{port_b};"));
+    let site = substitute(&site, "server 127.0.0.1:9448;", &format!("server 127.0.0.1:{port_b};"));
     write(&root, "/etc/nginx/keyfort.conf", &site);
     // The main file a Debian nginx.conf would be: here, a process in the foreground whose
     // files all live in the test's directory.
@@ -115,12 +115,23 @@ async fn nginx_terminates_mutual_tls_for_two_nodes() {
         ("KEYFORT_OAUTH__DCR__AUDIENCE", AUDIENCE.to_owned()),
         ("KEYFORT_HTTP_CLIENT__ALLOW_INSECURE_LOOPBACK", "true".to_owned()),
     ];
-    let (server_a, log_a) = spawn_node(&config, "proxied-a", port_a, &env);
-    let (server_b, log_b) = spawn_node(&config, "proxied-b", port_b, &env);
+    let (admin_a, admin_b) = (crate::crash::free_port(), crate::crash::free_port());
+    let (server_a, log_a) = spawn_node(&config, "proxied-a", port_a, admin_a, &env);
+    let (server_b, log_b) = spawn_node(&config, "proxied-b", port_b, admin_b, &env);
     wait_for(&app.client, port_a, &log_a).await;
     wait_for(&app.client, port_b, &log_b).await;
-    let a = Node { base: format!("https://localhost:{port_a}"), log: log_a, _process: server_a };
-    let _b = Node { base: format!("https://localhost:{port_b}"), log: log_b, _process: server_b };
+    let a = Node {
+        base: format!("https://localhost:{port_a}"),
+        admin_base: format!("https://localhost:{admin_a}"),
+        log: log_a,
+        _process: server_a,
+    };
+    let _b = Node {
+        base: format!("https://localhost:{port_b}"),
+        admin_base: format!("https://localhost:{admin_b}"),
+        log: log_b,
+        _process: server_b,
+    };
 
     let test = Command::new(&nginx).args(["-t", "-c"]).arg(root.join("nginx.conf")).output().unwrap();
     assert!(test.status.success(), "nginx -t: {}", String::from_utf8_lossy(&test.stderr));

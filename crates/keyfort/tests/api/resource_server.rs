@@ -282,14 +282,17 @@ async fn an_administrator_withdraws_access_and_every_token_of_the_consent_ends()
     assert_eq!(shown.body["consent"]["status"], "Authorised");
 
     // Without administrator credentials, nothing.
-    let anonymous = j.app.client.get(format!("{}/admin/consents", j.app.base)).send().await.unwrap();
+    let anonymous = j.app.client.get(format!("{}/admin/consents", j.app.admin_base)).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
+    // And nothing of the admin API on the public listener.
+    let public = j.app.client.get(format!("{}/admin/consents", j.app.base)).send().await.unwrap();
+    assert_eq!(public.status(), 404);
 }
 
 async fn admin_consents_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keyfort"));
     command
-        .args(["admin", "consents", "--server", &app.base, "--user", ADMIN, "--cacert"])
+        .args(["admin", "consents", "--server", &app.admin_base, "--user", ADMIN, "--cacert"])
         .arg(app.dir.path().join("ca.pem"))
         .args(args)
         .env("KEYFORT_ADMIN_PASSWORD", ADMIN_PASSWORD);

@@ -296,6 +296,28 @@ async fn redirect_uri_rules() {
         ),
         json_case("localhost", uris(json!(["https://localhost/cb"])), 400, BAD_REDIRECT, "loopback"),
         json_case("loopback IP", uris(json!(["https://127.0.0.1/cb"])), 400, BAD_REDIRECT, "loopback"),
+    ];
+    run(&app, cases).await;
+    // Other spellings of this machine, listed in the SSA too, so that only the loopback
+    // rule can refuse them (hardening issue, finding 3).
+    let spellings = [
+        "https://[::ffff:127.0.0.1]/cb",
+        "https://[::ffff:7f00:1]/cb",
+        "https://[::]/cb",
+        "https://0.0.0.0/cb",
+        "https://127.1.2.3/cb",
+        "https://2130706433/cb",
+        "https://0x7f.0.0.1/cb",
+        "https://localhost./cb",
+    ];
+    for uri in spellings {
+        let request = patch(
+            with_ssa(&app, json!({ "software_redirect_uris": [uri] })),
+            json!({ "redirect_uris": [uri], "jti": keyfort_core::secret::random_b64url(12) }),
+        );
+        run(&app, vec![json_case("another spelling of this machine", request, 400, BAD_REDIRECT, "loopback")]).await;
+    }
+    let cases = vec![
         json_case(
             "not in the SSA",
             uris(json!(["https://www.google.com/other"])),
@@ -400,6 +422,13 @@ async fn client_metadata_rules() {
         json_case(
             "jwks_uri not the SSA's",
             with(json!({"jwks_uri": "https://evil.example/keys.jwks"})),
+            400,
+            BAD_META,
+            "software_jwks_endpoint",
+        ),
+        json_case(
+            "keys by value",
+            with(json!({"jwks": {"keys": [app.keys.software_ps.jwk()]}})),
             400,
             BAD_META,
             "software_jwks_endpoint",

@@ -279,7 +279,7 @@ fn a_tpp_onboards_with_the_command_line_against_serve_with_sandbox() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n[oauth.dcr]\nssa_jkws = \"https://unused.example/x.jwks\"\n\n[log]\nlevel = \"warn\"\n"
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[oauth.dcr]\nssa_jkws = \"https://unused.example/x.jwks\"\n\n[log]\nlevel = \"warn\"\n"
         ),
     )
     .unwrap();
@@ -331,6 +331,23 @@ fn a_tpp_onboards_with_the_command_line_against_serve_with_sandbox() {
         path(&registration),
     ]));
     assert!(registered.contains("HTTP 201"), "{registered}");
+    // Every private key the command line wrote, and the registration (its access token),
+    // are readable by their owner only.
+    #[cfg(unix)]
+    for secret in [
+        sandbox.join("ca/root.key"),
+        sandbox.join("ca/issuing.key"),
+        sandbox.join("ca/keystore-server.key"),
+        sandbox.join("directory/signing.key"),
+        software.join("signing.key"),
+        software.join("transport.key"),
+        software.join("obwac.key"),
+        registration.clone(),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", secret.display());
+    }
     let token = ok(&keyfort(&["tpp", "token", "--registration", path(&registration), "--scope", "payments"]));
     assert!(
         std::fs::read_to_string(sandbox.join("software/AcmeSoftware01/software.json")).unwrap().contains(&kid),
@@ -376,6 +393,39 @@ fn a_tpp_onboards_with_the_command_line_against_serve_with_sandbox() {
     assert_eq!(saved["kid"], kid.as_str(), "the kid comes from the software directory");
     // From another folder, the saved registration still finds its files.
     let token = ok(&keyfort(&["tpp", "token", "--registration", path(&work.join("registration.json"))]));
+    assert!(token.contains("access_token"), "{token}");
+    let deleted = ok(&keyfort(&["tpp", "delete", "--registration", path(&work.join("registration.json"))]));
+    assert!(deleted.contains("deleted (HTTP 204)"), "{deleted}");
+
+    // tls_client_auth with the legacy transport certificate: its subject, in the directory's
+    // order, has the RFC 4514 form OBIE requires (CN first), so the sandbox's own
+    // tls_client_auth clients register and get tokens.
+    let tls_registration = dir.path().join("tls-registration.json");
+    let registered = ok(&keyfort(&[
+        "tpp",
+        "register",
+        "--server",
+        &format!("https://localhost:{port}"),
+        "--ssa",
+        path(&software.join("ssa.jwt")),
+        "--signing-key",
+        path(&software.join("signing.key")),
+        "--kid",
+        &kid,
+        "--cert",
+        path(&software.join("transport.pem")),
+        "--key",
+        path(&software.join("transport.key")),
+        "--cacert",
+        path(&cacert),
+        "--auth-method",
+        "tls_client_auth",
+        "--out",
+        path(&tls_registration),
+    ]));
+    assert!(registered.contains("HTTP 201"), "{registered}");
+    assert!(registered.contains("CN=AcmeSoftware01,OU="), "{registered}");
+    let token = ok(&keyfort(&["tpp", "token", "--registration", path(&tls_registration), "--scope", "accounts"]));
     assert!(token.contains("access_token"), "{token}");
     drop(server);
 }
@@ -431,7 +481,7 @@ fn serve_with_a_sandbox_whose_keystore_is_https_becomes_ready() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n[oauth.dcr]\nssa_jkws = \"https://unused.example/x.jwks\"\n\n[log]\nlevel = \"info\"\n"
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[oauth.dcr]\nssa_jkws = \"https://unused.example/x.jwks\"\n\n[log]\nlevel = \"info\"\n"
         ),
     )
     .unwrap();

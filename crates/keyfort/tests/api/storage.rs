@@ -166,12 +166,17 @@ async fn expired_replay_records_are_purged() {
     for b in backends().await {
         b.store.create_client(&client("p1"), &replay("p1", "old", Some(100)), false, &audit()).await.unwrap();
         b.store.create_client(&client("p2"), &replay("p2", "new", Some(10_000)), false, &audit()).await.unwrap();
-        b.store.create_client(&client("p3"), &replay("p3", "forever", None), false, &audit()).await.unwrap();
-        assert_eq!(b.store.purge_expired_jtis(5_000).await.unwrap(), 1, "{}", b.name);
+        b.store.create_client(&client("p3"), &replay("p3", "no-exp", None), false, &audit()).await.unwrap();
+        // Recorded at 1_800_000_000: a record without exp is kept while it is younger than
+        // the retention.
+        assert_eq!(b.store.purge_expired_jtis(5_000, 1_799_000_000).await.unwrap(), 1, "{}", b.name);
         // The purged jti may be used again; the others may not.
         b.store.create_client(&client("p1"), &replay("p1", "old", Some(100)), false, &audit()).await.unwrap();
         assert!(b.store.create_client(&client("p2"), &replay("p2", "new", None), false, &audit()).await.is_err());
-        assert!(b.store.create_client(&client("p3"), &replay("p3", "forever", None), false, &audit()).await.is_err());
+        assert!(b.store.create_client(&client("p3"), &replay("p3", "no-exp", None), false, &audit()).await.is_err());
+        // Once older than the retention, a record without exp goes too: not kept for ever.
+        assert_eq!(b.store.purge_expired_jtis(0, 1_800_000_001).await.unwrap(), 1, "{}", b.name);
+        b.store.create_client(&client("p3"), &replay("p3", "no-exp", None), false, &audit()).await.unwrap();
     }
 }
 
@@ -426,6 +431,25 @@ async fn contract_signing_keys_and_add_signing_key() {
     }
 }
 
+#[tokio::test]
+async fn contract_replace_signing_key_material() {
+    for b in backends().await {
+        let key = signing_key("k-wrap", 100);
+        b.store.add_signing_key(&key).await.unwrap();
+        // Compare-and-set: replaced only while the stored value is the expected one.
+        assert!(!b.store.replace_signing_key_material("k-wrap", "not-the-value", "x").await.unwrap(), "{}", b.name);
+        assert!(b
+            .store
+            .replace_signing_key_material("k-wrap", &key.private_key_pkcs8_b64, "kek1.wrapped")
+            .await
+            .unwrap());
+        assert!(!b.store.replace_signing_key_material("k-wrap", &key.private_key_pkcs8_b64, "again").await.unwrap());
+        assert!(!b.store.replace_signing_key_material("no-such-kid", "kek1.wrapped", "x").await.unwrap());
+        let stored = b.store.signing_keys().await.unwrap().remove(0);
+        assert_eq!(stored, StoredSigningKey { private_key_pkcs8_b64: "kek1.wrapped".into(), ..key }, "{}", b.name);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn contract_create_first_signing_key() {
     for b in backends().await {
@@ -474,6 +498,22 @@ async fn contract_record_audit_and_audit_events() {
         assert_eq!(mine[0].detail.as_deref(), Some("line 2"));
         assert_eq!(b.store.audit_events(None, 10).await.unwrap().len(), 3, "{}: every client", b.name);
         assert_eq!(b.store.audit_events(None, 1).await.unwrap()[0].at, 2, "{}: limit", b.name);
+        // Every field is capped on its way in, whoever built the line.
+        let huge = "k".repeat(8192);
+        let oversized = AuditEvent {
+            at: 9,
+            client_id: Some(huge.clone()),
+            detail: Some(huge.clone()),
+            cert_subject: Some(huge.clone()),
+            software_id: Some(huge.clone()),
+            ..audit()
+        };
+        b.store.record_audit(&oversized).await.unwrap();
+        let stored = b.store.audit_events(None, 1).await.unwrap().remove(0);
+        assert_eq!(stored, oversized.capped(), "{}", b.name);
+        let caps = keyfort::storage::audit_caps::CLIENT_ID;
+        assert_eq!(stored.client_id.unwrap().chars().count(), caps, "{}", b.name);
+        assert!(stored.detail.unwrap().chars().count() <= keyfort::storage::audit_caps::DETAIL);
     }
 }
 

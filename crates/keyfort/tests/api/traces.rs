@@ -63,7 +63,7 @@ async fn requests_and_service_calls_are_traced_over_otlp_without_secrets() {
     let port = free_port();
     let text = std::fs::read_to_string(&app.config_path)
         .unwrap()
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""))
+        .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1)
         .replace("data_dir = \"data\"", "data_dir = \"traced-data\"");
     let config = app.dir.path().join("traced.toml");
     std::fs::write(
