@@ -80,13 +80,10 @@ impl Auditor {
     /// Writes the line of a refused `action` (on `client_id`, when one was named). A failure
     /// to write is logged, not returned: the caller's answer is already decided.
     ///
-    /// Each refusal is its own commit (and fsync) today. Refusals are the lines an anonymous
-    /// caller can cause, so they are to be written in batches through the single
-    /// group-commit writer of the performance issue (one fsync per batch, within the loss
-    /// bound its durability table sets for audit lines of refusals) once that writer lands;
-    /// this and [`Auditor::consent_refusal`] are the two places to route through it. Until
-    /// then the amplification is bounded by refusing malformed client_ids before any lookup
-    /// and by capping every field of a line (`storage::audit_caps`).
+    /// Refusals are the lines an anonymous caller can cause: on SQLite they go through the
+    /// group-commit writer, so a burst of them shares one fsync per batch, and each field is
+    /// capped (`storage::audit_caps`); malformed client_ids are refused before any lookup and
+    /// write no line at all.
     pub async fn refusal(&self, action: AuditAction, caller: &Caller, client_id: Option<&str>, error: &ServiceError) {
         let mut event = self.line(action, caller, client_id);
         // What the service had established when it refused (a verified software statement,

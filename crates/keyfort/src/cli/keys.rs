@@ -77,8 +77,8 @@ pub fn rewrap(config: &Path, new_key_file: &Path) -> anyhow::Result<String> {
         lines.push(format!(
             "next: point [storage] key_encryption_key_file (or KEYFORT_STORAGE__KEY_ENCRYPTION_KEY_FILE) at {} on every \
              node and restart them; running nodes keep the keys they have loaded, but cannot open a key rotated in \
-             before they restart. Then destroy the old key-encryption key: database backups taken from now on need \
-             the new one.",
+             before they restart. Keep the old key-encryption key only as long as database backups taken before this \
+             rewrap (they need it); backups taken from now on need the new one.",
             new_key_file.display()
         ));
         Ok(lines.join("\n"))

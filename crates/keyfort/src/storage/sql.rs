@@ -978,6 +978,19 @@ async fn durability_settings(conn: &mut sqlx::SqliteConnection) -> Result<(Strin
     Ok((mode.to_ascii_lowercase(), synchronous))
 }
 
+/// Refuses a connection that does not run with WAL and FULL sync (a file system where WAL
+/// cannot work, a pragma silently ignored): every 201 relies on its commit being synced.
+async fn ensure_durable(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+    let (mode, synchronous) = durability_settings(conn).await?;
+    if mode != REQUIRED_JOURNAL_MODE || synchronous != REQUIRED_SYNCHRONOUS {
+        return Err(sqlx::Error::Protocol(format!(
+            "the SQLite connection runs with journal_mode={mode} synchronous={synchronous}, not \
+             journal_mode=wal synchronous=2 (FULL): commits would not be durable"
+        )));
+    }
+    Ok(())
+}
+
 /// The identity of a file (device and inode), to notice that the database file was removed
 /// or replaced under a running server.
 #[cfg(unix)]
@@ -1049,21 +1062,8 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(pool_size)
             .acquire_timeout(config.acquire_timeout)
-            // The options ask for WAL and FULL; a connection that does not get them (a file
-            // system where WAL cannot work, a pragma silently ignored) is not used, since
-            // every 201 relies on its commit being synced.
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    let (mode, synchronous) = durability_settings(conn).await?;
-                    if mode != REQUIRED_JOURNAL_MODE || synchronous != REQUIRED_SYNCHRONOUS {
-                        return Err(sqlx::Error::Protocol(format!(
-                            "the SQLite connection runs with journal_mode={mode} synchronous={synchronous}, not \
-                             journal_mode=wal synchronous=2 (FULL): commits would not be durable"
-                        )));
-                    }
-                    Ok(())
-                })
-            })
+            // The options ask for WAL and FULL; a connection that does not get them is not used.
+            .after_connect(|conn, _| Box::pin(ensure_durable(conn)))
             .before_acquire(move |_, _| {
                 let path = path.clone();
                 Box::pin(async move { still_the_file(&path, identity).map(|()| true) })
@@ -1071,7 +1071,11 @@ impl SqliteStore {
             .connect_with(options.clone().create_if_missing(false))
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the SQLite database {url}: {e}"))?;
-        let writing = sqlx::SqliteConnection::connect_with(&options.create_if_missing(false))
+        let mut writing = sqlx::SqliteConnection::connect_with(&options.create_if_missing(false))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the SQLite database {url}: {e}"))?;
+        // The writer commits registrations, replay records and audit lines: the same rule.
+        ensure_durable(&mut writing)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the SQLite database {url}: {e}"))?;
         let path = writing_path;
@@ -1089,7 +1093,8 @@ impl SqliteStore {
     }
 
     /// The journal mode and synchronous level of every connection the pool may hold, each
-    /// held at once (so that none is read twice): what the durability of a commit rests on.
+    /// held at once (so that none is read twice), then the group-commit writer's: what the
+    /// durability of a commit rests on.
     pub async fn connection_durability(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let mut held = Vec::new();
         let mut settings = Vec::new();
@@ -1098,6 +1103,11 @@ impl SqliteStore {
             settings.push(durability_settings(&mut conn).await?);
             held.push(conn);
         }
+        let writer: (String, i64) = self
+            .writer
+            .write(|conn| Box::pin(async move { Ok::<_, StoreError>(durability_settings(conn).await?) }))
+            .await?;
+        settings.push(writer);
         Ok(settings)
     }
 }

@@ -239,14 +239,14 @@ async fn the_database_is_synced_before_the_201_is_written() {
 /// Every connection of the SQLite pool runs with the write-ahead log and a sync per commit:
 /// what the test above observes for one commit holds for every connection that may commit.
 #[tokio::test]
-async fn every_pool_connection_runs_with_wal_and_full_sync() {
+async fn every_pool_connection_and_the_writer_run_with_wal_and_full_sync() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("pragmas.db").display());
     let mut config = keyfort::config::StorageConfig::for_url(&url);
     config.pool_size = Some(6);
     let store = keyfort::storage::SqliteStore::connect(&config).await.unwrap();
     let settings = store.connection_durability().await.unwrap();
-    assert_eq!(settings.len(), 6);
+    assert_eq!(settings.len(), 7, "the six pooled connections and the group-commit writer's");
     for (mode, synchronous) in settings {
         assert_eq!((mode.as_str(), synchronous), ("wal", 2), "journal_mode and synchronous (2 = FULL)");
     }

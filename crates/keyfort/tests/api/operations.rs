@@ -125,6 +125,13 @@ async fn an_admin_can_suspend_a_client_and_its_next_token_request_is_refused() {
     let reactivated = admin_call(&app, reqwest::Method::POST, &format!("/admin/clients/{client_id}/reactivate")).await;
     assert_eq!(reactivated.body["client"]["status"], "active");
     assert_eq!(token(&app, &http, &client_id).await.status, 200);
+    // Reactivating an active client is the same conflict, and changes nothing.
+    admin_call(&app, reqwest::Method::POST, &format!("/admin/clients/{client_id}/reactivate")).await.assert_error(
+        409,
+        "invalid_request",
+        "is active, not suspended",
+    );
+    assert_eq!(token(&app, &http, &client_id).await.status, 200);
 
     // The command line drives the same API. It runs off the test's runtime thread, which
     // also serves the requests it makes.
@@ -272,9 +279,11 @@ async fn logs_of_a_registration_and_token_request_carry_no_secret() {
 async fn outside_values_cannot_forge_log_lines() {
     const FORGED: &str = "2026-01-01T00:00:00.000000Z  INFO administrator ops@bank.example signed in";
     let app = spawn_app().await;
-    let hostile_kid = format!("soft-ps256\n{FORGED}\u{2028}{FORGED}\u{1b}[2K\u{85}\u{202e}");
-    // A key too small to accept: the JWKS fails to parse, and the failure, naming the key,
+    // Short enough (under 128 characters) to be a kid the parser reads, so that the key
+    // itself is what fails: an RSA key too small to accept. The failure names the key, and
     // is logged.
+    let hostile_kid = format!("soft-ps256\n{FORGED}\u{2028}x\u{1b}[2K\u{85}\u{202e}");
+    assert!(hostile_kid.chars().count() <= 128);
     app.key_server.set(
         &software_jwks_path(),
         Doc::Json(json!({"keys": [{"kty": "RSA", "kid": hostile_kid, "n": "AQAB", "e": "AQAB"}]})),
