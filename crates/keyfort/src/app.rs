@@ -71,6 +71,8 @@ pub struct Application {
     /// How long the jti of a registration request without `exp` is kept.
     jti_without_exp_retention_seconds: i64,
     consents: Arc<ConsentService>,
+    /// Holds the audit lines written after their answers, flushed at shutdown.
+    auditor: Arc<Auditor>,
 }
 
 impl Application {
@@ -201,7 +203,7 @@ impl Application {
         };
         let state = AppState {
             config: config.clone(),
-            operator: Arc::new(OperatorService::new(store.clone(), auditor, clock.clone())),
+            operator: Arc::new(OperatorService::new(store.clone(), auditor.clone(), clock.clone())),
             consents: consents.clone(),
             authorization,
             resource_server,
@@ -282,6 +284,7 @@ impl Application {
             idempotency_seconds: config.consents.idempotency_seconds,
             jti_without_exp_retention_seconds: config.dcr.jti_without_exp_retention_seconds,
             consents,
+            auditor,
         })
     }
 
@@ -394,6 +397,8 @@ impl Application {
         if let Some(task) = admin_server {
             let _ = task.await;
         }
+        // Every request is answered: write the audit lines of reads still on their way.
+        self.auditor.flush().await;
         purge.abort();
         key_reload.abort();
         if let Some(task) = metrics_server {

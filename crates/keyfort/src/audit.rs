@@ -59,14 +59,21 @@ impl AuditAction {
 /// The longest error description kept in an audit line.
 const MAX_DETAIL_CHARS: usize = 1000;
 
+/// How many audit lines of reads may be on their way to the database at once, unanswered:
+/// what a crash may lose of them (a clean stop writes them first, see [`Auditor::flush`]).
+/// A reader beyond that waits for a slot, so a burst cannot grow memory.
+pub const DEFERRED_LINES: u32 = 1024;
+
 pub struct Auditor {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// One permit per deferred line in flight.
+    deferred: Arc<tokio::sync::Semaphore>,
 }
 
 impl Auditor {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self { store, clock, deferred: Arc::new(tokio::sync::Semaphore::new(DEFERRED_LINES as usize)) }
     }
 
     /// The line of a successful `action` on `client`, for the store to commit with the change.
@@ -146,6 +153,32 @@ impl Auditor {
             event.customer_id = Some(customer.to_owned());
         }
         self.write(&event).await;
+    }
+
+    /// Writes the line of a read after the answer rather than before it: a read changes
+    /// nothing, so its line is the one write whose loss in a crash harms no state, and
+    /// waiting for its commit (an fsync) was what bounded the rate of registration reads.
+    /// The line still goes through the store's group commit; at most [`DEFERRED_LINES`] are
+    /// in flight, and [`Auditor::flush`] waits for them at shutdown.
+    pub async fn write_after_answer(&self, event: AuditEvent) {
+        let Ok(slot) = self.deferred.clone().acquire_owned().await else {
+            // The semaphore is never closed; should it be, write the line the slow way.
+            return self.write(&event).await;
+        };
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.record_audit(&event).await {
+                tracing::error!(error = %e, action = %event.action, "writing the audit trail failed");
+            }
+            drop(slot);
+        });
+    }
+
+    /// Waits until every line handed to [`Auditor::write_after_answer`] is written.
+    pub async fn flush(&self) {
+        if let Ok(all) = self.deferred.acquire_many(DEFERRED_LINES).await {
+            drop(all);
+        }
     }
 
     /// Writes a line that records no change (a read), on its own.

@@ -82,6 +82,82 @@ async fn a_201_survives_sigkill() {
     assert!(body["error_description"].as_str().unwrap().contains("already been used"), "{body}");
 }
 
+/// A registration read's audit line is written after its answer (see the durability table
+/// in docs/benchmark.md); a clean stop (SIGTERM) still writes every one of them before the
+/// process exits.
+#[tokio::test]
+async fn a_clean_stop_writes_the_audit_lines_of_every_read_it_answered() {
+    let app = spawn_app().await;
+    let port = free_port();
+    let config = std::fs::read_to_string(&app.config_path)
+        .unwrap()
+        .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1)
+        .replace("data_dir = \"data\"", "data_dir = \"reads-data\"");
+    let config_path = app.dir.path().join("reads.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let mut server = start_binary(&config_path, port, &app.client).await;
+    let registered: serde_json::Value = app
+        .client
+        .post(format!("https://localhost:{port}{REGISTER}"))
+        .header("content-type", "application/json")
+        .body(app.request_claims().to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client_id = registered["client_id"].as_str().unwrap().to_owned();
+    let token = registered["registration_access_token"].as_str().unwrap().to_owned();
+
+    const READS: usize = 400;
+    let url = format!("https://localhost:{port}{REGISTER}/{client_id}");
+    let mut reads = tokio::task::JoinSet::new();
+    for _ in 0..READS {
+        let (client, url, token) = (app.client.clone(), url.clone(), token.clone());
+        reads.spawn(async move { client.get(url).bearer_auth(token).send().await.unwrap().status().as_u16() });
+    }
+    let statuses = reads.join_all().await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // Stop at once, while the last lines may still be on their way.
+    let stopped = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    assert!(server.0.wait().unwrap().success(), "keyfort exits cleanly on SIGTERM");
+
+    let db = app.dir.path().join("reads-data").join("keyfort.db");
+    let store = keyfort::storage::SqliteStore::open(&format!("sqlite://{}", db.display())).await.unwrap();
+    let events = keyfort::storage::Store::audit_events(&store, Some(&client_id), 1000).await.unwrap();
+    let reads = events.iter().filter(|e| e.action == "read" && e.outcome == "success").count();
+    assert_eq!(reads, READS, "every answered read has its audit line");
+}
+
+/// The flush at shutdown is what writes the lines still on their way: on a single-threaded
+/// runtime none of the spawned writes has run before the flush, so without it none would
+/// be in the database.
+#[tokio::test(flavor = "current_thread")]
+async fn flushing_writes_every_audit_line_handed_over_after_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("flush.db").display());
+    let store: std::sync::Arc<dyn keyfort::storage::Store> =
+        std::sync::Arc::new(keyfort::storage::SqliteStore::open(&url).await.unwrap());
+    let auditor = keyfort::audit::Auditor::new(store.clone(), std::sync::Arc::new(keyfort_core::clock::SystemClock));
+    const LINES: usize = 300;
+    for i in 0..LINES {
+        let event = keyfort::storage::AuditEvent {
+            at: 1_800_000_000,
+            action: "read".into(),
+            outcome: "success".into(),
+            client_id: Some("flushed-client".into()),
+            detail: Some(format!("read {i}")),
+            ..Default::default()
+        };
+        auditor.write_after_answer(event).await;
+    }
+    auditor.flush().await;
+    let written = store.audit_events(Some("flushed-client"), 1000).await.unwrap();
+    assert_eq!(written.len(), LINES);
+}
+
 /// One system call of an strace log (`strace -f -ttt -T -yy`), as far as this test needs.
 #[derive(Debug)]
 struct Call {
