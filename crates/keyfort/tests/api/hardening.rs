@@ -60,6 +60,21 @@ async fn refused_anonymous_requests_do_not_amplify_into_the_database() {
         .await
         .unwrap();
     assert_eq!(token.status(), 401);
+    // Nor does the admin API, for a signed-in administrator: 404 with the shape, no line.
+    add_admin(&app).await;
+    let admin = app.client.clone();
+    let (status, body) = admin_get(&admin, format!("{}/admin/clients/{huge}", app.admin_base)).await;
+    assert_eq!(status, 404, "{body}");
+    descriptions.push(body["error_description"].as_str().unwrap().to_owned());
+    for action in ["suspend", "reactivate"] {
+        let response = admin
+            .post(format!("{}/admin/clients/{huge}/{action}", app.admin_base))
+            .basic_auth(ADMIN, Some(PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{action}");
+    }
     assert_eq!(audit_lines(&app).await.len(), lines_before, "a malformed client_id writes no audit line");
     let grown = database_bytes(&app).saturating_sub(bytes_before);
     assert!(grown < 64 * 1024, "the database grew by {grown} bytes");
