@@ -216,6 +216,15 @@ async fn method_not_allowed(method: Method) -> ApiError {
     )
 }
 
+/// The route template a request matched (`/register/{client_id}`), never its concrete
+/// path, so that no client_id or consent id of a URL reaches a metric label or a log line.
+fn route_template(request: &axum::extract::Request) -> String {
+    request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned())
+}
+
 /// Counts requests and their latency per route template (never per concrete path, so a
 /// client_id cannot blow up the label set).
 async fn record_http_metrics(
@@ -223,11 +232,7 @@ async fn record_http_metrics(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = route_template(&request);
     let method = request.method().to_string();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
@@ -248,11 +253,7 @@ async fn access_log(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = route_template(&request);
     let method = request.method().clone();
     let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
     let started = std::time::Instant::now();
