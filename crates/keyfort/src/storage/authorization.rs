@@ -143,6 +143,8 @@ macro_rules! sql_authorization_store {
                 &self,
                 s: &$crate::storage::AuthorizationSession,
             ) -> Result<(), StoreError> {
+                let s = s.clone();
+                self.write(move |tx| Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO authorization_sessions (session_hash, request, csrf_hash, customer_id, customer_name, \
                      auth_time, acr, created_at, expires_at, completed_at) VALUES ($1, $2, $3, $4, $10, $5, $6, $7, $8, $9)",
@@ -157,9 +159,10 @@ macro_rules! sql_authorization_store {
                 .bind(s.expires_at)
                 .bind(s.completed_at)
                 .bind(&s.customer_name)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
                 Ok(())
+                })).await
             }
 
             async fn find_authorization_session(
@@ -199,31 +202,38 @@ macro_rules! sql_authorization_store {
                 acr: &str,
                 now: UnixTime,
             ) -> Result<bool, StoreError> {
+                let (session_hash, customer_id) = (session_hash.to_owned(), customer_id.to_owned());
+                let (customer_name, acr) = (customer_name.to_owned(), acr.to_owned());
+                self.write(move |tx| Box::pin(async move {
                 let done = sqlx::query(
                     "UPDATE authorization_sessions SET customer_id = $2, auth_time = $3, acr = $4, customer_name = $6 \
                      WHERE session_hash = $1 AND completed_at IS NULL AND expires_at > $5",
                 )
-                .bind(session_hash)
-                .bind(customer_id)
+                .bind(&session_hash)
+                .bind(&customer_id)
                 .bind(auth_time)
-                .bind(acr)
+                .bind(&acr)
                 .bind(now)
-                .bind(customer_name)
-                .execute(&self.pool)
+                .bind(&customer_name)
+                .execute(&mut *tx)
                 .await?;
                 Ok(done.rows_affected() == 1)
+                })).await
             }
 
             async fn complete_authorization_session(&self, session_hash: &str, now: UnixTime) -> Result<bool, StoreError> {
+                let session_hash = session_hash.to_owned();
+                self.write(move |tx| Box::pin(async move {
                 let done = sqlx::query(
                     "UPDATE authorization_sessions SET completed_at = $2 \
                      WHERE session_hash = $1 AND completed_at IS NULL AND expires_at > $2",
                 )
-                .bind(session_hash)
+                .bind(&session_hash)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
                 Ok(done.rows_affected() == 1)
+                })).await
             }
 
             async fn create_grant_with_code(
@@ -231,7 +241,8 @@ macro_rules! sql_authorization_store {
                 g: &$crate::storage::GrantRecord,
                 c: &$crate::storage::CodeRecord,
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let (g, c) = (g.clone(), c.clone());
+                self.write(move |tx| Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO grants (grant_id, client_id, consent_id, customer_id, scope, created_at, revoked_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -260,8 +271,8 @@ macro_rules! sql_authorization_store {
                 .bind(c.redeemed_at)
                 .execute(&mut *tx)
                 .await?;
-                tx.commit().await?;
                 Ok(())
+                })).await
             }
 
             async fn find_grant(&self, grant_id: &str) -> Result<Option<$crate::storage::GrantRecord>, StoreError> {
@@ -291,12 +302,13 @@ macro_rules! sql_authorization_store {
                 code_hash: &str,
                 now: UnixTime,
             ) -> Result<$crate::storage::CodeRecord, $crate::storage::RedeemError> {
-                let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+                let code_hash = code_hash.to_owned();
+                self.write(move |tx| Box::pin(async move {
                 let row = sqlx::query(
                     "SELECT code_hash, grant_id, redirect_uri, nonce, acr, auth_time, code_challenge, expires_at, \
                      redeemed_at FROM authorization_codes WHERE code_hash = $1",
                 )
-                .bind(code_hash)
+                .bind(&code_hash)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(StoreError::from)?;
@@ -316,34 +328,35 @@ macro_rules! sql_authorization_store {
                 let done = sqlx::query(
                     "UPDATE authorization_codes SET redeemed_at = $2 WHERE code_hash = $1 AND redeemed_at IS NULL",
                 )
-                .bind(code_hash)
+                .bind(&code_hash)
                 .bind(now)
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::from)?;
-                tx.commit().await.map_err(StoreError::from)?;
                 if done.rows_affected() != 1 {
                     return Err($crate::storage::RedeemError::AlreadyRedeemed { grant_id: code.grant_id });
                 }
                 Ok(code)
+                })).await
             }
 
             async fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let grant_id = grant_id.to_owned();
+                self.write(move |tx| Box::pin(async move {
                 let done = sqlx::query("UPDATE grants SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL")
-                    .bind(grant_id)
+                    .bind(&grant_id)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(
                     "UPDATE refresh_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
                 )
-                .bind(grant_id)
+                .bind(&grant_id)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                tx.commit().await?;
                 Ok(done.rows_affected() == 1)
+                })).await
             }
 
             async fn revoke_grants_of_consent(
@@ -352,27 +365,30 @@ macro_rules! sql_authorization_store {
                 now: UnixTime,
                 audit: &$crate::storage::AuditEvent,
             ) -> Result<u64, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let (consent_id, audit) = (consent_id.to_owned(), audit.clone());
+                self.write(move |tx| Box::pin(async move {
                 sqlx::query(
                     "UPDATE refresh_tokens SET revoked_at = $2 WHERE revoked_at IS NULL \
                      AND grant_id IN (SELECT grant_id FROM grants WHERE consent_id = $1)",
                 )
-                .bind(consent_id)
+                .bind(&consent_id)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
                 let done =
                     sqlx::query("UPDATE grants SET revoked_at = $2 WHERE consent_id = $1 AND revoked_at IS NULL")
-                        .bind(consent_id)
+                        .bind(&consent_id)
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
-                insert_audit!(&mut *tx, audit)?;
-                tx.commit().await?;
+                insert_audit!(&mut *tx, &audit)?;
                 Ok(done.rows_affected())
+                })).await
             }
 
             async fn create_refresh_token(&self, t: &$crate::storage::RefreshTokenRecord) -> Result<(), StoreError> {
+                let t = t.clone();
+                self.write(move |tx| Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO refresh_tokens (token_hash, grant_id, cert_thumbprint, created_at, expires_at, \
                      revoked_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -383,9 +399,10 @@ macro_rules! sql_authorization_store {
                 .bind(t.created_at)
                 .bind(t.expires_at)
                 .bind(t.revoked_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
                 Ok(())
+                })).await
             }
 
             async fn find_refresh_token(
@@ -413,14 +430,17 @@ macro_rules! sql_authorization_store {
             }
 
             async fn revoke_refresh_token(&self, token_hash: &str, now: UnixTime) -> Result<bool, StoreError> {
+                let token_hash = token_hash.to_owned();
+                self.write(move |tx| Box::pin(async move {
                 let done = sqlx::query(
                     "UPDATE refresh_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL",
                 )
-                .bind(token_hash)
+                .bind(&token_hash)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
                 Ok(done.rows_affected() == 1)
+                })).await
             }
 
             async fn purge_expired_authorizations(&self, before: UnixTime) -> Result<u64, StoreError> {

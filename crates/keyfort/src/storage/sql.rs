@@ -322,8 +322,9 @@ macro_rules! sql_store {
             ) -> Result<(), CreateClientError> {
                 let metadata = serde_json::to_string(&client.metadata).map_err(|e| StoreError(e.to_string()))?;
                 let roles = serde_json::to_string(&client.software_roles).map_err(|e| StoreError(e.to_string()))?;
-                let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-                insert_jti!(&mut *tx, replay)?;
+                let (client, replay, audit) = (client.clone(), replay.clone(), audit.clone());
+                self.write(move |tx| Box::pin(async move {
+                insert_jti!(&mut *tx, &replay)?;
                 let updated = sqlx::query(
                     "UPDATE clients SET updated_at = $2, software_roles = $3, software_statement = $4, metadata = $5, \
                      transport_cert_thumbprint = $6, transport_cert_subject = $7 WHERE client_id = $1 AND status = 'active'",
@@ -341,27 +342,28 @@ macro_rules! sql_store {
                 if updated.rows_affected() != 1 {
                     return Err(StoreError(format!("client {} is not active", client.client_id)).into());
                 }
-                insert_audit!(&mut *tx, audit)?;
-                tx.commit().await.map_err(StoreError::from)?;
+                insert_audit!(&mut *tx, &audit)?;
                 Ok(())
+                })).await
             }
 
             async fn delete_client(&self, client_id: &str, now: UnixTime, audit: &AuditEvent) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let (client_id, audit) = (client_id.to_owned(), audit.clone());
+                self.write(move |tx| Box::pin(async move {
                 let done = sqlx::query(
                     "UPDATE clients SET status = 'deleted', active_software_id = NULL, updated_at = $2 \
                      WHERE client_id = $1 AND status IN ('active', 'suspended')",
                 )
-                .bind(client_id)
+                .bind(&client_id)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() != 1 {
                     return Ok(false);
                 }
-                insert_audit!(&mut *tx, audit)?;
-                tx.commit().await?;
+                insert_audit!(&mut *tx, &audit)?;
                 Ok(true)
+                })).await
             }
 
             async fn set_client_status(
@@ -372,9 +374,10 @@ macro_rules! sql_store {
                 now: UnixTime,
                 audit: &AuditEvent,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let (client_id, audit) = (client_id.to_owned(), audit.clone());
+                self.write(move |tx| Box::pin(async move {
                 let done = sqlx::query("UPDATE clients SET status = $3, updated_at = $4 WHERE client_id = $1 AND status = $2")
-                    .bind(client_id)
+                    .bind(&client_id)
                     .bind(from.as_str())
                     .bind(to.as_str())
                     .bind(now)
@@ -383,9 +386,9 @@ macro_rules! sql_store {
                 if done.rows_affected() != 1 {
                     return Ok(false);
                 }
-                insert_audit!(&mut *tx, audit)?;
-                tx.commit().await?;
+                insert_audit!(&mut *tx, &audit)?;
                 Ok(true)
+                })).await
             }
 
             async fn list_clients(&self, f: &ClientFilter) -> Result<Vec<RegisteredClient>, StoreError> {
@@ -653,7 +656,8 @@ macro_rules! sql_store {
             ) -> Result<(), CreateConsentError> {
                 let request = json_text(consent.request.json())?;
                 let account_ids = json_text(&consent.account_ids)?;
-                let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+                let (consent, idempotency, audit) = (consent.clone(), idempotency.cloned(), audit.clone());
+                self.write(move |tx| Box::pin(async move {
                 sqlx::query(&format!(
                     "INSERT INTO consents ({CONSENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
                 ))
@@ -670,7 +674,7 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::from)?;
-                if let Some(record) = idempotency {
+                if let Some(record) = &idempotency {
                     // An expired record of the same key gives way; a live one makes the
                     // insert below fail.
                     sqlx::query(
@@ -704,9 +708,9 @@ macro_rules! sql_store {
                         }
                     })?;
                 }
-                insert_audit!(&mut *tx, audit)?;
-                tx.commit().await.map_err(StoreError::from)?;
+                insert_audit!(&mut *tx, &audit)?;
                 Ok(())
+                })).await
             }
 
             async fn find_consent(&self, consent_id: &str) -> Result<Option<Consent>, StoreError> {
@@ -775,7 +779,8 @@ macro_rules! sql_store {
                 audit: &AuditEvent,
             ) -> Result<bool, StoreError> {
                 let account_ids = change.account_ids.as_ref().map(json_text).transpose()?;
-                let mut tx = self.pool.begin().await?;
+                let (change, audit) = (change.clone(), audit.clone());
+                self.write(move |tx| Box::pin(async move {
                 // Compare-and-set: a decision made meanwhile by another request (or node)
                 // makes this one change nothing.
                 let done = sqlx::query(
@@ -795,9 +800,9 @@ macro_rules! sql_store {
                 if done.rows_affected() != 1 {
                     return Ok(false);
                 }
-                insert_audit!(&mut *tx, audit)?;
-                tx.commit().await?;
+                insert_audit!(&mut *tx, &audit)?;
                 Ok(true)
+                })).await
             }
 
             async fn purge_idempotency_records(&self, before: UnixTime) -> Result<u64, StoreError> {
@@ -956,10 +961,13 @@ macro_rules! sql_store {
 /// The embedded default: one SQLite file in WAL mode with `synchronous = FULL`, so a
 /// committed registration survives a crash or power loss, not only a process exit.
 pub struct SqliteStore {
-    /// Reads, and the writes that are not hot enough to need the writer.
+    /// Reads, and the rare writes (signing keys, administrators, customers, purges).
     pool: sqlx::SqlitePool,
-    /// The hot writes (registrations, replay records, audit lines, revocations), committed
-    /// in groups by one connection.
+    /// Every write a TPP or a customer causes (registrations and their changes, replay
+    /// records, audit lines, revocations, consents, authorization sessions, grants, codes,
+    /// refresh tokens), committed in groups by one connection. A write on a pooled
+    /// connection would take SQLite's single write lock away from the writer, whose next
+    /// batch would then sleep in the busy handler: the long tails the pool once had.
     writer: GroupCommit,
     /// Connections the pool may hold.
     pool_size: u32,
