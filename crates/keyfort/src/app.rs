@@ -18,7 +18,7 @@ use crate::consent::ConsentService;
 use crate::customers::{AccountLookup, CustomerDirectory, StoreAccountLookup, StoreCustomerDirectory};
 use crate::directory::{HttpFetcher, JwksCache};
 use crate::health::Readiness;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Services};
 use crate::metrics::Metrics;
 use crate::operator::OperatorService;
 use crate::pages::Pages;
@@ -201,7 +201,7 @@ impl Application {
             max_header_bytes: config.server.max_header_bytes,
             max_body_bytes: config.server.max_body_bytes,
         };
-        let state = AppState {
+        let state = AppState::new(Services {
             config: config.clone(),
             operator: Arc::new(OperatorService::new(store.clone(), auditor.clone(), clock.clone())),
             consents: consents.clone(),
@@ -216,7 +216,7 @@ impl Application {
             transport,
             metrics: metrics.clone(),
             clock: clock.clone(),
-        };
+        });
         let admin = match config.admin.listen {
             AdminListen::Public => None,
             AdminListen::Separate(address) => {

@@ -5,7 +5,9 @@
 //! transaction as the change (the store takes it with the change), and a refusal is written
 //! on its own where the service refuses.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use keyfort_core::clock::Clock;
 use keyfort_core::registration::RegisteredClient;
@@ -56,6 +58,21 @@ impl AuditAction {
     }
 }
 
+/// Writes the deferred lines as they come, those queued meanwhile together (one database
+/// write, multi-row inserts, instead of one write with its own savepoint per line: what
+/// bounded the rate of registration reads once their lines were deferred). Each line's
+/// slot is given back once its write returned, so [`Auditor::flush`] waits for the write.
+async fn write_deferred_lines(store: Arc<dyn Store>, mut queued: mpsc::UnboundedReceiver<DeferredLine>) {
+    let mut batch: Vec<DeferredLine> = Vec::with_capacity(LINES_PER_WRITE);
+    while queued.recv_many(&mut batch, LINES_PER_WRITE).await > 0 {
+        let (events, slots): (Vec<AuditEvent>, Vec<OwnedSemaphorePermit>) = batch.drain(..).unzip();
+        if let Err(e) = store.record_audit_lines(&events).await {
+            tracing::error!(error = %e, lines = events.len(), "writing the audit trail failed");
+        }
+        drop(slots);
+    }
+}
+
 /// The longest error description kept in an audit line.
 const MAX_DETAIL_CHARS: usize = 1000;
 
@@ -64,16 +81,29 @@ const MAX_DETAIL_CHARS: usize = 1000;
 /// A reader beyond that waits for a slot, so a burst cannot grow memory.
 pub const DEFERRED_LINES: u32 = 1024;
 
+/// The most deferred lines written in one database write.
+const LINES_PER_WRITE: usize = 512;
+
+/// A deferred line, with the slot it holds until it is written.
+type DeferredLine = (AuditEvent, OwnedSemaphorePermit);
+
 pub struct Auditor {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     /// One permit per deferred line in flight.
     deferred: Arc<tokio::sync::Semaphore>,
+    /// To the task that writes the deferred lines, started with the first of them.
+    deferred_lines: OnceLock<mpsc::UnboundedSender<DeferredLine>>,
 }
 
 impl Auditor {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, deferred: Arc::new(tokio::sync::Semaphore::new(DEFERRED_LINES as usize)) }
+        Self {
+            store,
+            clock,
+            deferred: Arc::new(tokio::sync::Semaphore::new(DEFERRED_LINES as usize)),
+            deferred_lines: OnceLock::new(),
+        }
     }
 
     /// The line of a successful `action` on `client`, for the store to commit with the change.
@@ -165,13 +195,15 @@ impl Auditor {
             // The semaphore is never closed; should it be, write the line the slow way.
             return self.write(&event).await;
         };
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.record_audit(&event).await {
-                tracing::error!(error = %e, action = %event.action, "writing the audit trail failed");
-            }
-            drop(slot);
+        let lines = self.deferred_lines.get_or_init(|| {
+            let (lines, queued) = mpsc::unbounded_channel();
+            tokio::spawn(write_deferred_lines(self.store.clone(), queued));
+            lines
         });
+        if let Err(mpsc::error::SendError((event, _slot))) = lines.send((event, slot)) {
+            // The writing task is gone (only while the runtime shuts down).
+            self.write(&event).await;
+        }
     }
 
     /// Waits until every line handed to [`Auditor::write_after_answer`] is written.

@@ -49,10 +49,28 @@ use crate::transport::TransportTrust;
 use keyfort_core::clock::Clock;
 
 /// What every handler may use: the services and what the edge itself needs. Built once
-/// from the configuration; no globals. The store is deliberately not here: handlers reach
-/// data only through services, which audit what they change.
+/// from the configuration; no globals. Shared behind one `Arc`: axum hands every request
+/// its own clone of the state, which is then one reference count, not one per service.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`]. The store is deliberately not here: handlers reach
+/// data only through services, which audit what they change.
+pub struct Services {
     pub config: Arc<Config>,
     pub registration: Arc<RegistrationService>,
     pub tokens: Arc<TokenService>,

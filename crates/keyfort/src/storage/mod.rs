@@ -408,6 +408,10 @@ pub trait Store: AuthorizationStore + CustomerAreaStore + Send + Sync + 'static 
     /// methods that write one with a change.
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
 
+    /// Writes `events` together, in one write and as few statements as the database
+    /// allows: the deferred lines of reads, which come by the thousand per second.
+    async fn record_audit_lines(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
+
     /// Audit events, newest first, of one client or of all.
     async fn audit_events(&self, client_id: Option<&str>, limit: i64) -> Result<Vec<AuditEvent>, StoreError>;
 

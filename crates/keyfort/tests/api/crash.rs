@@ -327,3 +327,39 @@ async fn every_pool_connection_and_the_writer_run_with_wal_and_full_sync() {
         assert_eq!((mode.as_str(), synchronous), ("wal", 2), "journal_mode and synchronous (2 = FULL)");
     }
 }
+
+/// The write-ahead log is copied into the database file in the background, not by the
+/// group-commit writer inside a commit (which would stall every write queued behind it):
+/// writes far below the writer's own threshold still reach the database file soon.
+#[tokio::test]
+async fn the_write_ahead_log_is_checkpointed_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("checkpoint.db");
+    let store = keyfort::storage::SqliteStore::open(&format!("sqlite://{}", file.display())).await.unwrap();
+    use keyfort::storage::Store;
+    for i in 0..500 {
+        let line = keyfort::storage::AuditEvent {
+            at: i,
+            action: "read".into(),
+            outcome: "success".into(),
+            detail: Some("x".repeat(200)),
+            ..Default::default()
+        };
+        store.record_audit(&line).await.unwrap();
+    }
+    // 500 lines of 200 bytes fill ~30 pages of the WAL; nothing else but a checkpoint
+    // moves them into the database file while the store is open.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let size = std::fs::metadata(&file).unwrap().len();
+        if size > 100 * 1024 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file is still {size} bytes 10 s after the writes: the WAL was not checkpointed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(store.audit_events(None, 1000).await.unwrap().len(), 500);
+}

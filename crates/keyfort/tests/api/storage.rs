@@ -518,6 +518,30 @@ async fn contract_record_audit_and_audit_events() {
 }
 
 #[tokio::test]
+async fn contract_record_audit_lines() {
+    for b in backends().await {
+        // More lines than one multi-row insert takes, each field capped like a single line.
+        let lines: Vec<AuditEvent> = (0..300)
+            .map(|n| AuditEvent {
+                at: n,
+                action: "read".into(),
+                client_id: Some(format!("client-{}", n % 3)),
+                detail: Some(if n == 7 { "d".repeat(8192) } else { format!("line {n}") }),
+                ..audit()
+            })
+            .collect();
+        b.store.record_audit_lines(&lines).await.unwrap();
+        b.store.record_audit_lines(&[]).await.unwrap();
+        let stored = b.store.audit_events(None, 1000).await.unwrap();
+        assert_eq!(stored.len(), 300, "{}", b.name);
+        let mut expected: Vec<AuditEvent> = lines.iter().map(AuditEvent::capped).collect();
+        expected.reverse();
+        assert_eq!(stored, expected, "{}: every line, in order, capped", b.name);
+        assert_eq!(b.store.audit_events(Some("client-1"), 1000).await.unwrap().len(), 100, "{}", b.name);
+    }
+}
+
+#[tokio::test]
 async fn contract_pool_status() {
     for b in backends().await {
         b.store.ping().await.unwrap();
